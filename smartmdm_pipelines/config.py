@@ -1,0 +1,110 @@
+"""The utility configuration: YAML validated at load (pydantic), paths under the data directory.
+
+``SMARTMDM_CONFIG`` points at another YAML file; ``SMARTMDM_DATA_DIR`` moves the data
+directory (default ``./data``); ``SMARTMDM_LANDING_DIR`` overrides the landing folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from smartmdm_pipelines.adapters.base import SourceConfig
+
+DEFAULT_CONFIG = Path(__file__).with_name("config") / "utility.yaml"
+
+
+def _valid_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from None
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UtilitySettings(_Strict):
+    name: str
+    timezone: str
+    partitions_start: dt.date = dt.date(2020, 1, 1)
+
+    _zone = field_validator("timezone")(_valid_zone)
+
+
+class LandingSettings(_Strict):
+    path: Path = Path("landing")
+    archive: Path = Path("archive")
+    quarantine: Path = Path("quarantine")
+    cis_drop: Path = Path("cis")
+
+
+class SourceSettings(_Strict):
+    name: str
+    pattern: str
+    timezone: str = "UTC"
+    format: str | None = None
+    default_unit: str | None = None
+
+    _zone = field_validator("timezone")(_valid_zone)
+
+
+class UtilityConfig(_Strict):
+    utility: UtilitySettings
+    landing: LandingSettings = Field(default_factory=LandingSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    data_dir: Path = Path("data")
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.data_dir / path).resolve()
+
+    @property
+    def landing_dir(self) -> Path:
+        override = os.environ.get("SMARTMDM_LANDING_DIR")
+        return Path(override).resolve() if override else self.resolve(self.landing.path)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.resolve(self.landing.archive)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.resolve(self.landing.quarantine)
+
+    @property
+    def cis_drop_dir(self) -> Path:
+        return self.resolve(self.landing.cis_drop)
+
+    def source_for(self, file_name: str) -> SourceConfig:
+        """The configured source whose pattern matches the file name (else the utility default)."""
+        for src in self.sources:
+            if fnmatch.fnmatch(file_name, src.pattern):
+                return SourceConfig(src.name, src.timezone, src.format, src.default_unit)
+        return SourceConfig("unknown", self.utility.timezone)
+
+
+def load_config(path: Path | str | None = None, data_dir: Path | str | None = None) -> UtilityConfig:
+    """Read and validate the utility YAML; a bad file raises with the failing field's path."""
+    path = Path(path or os.environ.get("SMARTMDM_CONFIG") or DEFAULT_CONFIG)
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw.setdefault("data_dir", str(data_dir or os.environ.get("SMARTMDM_DATA_DIR", "data")))
+    try:
+        cfg = UtilityConfig.model_validate(raw)
+    except Exception as exc:
+        raise ValueError(f"invalid utility config {path}: {exc}") from exc
+    cfg.data_dir = cfg.data_dir.resolve()
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def default_config() -> UtilityConfig:
+    return load_config()

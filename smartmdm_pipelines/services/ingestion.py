@@ -1,0 +1,226 @@
+"""Head-end file ingestion: register, parse, load in bulk, archive. One code path for the
+sensor-launched Dagster runs, the ``smartmdm ingest`` command and historical migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
+from smartmdm_pipelines.adapters.registry import parse_file
+from smartmdm_pipelines.config import UtilityConfig
+from smartmdm_pipelines.domain.timeutil import local_date, operating_day
+from smartmdm_pipelines.store.store import Store
+
+MAX_ERRORS_IN_SUMMARY = 50
+
+
+@dataclass
+class FileSummary:
+    """What a file holds (``inspect``) or what loading it did (``ingest``)."""
+
+    file: str
+    sha256: str
+    format: str
+    status: str  # loaded | partially loaded | rejected | duplicate
+    interval_reads: int = 0
+    register_reads: int = 0
+    events: int = 0
+    rejected_rows: int = 0
+    records: int = 0
+    meters: int = 0
+    channels: list[str] = field(default_factory=list)
+    first_interval_end: str | None = None
+    last_interval_end: str | None = None
+    read_days: list[str] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    file_id: int | None = None
+    duplicate_of: int | None = None
+    archived_to: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def summarise(path: Path, sha: str, parsed: ParsedFile, utility_tz: str) -> FileSummary:
+    iv = parsed.intervals
+    meters = pd.concat([iv["meter_id"], parsed.registers["meter_id"], parsed.events["meter_id"]]).nunique()
+    channels = sorted(set(iv["channel"].unique()) | set(parsed.registers["channel"].unique()))
+    errors = [{"line": parsed.fatal_line, "reason": parsed.fatal}] if parsed.fatal else []
+    errors += [
+        {"line": int(line), "reason": reason}
+        for line, reason in parsed.rejected[["line", "reason"]]
+        .head(MAX_ERRORS_IN_SUMMARY)
+        .itertuples(index=False)
+    ]
+    return FileSummary(
+        file=str(path),
+        sha256=sha,
+        format=parsed.format,
+        status=parsed.status,
+        interval_reads=len(iv),
+        register_reads=len(parsed.registers),
+        events=len(parsed.events),
+        rejected_rows=len(parsed.rejected),
+        records=parsed.records,
+        meters=int(meters),
+        channels=[str(c) for c in channels],
+        first_interval_end=iv["interval_end"].min().isoformat() if len(iv) else None,
+        last_interval_end=iv["interval_end"].max().isoformat() if len(iv) else None,
+        read_days=[d.isoformat() for d in touched_days(parsed, utility_tz)],
+        errors=errors,
+    )
+
+
+def inspect_file(path: Path, config: UtilityConfig) -> FileSummary:
+    """Parse without loading: what the file holds and what would be rejected."""
+    path = Path(path)
+    parsed = parse_file(path, config.source_for(path.name))
+    return summarise(path, sha256_of(path), parsed, config.utility.timezone)
+
+
+def touched_days(parsed: ParsedFile, tz: str) -> list[dt.date]:
+    days: set = set()
+    if len(parsed.intervals):
+        days |= set(
+            operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz).unique()
+        )
+    if len(parsed.registers):
+        days |= set(local_date(parsed.registers["read_at"], tz).unique())
+    if len(parsed.events):
+        days |= set(local_date(parsed.events["event_at"], tz).unique())
+    return sorted(pd.Timestamp(d).date() for d in days)
+
+
+def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: bool = True) -> FileSummary:
+    """Register, parse and load one file in one transaction, then move it out of landing.
+
+    Re-delivery of identical bytes is a no-op (status ``duplicate``). A file that cannot be
+    parsed at all is registered as rejected with its reason and moved to quarantine.
+    """
+    path = Path(path)
+    sha = sha256_of(path)
+    existing = store.read_frame("SELECT file_id FROM headend_files WHERE sha256 = :sha", {"sha": sha})
+    if len(existing):
+        summary = FileSummary(file=str(path), sha256=sha, format="", status="duplicate")
+        summary.duplicate_of = int(existing["file_id"].iloc[0])
+        if archive:
+            summary.archived_to = str(_move(path, config.archive_dir / "duplicates", sha))
+        return summary
+
+    source: SourceConfig = config.source_for(path.name)
+    parsed = parse_file(path, source)
+    tz = config.utility.timezone
+    summary = summarise(path, sha, parsed, tz)
+    received = pd.Timestamp.now(tz="UTC")
+    with store.begin() as conn:
+        file_id = int(store.execute("SELECT nextval('headend_file_id_seq')", conn=conn).scalar_one())
+        summary.file_id = file_id
+        registry = pd.DataFrame(
+            [
+                {
+                    "file_id": file_id,
+                    "name": path.name,
+                    "sha256": sha,
+                    "size_bytes": path.stat().st_size,
+                    "format": parsed.format,
+                    "source": source.name,
+                    "received_at": received,
+                    "loaded_at": pd.Timestamp.now(tz="UTC"),
+                    "status": parsed.status,
+                    "rows_in": parsed.records,
+                    "interval_reads": summary.interval_reads,
+                    "register_reads": summary.register_reads,
+                    "events": summary.events,
+                    "rows_rejected": summary.rejected_rows + (1 if parsed.fatal else 0),
+                    "first_interval_end": pd.Timestamp(summary.first_interval_end)
+                    if summary.first_interval_end
+                    else None,
+                    "last_interval_end": pd.Timestamp(summary.last_interval_end)
+                    if summary.last_interval_end
+                    else None,
+                    "read_days": ";".join(summary.read_days),
+                    "error": _error_text(parsed),
+                }
+            ]
+        )
+        store.bulk_insert("headend_files", registry, conn)
+        store.bulk_insert(
+            "raw_reads",
+            _with_file(
+                parsed.intervals,
+                file_id,
+                operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz),
+            ),
+            conn,
+        )
+        store.bulk_insert(
+            "register_reads",
+            _with_file(parsed.registers, file_id, local_date(parsed.registers["read_at"], tz)),
+            conn,
+        )
+        store.bulk_insert(
+            "meter_events",
+            _with_file(parsed.events, file_id, local_date(parsed.events["event_at"], tz)),
+            conn,
+        )
+        rejected = parsed.rejected
+        if parsed.fatal:
+            rejected = pd.DataFrame(
+                [
+                    {
+                        "line": parsed.fatal_line or 0,
+                        "raw_text": None,
+                        "reason": f"file rejected: {parsed.fatal}",
+                    }
+                ]
+            )
+        store.bulk_insert("rejected_rows", rejected.assign(file_id=file_id), conn)
+    if archive:
+        target = (
+            config.quarantine_dir
+            if parsed.status == "rejected"
+            else config.archive_dir / received.strftime("%Y/%m/%d")
+        )
+        moved = _move(path, target, sha)
+        summary.archived_to = str(moved)
+        store.execute(
+            "UPDATE headend_files SET archive_path = :p WHERE file_id = :id", {"p": str(moved), "id": file_id}
+        )
+    return summary
+
+
+def _with_file(frame: pd.DataFrame, file_id: int, read_day: pd.Series) -> pd.DataFrame:
+    return frame.assign(file_id=file_id, read_day=read_day.to_numpy())
+
+
+def _error_text(parsed: ParsedFile) -> str | None:
+    if parsed.fatal:
+        return f"line {parsed.fatal_line}: {parsed.fatal}" if parsed.fatal_line else parsed.fatal
+    if len(parsed.rejected):
+        first = parsed.rejected.iloc[0]
+        more = len(parsed.rejected) - 1
+        return f"line {first['line']}: {first['reason']}" + (
+            f" (and {more} more rejected rows)" if more else ""
+        )
+    return None
+
+
+def _move(path: Path, folder: Path, sha: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{sha[:12]}_{path.name}"
+    shutil.move(str(path), target)
+    return target

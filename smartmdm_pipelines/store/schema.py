@@ -1,0 +1,345 @@
+"""The system of record as SQLAlchemy Core tables (one schema for DuckDB and PostgreSQL).
+
+Times are UTC (``TIMESTAMP WITH TIME ZONE``); an interval is identified by its end
+instant, its length is a column. Large append-mostly tables (``raw_reads``,
+``intervals``) carry no primary key: their identity is documented per table and
+enforced by the load paths, because a unique index makes bulk loads an order of
+magnitude slower on DuckDB. ``read_day`` is the operating day in the utility's time
+zone; it is the partition key the pipelines rewrite atomically.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+
+def _ts(name: str, nullable: bool = True, **kw) -> sa.Column:
+    return sa.Column(name, TS, nullable=nullable, **kw)
+
+
+# --- CIS master data (mastered in the CIS, synchronised inbound) -------------------------------
+
+meters = sa.Table(
+    "meters",
+    metadata,
+    sa.Column("meter_id", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, nullable=False, comment="manual | amr | ami"),
+    sa.Column("commodity", sa.String, nullable=False, comment="electric | water | gas"),
+    sa.Column("role", sa.String, nullable=False, server_default="customer", comment="customer | zone_bulk"),
+    sa.Column("channels", sa.String, nullable=False, comment="';'-joined channel codes"),
+    sa.Column("unit", sa.String, nullable=False),
+    sa.Column("interval_seconds", sa.Integer),
+    sa.Column("multiplier", sa.Double, nullable=False, server_default="1"),
+    sa.Column("dials", sa.Integer),
+    sa.Column("headend", sa.String),
+    _ts("synced_at"),
+)
+
+service_points = sa.Table(
+    "service_points",
+    metadata,
+    sa.Column("service_point_id", sa.String, primary_key=True),
+    sa.Column("commodity", sa.String, nullable=False),
+    sa.Column("timezone", sa.String, nullable=False, comment="IANA time zone"),
+    sa.Column("rate_code", sa.String),
+    sa.Column("billing_cycle", sa.String),
+    sa.Column("route", sa.String),
+    sa.Column("zone_id", sa.String),
+    sa.Column("customer_class", sa.String),
+    sa.Column("has_solar", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String, nullable=False, server_default="active"),
+    _ts("synced_at"),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("service_point_id", sa.String, nullable=False),
+    sa.Column("customer_name", sa.String),
+    sa.Column("move_in", sa.Date, nullable=False),
+    sa.Column("move_out", sa.Date),
+    _ts("synced_at"),
+    sa.PrimaryKeyConstraint("account_id", "service_point_id", "move_in"),
+)
+
+meter_installs = sa.Table(
+    "meter_installs",
+    metadata,
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("service_point_id", sa.String, nullable=False),
+    _ts("installed_at", nullable=False),
+    _ts("removed_at"),
+    sa.Column("multiplier", sa.Double, nullable=False, server_default="1"),
+    sa.Column("start_register", sa.Double),
+    sa.Column("end_register", sa.Double),
+    _ts("synced_at"),
+    sa.PrimaryKeyConstraint("meter_id", "service_point_id", "installed_at"),
+)
+
+billing_cycles = sa.Table(
+    "billing_cycles",
+    metadata,
+    sa.Column("cycle_id", sa.String, nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("read_date", sa.Date, nullable=False),
+    _ts("synced_at"),
+    sa.PrimaryKeyConstraint("cycle_id", "period_start"),
+)
+
+zones = sa.Table(
+    "zones",
+    metadata,
+    sa.Column("zone_id", sa.String, primary_key=True),
+    sa.Column("name", sa.String),
+    sa.Column("timezone", sa.String, nullable=False),
+    sa.Column("bulk_meter_ids", sa.String, comment="';'-joined meter ids"),
+    sa.Column("parent_zone_id", sa.String),
+    _ts("synced_at"),
+)
+
+# --- Ingestion ------------------------------------------------------------------------------------
+
+headend_file_id_seq = sa.Sequence("headend_file_id_seq", metadata=metadata)
+
+headend_files = sa.Table(
+    "headend_files",
+    metadata,
+    sa.Column(
+        "file_id",
+        sa.BigInteger,
+        server_default=sa.text("nextval('headend_file_id_seq')"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("format", sa.String),
+    sa.Column("source", sa.String, comment="head-end / source system"),
+    _ts("received_at", nullable=False),
+    _ts("loaded_at"),
+    sa.Column("status", sa.String, nullable=False, comment="received | loaded | partially loaded | rejected"),
+    sa.Column("rows_in", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("interval_reads", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("register_reads", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("events", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("first_interval_end", TS),
+    sa.Column("last_interval_end", TS),
+    sa.Column("read_days", sa.String, comment="';'-joined operating days the file touched"),
+    sa.Column("archive_path", sa.String),
+    sa.Column("error", sa.Text),
+)
+
+raw_reads = sa.Table(
+    "raw_reads",
+    metadata,
+    sa.Column("file_id", sa.BigInteger, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False, comment="1-based line in the file"),
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    _ts("interval_end", nullable=False),
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.Column("value", sa.Double, comment="normalised unit; NULL = no read"),
+    sa.Column("unit", sa.String, nullable=False),
+    sa.Column("source_unit", sa.String, nullable=False),
+    sa.Column("source_quality", sa.String),
+    sa.Column("read_day", sa.Date, nullable=False, comment="operating day (utility time zone)"),
+    comment="Append-only, exactly as received after unit normalisation. Identity: (file_id, line, channel, interval_end).",
+)
+
+register_reads = sa.Table(
+    "register_reads",
+    metadata,
+    sa.Column("file_id", sa.BigInteger, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False),
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    _ts("read_at", nullable=False),
+    sa.Column("value", sa.Double, comment="register as displayed (dial units, multiplier not applied)"),
+    sa.Column("unit", sa.String, nullable=False),
+    sa.Column("source_unit", sa.String, nullable=False),
+    sa.Column("source_quality", sa.String),
+    sa.Column("read_day", sa.Date, nullable=False),
+)
+
+meter_events = sa.Table(
+    "meter_events",
+    metadata,
+    sa.Column("file_id", sa.BigInteger, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False),
+    sa.Column("meter_id", sa.String, nullable=False),
+    _ts("event_at", nullable=False),
+    sa.Column("event_type", sa.String, nullable=False),
+    sa.Column("source_code", sa.String),
+    sa.Column("read_day", sa.Date, nullable=False),
+)
+
+rejected_rows = sa.Table(
+    "rejected_rows",
+    metadata,
+    sa.Column("file_id", sa.BigInteger, nullable=False),
+    sa.Column("line", sa.BigInteger, nullable=False),
+    sa.Column("raw_text", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+# --- VEE ------------------------------------------------------------------------------------------
+
+intervals = sa.Table(
+    "intervals",
+    metadata,
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    _ts("interval_end", nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, comment="1, 2, … per (meter, channel, interval_end)"),
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("unit", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False, comment="valid | estimated | edited | suspect | missing"),
+    sa.Column("espi_quality", sa.SmallInteger, comment="NAESB ESPI QualityOfReading"),
+    sa.Column("iec_quality", sa.String, comment="IEC 61968-9 ReadingQualityType"),
+    sa.Column("estimation_method", sa.String),
+    sa.Column("failed_rules", sa.String, comment="';'-joined rule ids"),
+    sa.Column("source_file_id", sa.BigInteger),
+    sa.Column("source_line", sa.BigInteger),
+    sa.Column("read_day", sa.Date, nullable=False),
+    sa.Column("created_by", sa.String, nullable=False),
+    _ts("created_at", nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("billed", sa.Boolean, nullable=False, server_default=sa.false()),
+    comment="Versioned validated store; every change is a new version. Identity: (meter_id, channel, interval_end, version).",
+)
+
+vee_exceptions = sa.Table(
+    "vee_exceptions",
+    metadata,
+    sa.Column(
+        "exception_id", sa.String, primary_key=True, comment="stable hash of meter, channel, day, rule"
+    ),
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("read_day", sa.Date, nullable=False),
+    _ts("period_start", nullable=False),
+    _ts("period_end", nullable=False),
+    sa.Column("rule", sa.String, nullable=False),
+    sa.Column("severity", sa.String, nullable=False),
+    sa.Column("intervals", sa.Integer),
+    sa.Column("detail", sa.Text),
+    sa.Column("status", sa.String, nullable=False, comment="open | accepted | edited | dismissed | resolved"),
+    sa.Column("resolution", sa.Text),
+    sa.Column("resolved_by", sa.String),
+    _ts("resolved_at"),
+    _ts("created_at", nullable=False),
+)
+
+# --- Billing, integration, analytics ---------------------------------------------------------------
+
+billing_determinants = sa.Table(
+    "billing_determinants",
+    metadata,
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("service_point_id", sa.String, nullable=False),
+    sa.Column("cycle_id", sa.String, nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column(
+        "determinant", sa.String, nullable=False, comment="e.g. kwh_delivered, kwh_tou_on_peak, kw_max"
+    ),
+    sa.Column("value", sa.Double),
+    sa.Column("unit", sa.String),
+    sa.Column("estimated_share", sa.Double),
+    sa.Column("is_correction", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("content_hash", sa.String),
+    _ts("created_at", nullable=False),
+)
+
+outbound_messages = sa.Table(
+    "outbound_messages",
+    metadata,
+    sa.Column("idempotency_key", sa.String, primary_key=True),
+    sa.Column("channel", sa.String, nullable=False, comment="cis_batch | cis_api | portal | alert"),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String, nullable=False, comment="pending | sent | acknowledged | failed"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("response", sa.Text),
+    _ts("created_at", nullable=False),
+    _ts("sent_at"),
+    _ts("acknowledged_at"),
+)
+
+zone_balances = sa.Table(
+    "zone_balances",
+    metadata,
+    sa.Column("zone_id", sa.String, nullable=False),
+    _ts("interval_end", nullable=False),
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.Column("input_volume", sa.Double),
+    sa.Column("metered_volume", sa.Double),
+    sa.Column("loss_volume", sa.Double),
+    sa.Column("unit", sa.String),
+    sa.Column("read_day", sa.Date, nullable=False),
+)
+
+loss_events = sa.Table(
+    "loss_events",
+    metadata,
+    sa.Column("event_id", sa.String, primary_key=True),
+    sa.Column("zone_id", sa.String),
+    sa.Column("meter_id", sa.String),
+    sa.Column("kind", sa.String, nullable=False, comment="leak | burst | unauthorized_use"),
+    _ts("start_at", nullable=False),
+    _ts("end_at"),
+    sa.Column("rate", sa.Double),
+    sa.Column("unit", sa.String),
+    sa.Column("detail", sa.Text),
+)
+
+protection_flags = sa.Table(
+    "protection_flags",
+    metadata,
+    sa.Column("flag_id", sa.String, primary_key=True),
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("service_point_id", sa.String),
+    sa.Column("indicator", sa.String, nullable=False),
+    _ts("start_at", nullable=False),
+    _ts("end_at"),
+    sa.Column("score", sa.Double),
+    sa.Column("detail", sa.Text),
+    sa.Column("status", sa.String, nullable=False, server_default="open"),
+)
+
+usage_alerts = sa.Table(
+    "usage_alerts",
+    metadata,
+    sa.Column("alert_id", sa.String, primary_key=True),
+    sa.Column("account_id", sa.String),
+    sa.Column("meter_id", sa.String),
+    sa.Column("kind", sa.String, nullable=False),
+    _ts("detected_at", nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("status", sa.String, nullable=False, server_default="pending"),
+)
+
+# Indexes that serve the partition-replace and read paths.
+sa.Index("ix_raw_reads_day", raw_reads.c.read_day)
+sa.Index("ix_raw_reads_file", raw_reads.c.file_id)
+sa.Index("ix_register_reads_day", register_reads.c.read_day)
+sa.Index("ix_meter_events_day", meter_events.c.read_day)
+sa.Index("ix_rejected_rows_file", rejected_rows.c.file_id)
+sa.Index("ix_intervals_day", intervals.c.read_day)
+sa.Index("ix_vee_exceptions_status", vee_exceptions.c.status)
+sa.Index(
+    "ix_billing_determinants_cycle", billing_determinants.c.cycle_id, billing_determinants.c.period_start
+)
+sa.Index("ix_zone_balances_day", zone_balances.c.read_day)
+
+CURRENT_INTERVALS_VIEW = "current_intervals"  # created by migration 0001

@@ -1,0 +1,202 @@
+"""The store: one object over DuckDB or PostgreSQL with bulk paths and atomic partition replace.
+
+Every write is set-based: DuckDB inserts from a registered Arrow table, PostgreSQL
+receives ``COPY … FROM STDIN`` in CSV. A partition replace deletes and inserts in
+one transaction, so a crash leaves the old rows or the new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+from smartmdm_pipelines.store import migrate
+from smartmdm_pipelines.store.engine import backend_of, create_store_engine, database_url, normalise_url
+from smartmdm_pipelines.store.schema import metadata
+
+Frame = pd.DataFrame | pa.Table
+Where = Mapping[str, Any] | sa.ColumnElement[bool]
+
+_BATCH_ROWS = 1_000_000
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Store:
+    """The system of record. ``Store()`` opens ``SMARTMDM_DATABASE_URL`` (or the DuckDB default)
+    and brings its schema to the latest migration."""
+
+    def __init__(self, url: str | None = None, *, migrate_schema: bool = True) -> None:
+        self.url = normalise_url(url or database_url())
+        self.backend = backend_of(self.url)
+        self.engine = create_store_engine(self.url)
+        if migrate_schema:
+            migrate.upgrade(self.engine)
+
+    # --- connections -----------------------------------------------------------------------------
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """One transaction: committed on success, rolled back on any exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def table(self, name: str) -> sa.Table:
+        try:
+            return metadata.tables[name]
+        except KeyError:
+            raise KeyError(f"unknown table {name!r}; known: {sorted(metadata.tables)}") from None
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    def bulk_insert(
+        self, table: str, frames: Frame | Iterable[Frame], conn: sa.Connection | None = None
+    ) -> int:
+        """Append rows in bulk. ``frames`` is one frame or an iterable of batches (streamed).
+
+        Columns are matched by name; table columns missing from a frame get NULL/default.
+        Returns the number of rows written.
+        """
+        if conn is None:
+            with self.begin() as own:
+                return self.bulk_insert(table, frames, own)
+        target = self.table(table)
+        written = 0
+        for batch in _batches(frames):
+            if batch.num_rows == 0:
+                continue
+            batch = _conform(batch, target)
+            if self.backend == "duckdb":
+                _duckdb_insert(conn, target, batch)
+            else:
+                _postgres_copy(conn, target, batch)
+            written += batch.num_rows
+        return written
+
+    def replace_partition(
+        self, table: str, where: Where, frames: Frame | Iterable[Frame], conn: sa.Connection | None = None
+    ) -> tuple[int, int]:
+        """Atomically replace the rows matching ``where`` by ``frames``: (deleted, inserted).
+
+        ``where`` maps column names to a value or a list of values (``IN``), or is a
+        SQLAlchemy boolean expression. Deletion and insertion share one transaction.
+        """
+        if conn is None:
+            with self.begin() as own:
+                return self.replace_partition(table, where, frames, own)
+        deleted = self.delete(table, where, conn)
+        inserted = self.bulk_insert(table, frames, conn)
+        return deleted, inserted
+
+    def delete(self, table: str, where: Where, conn: sa.Connection | None = None) -> int:
+        if conn is None:
+            with self.begin() as own:
+                return self.delete(table, where, own)
+        target = self.table(table)
+        result = conn.execute(target.delete().where(_predicate(target, where)))
+        return max(result.rowcount or 0, 0)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None, conn: sa.Connection | None = None):
+        if conn is None:
+            with self.begin() as own:
+                return self.execute(sql, params, own)
+        return conn.execute(sa.text(sql), dict(params or {}))
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def read_frame(
+        self, sql: str, params: Mapping[str, Any] | None = None, conn: sa.Connection | None = None
+    ) -> pd.DataFrame:
+        """Run a query (``:name`` parameters) and return a DataFrame; timestamps are UTC-aware."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.read_frame(sql, params, own)
+        if self.backend == "duckdb":
+            raw = conn.connection.driver_connection
+            return raw.execute(_NAMED_PARAM.sub(r"$\1", sql), dict(params or {})).df()
+        return pd.read_sql_query(sa.text(sql), conn, params=dict(params or {}))
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.text(sql), dict(params or {})).scalar()
+
+    def count(self, table: str, where: Where | None = None) -> int:
+        target = self.table(table)
+        query = sa.select(sa.func.count()).select_from(target)
+        if where is not None:
+            query = query.where(_predicate(target, where))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _batches(frames: Frame | Iterable[Frame]) -> Iterator[pa.Table]:
+    if isinstance(frames, pd.DataFrame | pa.Table):
+        frames = [frames]
+    for frame in frames:
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        for offset in range(0, max(table.num_rows, 1), _BATCH_ROWS):
+            yield table.slice(offset, _BATCH_ROWS)
+
+
+def _conform(batch: pa.Table, target: sa.Table) -> pa.Table:
+    unknown = set(batch.column_names) - set(target.columns.keys())
+    if unknown:
+        raise ValueError(f"columns {sorted(unknown)} are not in table {target.name}")
+    batch = batch.select([c.name for c in target.columns if c.name in batch.column_names])
+    for i, name in enumerate(batch.column_names):
+        if isinstance(target.c[name].type, sa.Date) and pa.types.is_timestamp(batch.schema.field(i).type):
+            batch = batch.set_column(i, name, batch.column(i).cast(pa.date32()))
+    return batch
+
+
+def _duckdb_insert(conn: sa.Connection, target: sa.Table, batch: pa.Table) -> None:
+    raw = conn.connection.driver_connection
+    view = f"_bulk_{target.name}"
+    cols = ", ".join(f'"{c}"' for c in batch.column_names)
+    raw.register(view, batch)
+    try:
+        raw.execute(f'INSERT INTO "{target.name}" ({cols}) SELECT {cols} FROM "{view}"')
+    except Exception:
+        with contextlib.suppress(Exception):  # the aborted transaction refuses it; keep the real error
+            raw.unregister(view)
+        raise
+    raw.unregister(view)
+
+
+def _postgres_copy(conn: sa.Connection, target: sa.Table, batch: pa.Table) -> None:
+    buffer = io.BytesIO()
+    # Strings are quoted, NULLs are bare empty fields: PostgreSQL's CSV COPY tells them apart.
+    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    buffer.seek(0)
+    cols = ", ".join(f'"{c}"' for c in batch.column_names)
+    with conn.connection.driver_connection.cursor() as cur:
+        cur.copy_expert(f'COPY "{target.name}" ({cols}) FROM STDIN WITH (FORMAT csv)', buffer)
+
+
+def _predicate(target: sa.Table, where: Where) -> sa.ColumnElement[bool]:
+    if isinstance(where, sa.ColumnElement):
+        return where
+    if not where:
+        raise ValueError("refusing an empty partition predicate (it would match the whole table)")
+    clauses = []
+    for column, value in where.items():
+        col = target.c[column]
+        if isinstance(value, list | tuple | set | frozenset):
+            clauses.append(col.in_(list(value)))
+        else:
+            clauses.append(col == value)
+    return sa.and_(*clauses)
