@@ -30,7 +30,12 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 def _postgres_reachable() -> str | None:
     try:
         psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD, dbname="postgres", connect_timeout=3
+            host=PG_HOST,
+            port=PG_PORT,
+            user=PG_USER,
+            password=PG_PASSWORD,
+            dbname="postgres",
+            connect_timeout=3,
         ).close()
     except psycopg2.OperationalError as exc:
         return str(exc).strip()

@@ -13,6 +13,9 @@ from alembic.script import ScriptDirectory
 from smartmdm_pipelines.store import duckdb_alembic  # noqa: F401
 
 _INI = Path(__file__).with_name("alembic.ini")
+# Our own version table: the Dagster instance (dagster-postgres) keeps Alembic's default one
+# and may live in the same database.
+VERSION_TABLE = "smartmdm_schema_version"
 
 
 def alembic_config() -> Config:
@@ -27,7 +30,7 @@ def head_revision() -> str:
 
 def current_revision(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:

@@ -85,7 +85,9 @@ def test_replace_partition_is_idempotent_and_scoped(store: Store) -> None:
     assert store.count("raw_reads", {"read_day": DAY1}) == 96
     assert store.count("raw_reads", {"read_day": DAY2}) == 50  # the other partition is untouched
     store.replace_partition("raw_reads", {"read_day": [DAY1]}, reads(DAY1, 92, 2.0))
-    assert store.scalar("SELECT sum(value) FROM raw_reads WHERE read_day = :d", {"d": DAY1}) == pytest.approx(184)
+    assert store.scalar("SELECT sum(value) FROM raw_reads WHERE read_day = :d", {"d": DAY1}) == pytest.approx(
+        184
+    )
 
 
 def test_failure_inside_a_replace_rolls_back_everything(store: Store) -> None:

@@ -18,3 +18,10 @@ def cis_master_data(store: StoreResource, utility: UtilityConfigResource) -> dg.
     return dg.MaterializeResult(
         metadata={"dagster/row_count": sum(counts.values()), **{f"{t}_rows": n for t, n in counts.items()}}
     )
+
+
+cis_sync_job = dg.define_asset_job(
+    "cis_sync_job",
+    selection=dg.AssetSelection.assets("cis_master_data"),
+    description="Synchronise CIS master data from the CSV drop.",
+)

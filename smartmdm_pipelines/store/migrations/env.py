@@ -5,6 +5,7 @@ from alembic import context
 
 from smartmdm_pipelines.store import duckdb_alembic  # noqa: F401  (registers the DuckDB dialect impl)
 from smartmdm_pipelines.store.engine import create_store_engine, database_url
+from smartmdm_pipelines.store.migrate import VERSION_TABLE
 from smartmdm_pipelines.store.schema import metadata
 
 config = context.config
@@ -22,7 +23,12 @@ def run() -> None:
 
 
 def _migrate(connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, transaction_per_migration=False)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        transaction_per_migration=False,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,0 +1,177 @@
+"""The `smartmdm` command: demo, ui, generate, inspect, ingest, db."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or os.environ.get("SMARTMDM_DATA_DIR") or "data").resolve()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.demo import DemoOptions, format_summary, run_demo
+
+    options = DemoOptions(
+        data_dir=_data_dir(args), meters=args.meters, days=args.days, start=args.start, seed=args.seed
+    )
+    result = run_demo(options)
+    print(format_summary(result))
+    print("\nOpen the Dagster UI on this data with: make ui   (then http://127.0.0.1:3000)")
+    return 0 if not result.runs_failed or args.allow_failures else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.demo import prepare_environment
+
+    prepare_environment(_data_dir(args))
+    dagster = Path(sys.executable).with_name("dagster")
+    argv = [
+        str(dagster),
+        "dev",
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    os.chdir(REPO_ROOT)
+    os.execv(argv[0], argv)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.simulate import SimulationSpec, generate
+
+    spec = SimulationSpec(
+        meters=args.meters,
+        start=args.start,
+        days=args.days,
+        seed=args.seed,
+        timezone=args.timezone,
+        faults=not args.no_faults,
+        truth_values=args.truth_values,
+    )
+    summary = generate(Path(args.out), spec)
+    print(json.dumps(summary.to_dict(), indent=2, default=str))
+    return 0
+
+
+def _config(args: argparse.Namespace):
+    from smartmdm_pipelines.config import load_config
+
+    return load_config(args.config, _data_dir(args))
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.services.ingestion import inspect_file
+
+    summary = inspect_file(Path(args.file), _config(args))
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 1 if summary.status == "rejected" else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.services.ingestion import ingest_file
+    from smartmdm_pipelines.store.store import Store
+
+    cfg = _config(args)
+    store = Store()
+    worst = 0
+    for name in args.files:
+        summary = ingest_file(store, Path(name), cfg, archive=args.archive)
+        print(json.dumps(summary.to_dict(), indent=2))
+        worst = max(worst, 1 if summary.status == "rejected" else 0)
+    store.dispose()
+    return worst
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.store import migrate
+    from smartmdm_pipelines.store.engine import create_store_engine, database_url
+
+    engine = create_store_engine(database_url())
+    if args.action == "upgrade":
+        migrate.upgrade(engine, args.revision or "head")
+    elif args.action == "downgrade":
+        migrate.downgrade(engine, args.revision or "base")
+    print(
+        json.dumps(
+            {
+                "url": engine.url.render_as_string(hide_password=True),
+                "current": migrate.current_revision(engine),
+                "head": migrate.head_revision(),
+            }
+        )
+    )
+    engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartmdm", description="Smart MDM — meter data management on Dagster"
+    )
+    parser.add_argument("--data-dir", help="data directory (default $SMARTMDM_DATA_DIR or ./data)")
+    parser.add_argument("--config", help="utility config YAML (default $SMARTMDM_CONFIG or the bundled one)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    date = dt.date.fromisoformat
+
+    p = sub.add_parser(
+        "demo", help="generate a synthetic utility, ingest it through Dagster, print a summary"
+    )
+    p.add_argument("--meters", type=int, default=1000)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--start", type=date, default=dt.date(2024, 3, 8))
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some file runs failed")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="the Dagster UI (dagster dev) on the demo's data")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("generate", help="write a synthetic utility (CIS drop, head-end files, ground truth)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--meters", type=int, default=1000)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--start", type=date, default=dt.date(2024, 3, 8))
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--timezone", default="America/Chicago")
+    p.add_argument("--no-faults", action="store_true")
+    p.add_argument("--truth-values", action="store_true", help="also write the clean interval values")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("inspect", help="JSON summary of what a head-end file holds, without loading it")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("ingest", help="load head-end files through the same code path as the sensor")
+    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--no-archive", dest="archive", action="store_false", help="leave the files where they are"
+    )
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
+    p.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    p.add_argument("revision", nargs="?")
+    p.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
