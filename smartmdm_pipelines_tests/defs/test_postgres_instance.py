@@ -10,8 +10,8 @@ import yaml
 
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.conftest import PG_HOST, PG_PORT, PG_USER
-from smartmdm_pipelines_tests.fixtures import interval_file
 from smartmdm_pipelines_tests.defs.test_ingest import run_requests, sensor_tick
+from smartmdm_pipelines_tests.fixtures import interval_file
 
 REPO = Path(__file__).resolve().parents[2]
 
