@@ -142,6 +142,7 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
                     "loaded_at": pd.Timestamp.now(tz="UTC"),
                     "status": parsed.status,
                     "rows_in": parsed.records,
+                    "rows_loaded": max(parsed.records - len(parsed.rejected), 0),
                     "interval_reads": summary.interval_reads,
                     "register_reads": summary.register_reads,
                     "events": summary.events,

@@ -31,7 +31,8 @@ def test_rows_in_equal_rows_loaded_plus_rows_rejected(store: Store, config, tmp_
     assert summary.read_days == ["2024-03-10"]
     registry = store.read_frame("SELECT * FROM headend_files")
     row = registry.iloc[0]
-    assert row["rows_in"] == row["interval_reads"] + row["rows_rejected"] == 186
+    assert row["rows_in"] == row["rows_loaded"] + row["rows_rejected"] == 186
+    assert row["rows_loaded"] == row["interval_reads"] == 184
     assert row["source"] == "ami-east" and row["status"] == "partially loaded"
     assert "line 186" in row["error"]
     assert store.count("raw_reads") == 184

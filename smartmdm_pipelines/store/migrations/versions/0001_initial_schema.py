@@ -80,6 +80,7 @@ def upgrade() -> None:
             "status", sa.String(), nullable=False, comment="received | loaded | partially loaded | rejected"
         ),
         sa.Column("rows_in", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("rows_loaded", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("interval_reads", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("register_reads", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("events", sa.BigInteger(), server_default="0", nullable=False),
