@@ -93,6 +93,58 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Register a legacy folder's files and backfill them through Dagster in chunks (resumable)."""
+    import time
+
+    from smartmdm_pipelines.demo import prepare_environment
+
+    prepare_environment(_data_dir(args))
+    os.environ["SMARTMDM_MIGRATION_DIR"] = str(Path(args.folder).resolve())
+    import dagster as dg
+
+    from smartmdm_pipelines.definitions import defs
+    from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG
+    from smartmdm_pipelines.lib.partitions import LEGACY_FILES
+
+    definitions = defs()
+    started, reads, failed = time.perf_counter(), 0, 0
+    with dg.DagsterInstance.get() as instance:
+        definitions.resolve_job_def("register_legacy_files_job").execute_in_process(
+            instance=instance, run_config=QUIET_RUN_CONFIG
+        )
+        keys = instance.get_dynamic_partitions(LEGACY_FILES.name)
+        job = definitions.resolve_job_def("legacy_migration_job")
+        for first in range(0, len(keys), args.chunk):
+            chunk = keys[first : first + args.chunk]
+            run = job.execute_in_process(
+                instance=instance,
+                run_config=QUIET_RUN_CONFIG,
+                tags={
+                    "dagster/asset_partition_range_start": chunk[0],
+                    "dagster/asset_partition_range_end": chunk[-1],
+                },
+                raise_on_error=False,
+            )
+            meta = {}
+            if run.success:
+                meta = {
+                    k: v.value
+                    for k, v in run.asset_materializations_for_node("legacy_raw_reads")[0].metadata.items()
+                }
+                reads += int(meta.get("reads", 0))
+                failed += int(meta.get("rejected", 0))
+            elapsed = time.perf_counter() - started
+            print(
+                f"{min(first + args.chunk, len(keys))}/{len(keys)} files  {reads:,} reads  "
+                f"{reads / elapsed:,.0f} reads/s  chunk: loaded {meta.get('loaded', 0)}, "
+                f"skipped {meta.get('skipped_already_loaded', 0)}, rejected {meta.get('rejected', 0)}"
+                + ("" if run.success else "  (run failed)"),
+                flush=True,
+            )
+    return 1 if failed else 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from smartmdm_pipelines.store import migrate
     from smartmdm_pipelines.store.engine import create_store_engine, database_url
@@ -160,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-archive", dest="archive", action="store_false", help="leave the files where they are"
     )
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("migrate", help="backfill a folder of legacy head-end files in chunks (resumable)")
+    p.add_argument("folder")
+    p.add_argument("--chunk", type=int, default=50, help="files per Dagster run")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])

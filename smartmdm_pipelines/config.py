@@ -46,6 +46,7 @@ class LandingSettings(_Strict):
     archive: Path = Path("archive")
     quarantine: Path = Path("quarantine")
     cis_drop: Path = Path("cis")
+    migration: Path = Path("migration")
 
 
 class SourceSettings(_Strict):
@@ -79,6 +80,11 @@ class UtilityConfig(_Strict):
     @property
     def quarantine_dir(self) -> Path:
         return self.resolve(self.landing.quarantine)
+
+    @property
+    def migration_dir(self) -> Path:
+        override = os.environ.get("SMARTMDM_MIGRATION_DIR")
+        return Path(override).resolve() if override else self.resolve(self.landing.migration)
 
     @property
     def cis_drop_dir(self) -> Path:

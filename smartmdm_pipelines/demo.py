@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smartmdm_pipelines.lib.instance import ensure_local_instance
+from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG, ensure_local_instance
 
 
 @dataclass
@@ -68,7 +68,9 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
     result = DemoResult()
     with dg.DagsterInstance.get() as instance:
         echo("Syncing CIS master data (asset cis_master_data) …")
-        cis = definitions.resolve_job_def("cis_sync_job").execute_in_process(instance=instance)
+        cis = definitions.resolve_job_def("cis_sync_job").execute_in_process(
+            instance=instance, run_config=QUIET_RUN_CONFIG
+        )
         _count(result, cis.success, "cis_master_data")
 
         sensor = definitions.resolve_sensor_def("headend_file_sensor")
@@ -86,6 +88,7 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
         for request in requests:
             run = job.execute_in_process(
                 instance=instance,
+                run_config=QUIET_RUN_CONFIG,
                 partition_key=request.partition_key,
                 tags=request.tags,
                 raise_on_error=False,

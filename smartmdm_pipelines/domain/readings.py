@@ -47,9 +47,7 @@ REJECTED_COLUMNS: dict[str, str] = {"line": "int64", "raw_text": "str", "reason"
 EVENT_TYPES = frozenset(
     {"outage", "restore", "tamper", "reverse_flow", "clock_set", "meter_exchange", "leak", "other"}
 )
-CHANNELS = frozenset(
-    {"kwh_delivered", "kwh_received", "kwh_net", "kvarh", "kvarh_received", "water", "gas"}
-)
+CHANNELS = frozenset({"kwh_delivered", "kwh_received", "kwh_net", "kvarh", "kvarh_received", "water", "gas"})
 INTERVAL_SECONDS = frozenset({60, 300, 600, 900, 1800, 3600, 86400})
 
 

@@ -27,3 +27,8 @@ def ensure_local_instance(data_dir: Path) -> Path:
         config.write_text(LOCAL_INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+# run_config for in-process runs launched from the CLI: the console shows warnings only
+# (the full event log is still in the instance, visible in the UI).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -9,6 +9,7 @@ import dagster as dg
 from smartmdm_pipelines.config import default_config
 
 HEADEND_FILES = dg.DynamicPartitionsDefinition(name="headend_files")
+LEGACY_FILES = dg.DynamicPartitionsDefinition(name="legacy_files")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._#@+=-]")
 
