@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 
@@ -56,3 +57,11 @@ def local_date(instants: pd.Series, tz: str) -> pd.Series:
 
 def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def epoch_seconds(instants: pd.Series) -> np.ndarray:
+    """Whole seconds since 1970 of UTC instants, whatever their resolution."""
+    return ((instants - _EPOCH) // pd.Timedelta(seconds=1)).to_numpy(dtype="int64")

@@ -1,0 +1,97 @@
+"""VEE rule-set configuration: parameters per meter class, each with a documented default.
+
+A meter class is (commodity, kind, interval length). Where a standard gives a value the
+default cites it; where none could be found (vee.md marks these NOT FOUND) the default is
+our choice, said so, and configurable in the utility YAML under ``vee:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    # --- validation ---
+    time_tolerance_seconds: int = 60
+    """Clock drift a read may have and still be snapped to its grid slot (flag only). CA/IESO
+    values not retrievable (vee.md §6): our choice. Beyond it the read is suspect."""
+    spike_tolerance_pct: float = 300.0
+    """Oracle spike: (max − 3rd highest) / 3rd highest of the day, in % (vee.md T5)."""
+    spike_min_value: float = 0.5
+    """A day whose 3rd-highest interval is below this is not spike-checked (noise floor; our choice)."""
+    spike_history_factor: float = 4.0
+    """Against history: a value above factor × the meter's highest value in the reference weeks (our choice)."""
+    max_interval_value: float | None = None
+    """Upper physical bound per interval in the canonical unit (None: derived from unit and length)."""
+    min_interval_value: float = 0.0
+    consecutive_zero_intervals: int | None = 8
+    """T10: N consecutive zeros of delivered energy on an active service point without an outage
+    (and without solar) are suspect. None disables the rule (the default for water and gas, whose
+    consumption is legitimately zero for hours)."""
+    flat_line_hours: float = 24.0
+    """Identical non-zero values for this long (a stuck register); our choice."""
+    sum_check_tolerance_pct: float = 2.0
+    """Sum of intervals vs register advance × multiplier (T6 shows 1 % fails / 3 % passes; no standard)."""
+    high_usage_factor: float = 3.0
+    """Day total above factor × the like-day average of the reference weeks (Oracle High/Low; our value)."""
+    low_usage_factor: float = 0.2
+    replacement_change_pct: float = 1.0
+    """A re-delivered actual differing by more than this from the stored actual raises an exception."""
+    prolonged_estimation_days: int = 3
+    """Consecutive days with estimated intervals before an exception (Oracle V21; our value)."""
+    water_min_flow_hours: int = 24
+    """Water that never reaches zero for this many hours: continuous-flow (leak) exception."""
+    # --- estimation ---
+    linear_max_gap_minutes: int = 120
+    """CA DASMMD: gaps ≤ 2 h use point-to-point linear interpolation (vee.md §1.3, E1)."""
+    outage_is_endpoint: bool = False
+    """CA rule: a power-failure interval is not an interpolation end point (T4); switch for the contested variant."""
+    like_days: int = 3
+    """Itron Historical: average of the 3 nearest like days (E2, T11)."""
+    reference_weeks: int = 5
+    """How far back like days, history spikes and high/low usage look."""
+    like_day_mode: str = "day_type"
+    """'day_type': weekday vs weekend/holiday; 'same_weekday': same day of the week only."""
+    scale_to_register: bool = True
+    """E6: scale estimates so the day total equals the register advance when registers bracket it."""
+    completeness_threshold: float = 0.98
+    """Share of expected intervals with a valid or estimated value required in front of billing."""
+
+    def override(self, values: dict) -> RuleSet:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown VEE parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        return replace(self, **values)
+
+
+# Physical upper bounds per interval-hour by unit (a generous service size; our choice).
+MAX_PER_HOUR = {"kWh": 1000.0, "kVARh": 1000.0, "gal": 20000.0, "CCF": 500.0, "therm": 500.0}
+
+
+@dataclass(frozen=True)
+class VeeConfig:
+    """The default rule set plus overrides per class key 'commodity/kind' or 'commodity/kind/seconds'."""
+
+    default: RuleSet = field(default_factory=RuleSet)
+    classes: dict[str, RuleSet] = field(default_factory=dict)
+
+    def for_class(self, commodity: str, kind: str, interval_seconds: int | None) -> RuleSet:
+        for key in (f"{commodity}/{kind}/{interval_seconds}", f"{commodity}/{kind}", commodity):
+            if key in self.classes:
+                return self.classes[key]
+        if commodity in ("water", "gas"):
+            return replace(self.default, consecutive_zero_intervals=None)
+        return self.default
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> VeeConfig:
+        raw = dict(raw or {})
+        default = RuleSet().override(raw.pop("default", {}) or {})
+        classes = {
+            key: default.override(values or {}) for key, values in (raw.pop("classes", {}) or {}).items()
+        }
+        if raw:
+            raise ValueError(f"unknown keys in vee config: {sorted(raw)} (expected 'default', 'classes')")
+        return cls(default=default, classes=classes)

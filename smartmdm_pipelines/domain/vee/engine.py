@@ -1,0 +1,686 @@
+"""VEE of one operating day: validation (first pass) and estimation, pure functions on frames.
+
+``validate_day`` aligns received reads with the expected grid, applies the rules per rule
+set and returns every expected interval with its first-pass status (valid | suspect |
+missing), the rules that failed, and the exceptions grouped by root cause (one row per
+meter-channel-day-rule). ``estimate_day`` runs the estimation chain on the suspect and
+missing intervals of that result and re-validates the estimates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from smartmdm_pipelines.domain.timeutil import local_day_bounds
+from smartmdm_pipelines.domain.vee import estimation, rules
+from smartmdm_pipelines.domain.vee.config import VeeConfig
+from smartmdm_pipelines.domain.vee.prepare import KEY, align, expected_grid, resolve_reads
+from smartmdm_pipelines.domain.vee.quality import quality_codes
+
+CHANNEL_UNITS = {
+    "kwh_delivered": "kWh",
+    "kwh_received": "kWh",
+    "kwh_net": "kWh",
+    "kvarh": "kVARh",
+    "kvarh_received": "kVARh",
+    "water": "gal",
+}
+EXCEPTION_COLUMNS = [
+    "exception_id",
+    "meter_id",
+    "channel",
+    "read_day",
+    "period_start",
+    "period_end",
+    "rule",
+    "severity",
+    "intervals",
+    "detail",
+]
+CONTEXT_HOURS = 3
+REGISTER_TOLERANCE = pd.Timedelta(minutes=15)  # a register read this close to a day boundary brackets it
+
+
+@dataclass
+class DayInputs:
+    """Everything VEE needs for one operating day (frames as read from the store)."""
+
+    day: dt.date
+    tz: str
+    reads: pd.DataFrame  # raw reads touching the day: meter_id, channel, interval_end, interval_seconds, value, source_quality, file_id, line
+    meters: pd.DataFrame  # meter_id, kind, commodity, channels, interval_seconds, unit, multiplier, dials
+    installs: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # meter_id, service_point_id, installed_at, removed_at, multiplier, start_register, end_register
+    service_points: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # service_point_id, status, customer_class, has_solar
+    accounts: pd.DataFrame = field(default_factory=pd.DataFrame)  # service_point_id, move_in, move_out
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter_id, event_at, event_type
+    registers: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter_id, channel, read_at, value
+    history: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # current intervals of the reference weeks (+ neighbours)
+    holidays: frozenset = frozenset()
+    config: VeeConfig = field(default_factory=VeeConfig)
+
+
+@dataclass
+class DayResult:
+    intervals: pd.DataFrame
+    exceptions: pd.DataFrame
+    stats: dict
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def validate_day(inp: DayInputs) -> DayResult:
+    start, end = local_day_bounds(inp.day, inp.tz)
+    tolerance = inp.config.default.time_tolerance_seconds
+    winners, conflicts = resolve_reads(_typed_reads(inp.reads), tolerance)
+    grid = expected_grid(inp.meters, _installs(inp.installs), inp.day, inp.tz)
+    frame, outside = align(grid, winners)
+    frame = _attach_attributes(frame, inp)
+    frame["outage"] = _outage_flags(frame, inp.events)
+    frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+    history = prepare_history(inp.history, inp.tz, inp.holidays, before=start)
+    hist_max = (
+        history[history["usable"]].groupby(["meter_id", "channel"])["value"].max() if len(history) else None
+    )
+    parts = []
+    for (commodity, kind, seconds), group in frame.groupby(
+        ["commodity", "kind", "interval_seconds"], sort=True
+    ):
+        ruleset = inp.config.for_class(commodity, kind, int(seconds))
+        parts.append(rules.apply_interval_rules(group.reset_index(drop=True), ruleset, hist_max))
+    frame = pd.concat(parts, ignore_index=True) if parts else _empty_day()
+    frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+    value = frame["value"].to_numpy(dtype="float64")
+    suspect = np.zeros(len(frame), dtype=bool)
+    for rule in rules.SUSPECT_RULES:
+        suspect |= frame[f"r_{rule}"].to_numpy()
+    frame["status"] = np.where(np.isnan(value), "missing", np.where(suspect, "suspect", "valid"))
+    frame["failed_rules"] = _failed_rules(frame)
+
+    exceptions = pd.concat(
+        [
+            _interval_exceptions(frame),
+            _day_exceptions(frame, inp, winners, conflicts, outside, history, tolerance),
+        ],
+        ignore_index=True,
+    )
+    exceptions = _finish_exceptions(exceptions, inp.day, start, end)
+    n = len(frame)
+    stats = {
+        "expected_intervals": n,
+        "received_intervals": int(frame["received"].sum()),
+        "first_pass_valid_share": float((frame["status"] == "valid").mean()) if n else 1.0,
+        "suspect_intervals": int((frame["status"] == "suspect").sum()),
+        "missing_intervals": int((frame["status"] == "missing").sum()),
+        "exceptions_by_rule": exceptions.groupby("rule").size().astype(int).to_dict()
+        if len(exceptions)
+        else {},
+    }
+    return DayResult(frame, exceptions, stats)
+
+
+def _typed_reads(reads: pd.DataFrame) -> pd.DataFrame:
+    reads = reads.copy()
+    reads["interval_end"] = pd.to_datetime(reads["interval_end"], utc=True)
+    reads["source_quality"] = (
+        reads["source_quality"].astype("object").where(reads["source_quality"].notna(), "")
+    )
+    return reads
+
+
+def _installs(installs: pd.DataFrame) -> pd.DataFrame:
+    if installs is None or installs.empty:
+        return pd.DataFrame(columns=["meter_id", "installed_at", "removed_at"])
+    out = installs.copy()
+    for col in ("installed_at", "removed_at"):
+        out[col] = pd.to_datetime(out[col], utc=True)
+    return out
+
+
+def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+    meters = inp.meters[["meter_id", "kind", "commodity", "unit", "multiplier", "dials"]].rename(
+        columns={"unit": "meter_unit"}
+    )
+    frame = frame.merge(meters, on="meter_id", how="left")
+    unit = frame["channel"].map(CHANNEL_UNITS)
+    gas_unit = np.where(frame["meter_unit"].astype(str).str.lower().str.startswith("therm"), "therm", "CCF")
+    frame["unit"] = unit.where(unit.notna(), pd.Series(gas_unit, index=frame.index))
+    sp = _meter_service_points(inp)
+    frame = frame.merge(sp, on="meter_id", how="left")
+    frame["customer_class"] = frame["customer_class"].fillna("none")
+    frame["has_solar"] = frame["has_solar"].fillna(False).astype(bool)
+    return frame
+
+
+def _meter_service_points(inp: DayInputs) -> pd.DataFrame:
+    cols = ["meter_id", "service_point_id", "customer_class", "has_solar"]
+    if inp.installs is None or inp.installs.empty:
+        return pd.DataFrame(columns=cols)
+    inst = inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
+    sp = inp.service_points
+    if sp is None or sp.empty:
+        return inst.assign(customer_class=None, has_solar=False)[cols]
+    return inst.merge(
+        sp[["service_point_id", "customer_class", "has_solar"]], on="service_point_id", how="left"
+    )[cols]
+
+
+def _outage_flags(frame: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    """Intervals overlapping an outage (outage event until the next restore of the same meter)."""
+    flags = np.zeros(len(frame), dtype=bool)
+    if events is None or events.empty or frame.empty:
+        return flags
+    ev = events[events["event_type"].isin(["outage", "restore"])].copy()
+    if ev.empty:
+        return flags
+    ev["event_at"] = pd.to_datetime(ev["event_at"], utc=True)
+    ev = ev.sort_values(["meter_id", "event_at"])
+    ev["next_type"] = ev.groupby("meter_id")["event_type"].shift(-1)
+    ev["next_at"] = ev.groupby("meter_id")["event_at"].shift(-1)
+    spans = ev[ev["event_type"] == "outage"].copy()
+    open_end = pd.Timestamp.max.tz_localize("UTC")
+    spans["until"] = spans["next_at"].where(spans["next_type"] == "restore", open_end)
+    idx = frame.reset_index()[["index", "meter_id", "interval_end", "interval_seconds"]]
+    joined = idx.merge(spans[["meter_id", "event_at", "until"]], on="meter_id")
+    start = joined["interval_end"] - pd.to_timedelta(joined["interval_seconds"], unit="s")
+    hit = joined[(start < joined["until"]) & (joined["interval_end"] > joined["event_at"])]
+    flags[hit["index"].to_numpy()] = True
+    return flags
+
+
+def _failed_rules(frame: pd.DataFrame) -> pd.Series:
+    text = pd.Series("", index=frame.index, dtype="object")
+    for rule in rules.RULES:
+        hit = frame[f"r_{rule}"].to_numpy()
+        if hit.any():
+            text[hit] = text[hit] + ";" + rule
+    return text.str.lstrip(";").replace("", None)
+
+
+def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    for rule, (severity, _, meaning) in rules.RULES.items():
+        if rule in ("time_tolerance",):
+            continue
+        hit = frame[frame[f"r_{rule}"]]
+        if hit.empty:
+            continue
+        g = hit.groupby(["meter_id", "channel"], sort=False).agg(
+            period_start=("interval_end", "min"),
+            period_end=("interval_end", "max"),
+            intervals=("interval_end", "size"),
+            low=("value", "min"),
+            high=("value", "max"),
+        )
+        g = g.reset_index()
+        g["rule"], g["severity"] = rule, severity
+        values = np.where(
+            g["high"].notna(),
+            " (values " + g["low"].round(3).astype(str) + " to " + g["high"].round(3).astype(str) + ")",
+            "",
+        )
+        g["detail"] = g["intervals"].astype(str) + " interval(s): " + meaning + values
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EXCEPTION_COLUMNS)
+
+
+def _day_exceptions(frame, inp, winners, conflicts, outside, history, tolerance) -> pd.DataFrame:
+    rows: list[pd.DataFrame] = []
+
+    def add(df: pd.DataFrame, rule: str, detail: pd.Series | str, intervals=None) -> None:
+        if df.empty:
+            return
+        severity = rules.DAY_RULES[rule][0]
+        out = df[["meter_id", "channel"]].copy()
+        out["rule"], out["severity"], out["detail"] = rule, severity, detail
+        out["intervals"] = intervals if intervals is not None else 0
+        out["period_start"] = df.get("period_start", pd.NaT)
+        out["period_end"] = df.get("period_end", pd.NaT)
+        rows.append(out)
+
+    # reads outside the grid: clock drift beyond tolerance, or nothing expected there
+    if len(outside):
+        drift = outside["drift_s"].abs() > tolerance
+        for rule, subset in (("clock_drift", outside[drift]), ("usage_on_inactive", outside[~drift])):
+            if subset.empty:
+                continue
+            g = (
+                subset.groupby(["meter_id", "channel"])
+                .agg(
+                    period_start=("interval_end", "min"),
+                    period_end=("interval_end", "max"),
+                    n=("interval_end", "size"),
+                    drift=("drift_s", lambda s: int(s.abs().max())),
+                )
+                .reset_index()
+            )
+            text = (
+                g["n"].astype(str) + " read(s) up to " + g["drift"].astype(str) + " s off the interval grid"
+                if rule == "clock_drift"
+                else g["n"].astype(str) + " read(s) for a meter/channel not installed at that time"
+            )
+            add(g, rule, text, g["n"].to_numpy())
+
+    if len(conflicts):
+        same_file = conflicts["files"] == 1
+        for rule, subset in (
+            ("conflicting_duplicates", conflicts[same_file]),
+            ("replaced_value", conflicts[~same_file]),
+        ):
+            if subset.empty:
+                continue
+            g = (
+                subset.groupby(["meter_id", "channel"])
+                .agg(
+                    period_start=("interval_end", "min"),
+                    period_end=("interval_end", "max"),
+                    n=("interval_end", "size"),
+                )
+                .reset_index()
+            )
+            add(
+                g,
+                rule,
+                g["n"].astype(str) + " interval(s) received with different values; the latest delivery wins",
+                g["n"].to_numpy(),
+            )
+
+    totals = _day_totals(frame, inp)
+    for ruleset_key, group in totals.groupby(["commodity", "kind"], sort=False):
+        ruleset = inp.config.for_class(ruleset_key[0], ruleset_key[1], None)
+        failed = rules.sum_check(group, ruleset)
+        for rule in ("sum_check", "multiplier_mismatch"):
+            add(failed[failed["rule"] == rule], rule, failed.loc[failed["rule"] == rule, "detail"])
+        _usage_vs_history(group, history, ruleset, add, frame)
+
+    water = (
+        frame[frame["channel"].eq("water") & ~frame["context"]]
+        if "context" in frame
+        else frame[frame["channel"].eq("water")]
+    )
+    if len(water):
+        g = (
+            water.groupby(["meter_id", "channel"])
+            .agg(
+                low=("value", "min"),
+                n=("value", "count"),
+                secs=("interval_seconds", "first"),
+                period_start=("interval_end", "min"),
+                period_end=("interval_end", "max"),
+            )
+            .reset_index()
+        )
+        hours = g["n"] * g["secs"] / 3600
+        leak = g[(g["low"] > 0) & (hours >= inp.config.default.water_min_flow_hours * 0.95)]
+        add(
+            leak,
+            "continuous_flow",
+            "flow never dropped below " + leak["low"].round(2).astype(str) + " gal per interval",
+        )
+
+    received = frame[frame["channel"].eq("kwh_received") & ~frame["has_solar"]]
+    if len(received):
+        g = (
+            received.groupby(["meter_id", "channel"])
+            .agg(
+                total=("value", "sum"),
+                period_start=("interval_end", "min"),
+                period_end=("interval_end", "max"),
+            )
+            .reset_index()
+        )
+        g = g[g["total"] > 0]
+        add(
+            g,
+            "reverse_flow",
+            g["total"].round(3).astype(str) + " kWh received on a service point without generation",
+        )
+
+    events = inp.events
+    if events is not None and len(events):
+        ev = events[events["event_type"].isin(["tamper", "reverse_flow"])].copy()
+        if len(ev):
+            ev["event_at"] = pd.to_datetime(ev["event_at"], utc=True)
+            g = (
+                ev.groupby(["meter_id", "event_type"])
+                .agg(period_start=("event_at", "min"), period_end=("event_at", "max"), n=("event_at", "size"))
+                .reset_index()
+            )
+            g["channel"] = np.where(g["event_type"] == "tamper", "kwh_delivered", "kwh_received")
+            for rule in ("tamper", "reverse_flow"):
+                sub = g[g["event_type"] == rule]
+                add(sub, rule, sub["n"].astype(str) + f" {rule.replace('_', ' ')} event(s) from the meter")
+
+    # missing sibling channels: some channel of a meter sent data, another configured one nothing
+    got = frame.groupby(["meter_id", "channel"])["received"].any().reset_index()
+    meter_any = got.groupby("meter_id")["received"].transform("any")
+    silent = got[~got["received"] & meter_any]
+    add(
+        silent,
+        "missing_channel",
+        "channel " + silent["channel"] + " sent no data while the meter's other channels did",
+    )
+
+    add_inactive = _vacant_usage(frame, inp)
+    add(
+        add_inactive,
+        "usage_on_inactive",
+        "consumption "
+        + add_inactive.get("total", pd.Series(dtype=float)).round(3).astype(str)
+        + " on a service point with no active account",
+    )
+
+    add(_prolonged(frame, history, inp), "prolonged_estimation", "estimated on each of the previous days too")
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=EXCEPTION_COLUMNS)
+
+
+def _day_totals(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+    """Per meter activation and channel: interval sum, completeness, bracketing registers."""
+    day = frame[~frame["context"]] if "context" in frame else frame
+    g = (
+        day.groupby(["meter_id", "channel"], sort=False)
+        .agg(
+            interval_sum=("value", "sum"),
+            complete=("status", lambda s: bool((s == "valid").all())),
+            first_end=("interval_end", "min"),
+            last_end=("interval_end", "max"),
+            secs=("interval_seconds", "first"),
+            commodity=("commodity", "first"),
+            kind=("kind", "first"),
+            dials=("dials", "first"),
+            multiplier=("multiplier", "first"),
+        )
+        .reset_index()
+    )
+    g["span_start"] = g["first_end"] - pd.to_timedelta(g["secs"], unit="s")
+    g["reg_start"], g["reg_end"] = np.nan, np.nan
+    regs = inp.registers
+    if regs is not None and len(regs):
+        regs = regs.copy()
+        regs["read_at"] = pd.to_datetime(regs["read_at"], utc=True)
+        g["reg_start"] = _register_at(g, regs, "span_start")
+        g["reg_end"] = _register_at(g, regs, "last_end")
+    inst = _installs(inp.installs)
+    if len(inst):
+        spans = inst.drop_duplicates("meter_id", keep="last").set_index("meter_id")
+        installed_at = g["meter_id"].map(spans["installed_at"])
+        removed_at = g["meter_id"].map(spans["removed_at"])
+        g["reg_start"] = np.where(
+            (installed_at == g["span_start"]) & g["meter_id"].map(spans["start_register"]).notna(),
+            g["meter_id"].map(spans["start_register"]),
+            g["reg_start"],
+        )
+        g["reg_end"] = np.where(
+            (removed_at == g["last_end"]) & g["meter_id"].map(spans["end_register"]).notna(),
+            g["meter_id"].map(spans["end_register"]),
+            g["reg_end"],
+        )
+        mult = g["meter_id"].map(spans["multiplier"])
+        g["multiplier"] = mult.where(mult.notna(), g["multiplier"])
+    return g
+
+
+def _register_at(
+    g: pd.DataFrame, regs: pd.DataFrame, at: str, tolerance: pd.Timedelta = REGISTER_TOLERANCE
+) -> np.ndarray:
+    left = g[["meter_id", "channel", at]].rename(columns={at: "t"}).reset_index()
+    right = regs[["meter_id", "channel", "read_at", "value"]].rename(columns={"read_at": "t"})
+    left = left.sort_values("t")
+    right = right.sort_values("t").dropna(subset=["t"])
+    merged = pd.merge_asof(
+        left, right, on="t", by=["meter_id", "channel"], direction="nearest", tolerance=tolerance
+    )
+    return merged.set_index("index")["value"].reindex(g.index).to_numpy(dtype="float64")
+
+
+def _usage_vs_history(group, history, ruleset, add, frame) -> None:
+    if history is None or history.empty:
+        return
+    clean = history[history["clean"]]
+    if clean.empty:
+        return
+    daily = clean.groupby(["meter_id", "channel", "local_date"]).agg(
+        total=("value", "sum"), day_type=("day_type", "first")
+    )
+    daily = daily.reset_index()
+    today_type = frame["day_type"].iloc[0] if "day_type" in frame and len(frame) else None
+    if today_type is not None:
+        daily = daily[daily["day_type"] == today_type]
+    ref = (
+        daily.groupby(["meter_id", "channel"])
+        .agg(avg=("total", "mean"), days=("total", "size"))
+        .reset_index()
+    )
+    g = group[group["complete"]].merge(ref[ref["days"] >= 3], on=["meter_id", "channel"])
+    high = g[(g["avg"] > 0) & (g["interval_sum"] > ruleset.high_usage_factor * g["avg"])]
+    low = g[(g["avg"] > 0) & (g["interval_sum"] < ruleset.low_usage_factor * g["avg"])]
+    add(
+        high,
+        "high_usage",
+        "day total "
+        + high["interval_sum"].round(2).astype(str)
+        + " vs like-day average "
+        + high["avg"].round(2).astype(str),
+    )
+    add(
+        low,
+        "low_usage",
+        "day total "
+        + low["interval_sum"].round(2).astype(str)
+        + " vs like-day average "
+        + low["avg"].round(2).astype(str),
+    )
+
+
+def _vacant_usage(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+    empty = pd.DataFrame(columns=["meter_id", "channel", "total"])
+    if inp.accounts is None or inp.accounts.empty or "service_point_id" not in frame:
+        return empty
+    acc = inp.accounts.copy()
+    day = pd.Timestamp(inp.day)
+    move_in = pd.to_datetime(acc["move_in"])
+    move_out = pd.to_datetime(acc["move_out"])
+    occupied = set(acc.loc[(move_in <= day) & (move_out.isna() | (move_out > day)), "service_point_id"])
+    known = set(acc["service_point_id"])
+    day_rows = frame[
+        frame["service_point_id"].isin(known - occupied)
+        & frame["channel"].isin(["kwh_delivered", "water", "gas"])
+    ]
+    if day_rows.empty:
+        return empty
+    g = (
+        day_rows.groupby(["meter_id", "channel"])
+        .agg(total=("value", "sum"), period_start=("interval_end", "min"), period_end=("interval_end", "max"))
+        .reset_index()
+    )
+    return g[g["total"] > 0]
+
+
+def _prolonged(frame: pd.DataFrame, history: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+    empty = pd.DataFrame(columns=["meter_id", "channel"])
+    n = inp.config.default.prolonged_estimation_days
+    if history is None or history.empty or n < 2:
+        return empty
+    today = frame[frame["status"].isin(["suspect", "missing"])][["meter_id", "channel"]].drop_duplicates()
+    if today.empty:
+        return empty
+    est = history[history["status"].eq("estimated")]
+    recent = est[est["local_date"] >= inp.day - dt.timedelta(days=n - 1)]
+    days = recent.groupby(["meter_id", "channel"])["local_date"].nunique().reset_index(name="days")
+    hit = today.merge(days[days["days"] >= n - 1], on=["meter_id", "channel"])
+    return hit
+
+
+def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFrame:
+    if exc.empty:
+        return pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    exc = exc.copy()
+    exc["read_day"] = pd.Timestamp(day)
+    exc["period_start"] = pd.to_datetime(exc["period_start"], utc=True).fillna(start)
+    exc["period_end"] = pd.to_datetime(exc["period_end"], utc=True).fillna(end)
+    exc["intervals"] = pd.to_numeric(exc["intervals"], errors="coerce").fillna(0).astype("int64")
+    key = (
+        exc["meter_id"].astype(str)
+        + "|"
+        + exc["channel"].astype(str)
+        + "|"
+        + day.isoformat()
+        + "|"
+        + exc["rule"]
+    )
+    exc["exception_id"] = [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key]
+    return exc.drop_duplicates("exception_id")[EXCEPTION_COLUMNS].reset_index(drop=True)
+
+
+def _empty_day() -> pd.DataFrame:
+    cols = [*KEY, "interval_seconds", "value", "received", "status", "outage", "context"]
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+
+
+# --- history and estimation -------------------------------------------------------------------------
+
+
+def day_type(dates: pd.Series, holidays: frozenset) -> pd.Series:
+    weekday = pd.to_datetime(dates).dt.weekday
+    holiday = pd.Series([d in holidays for d in dates], index=dates.index) if holidays else False
+    return pd.Series(np.where((weekday >= 5) | holiday, "weekend_holiday", "weekday"), index=dates.index)
+
+
+def prepare_history(history: pd.DataFrame, tz: str, holidays: frozenset, before=None) -> pd.DataFrame:
+    """Current intervals of the reference weeks with local date, slot, day type and usability."""
+    cols = [
+        "meter_id",
+        "channel",
+        "interval_end",
+        "interval_seconds",
+        "value",
+        "status",
+        "failed_rules",
+        "estimation_method",
+    ]
+    if history is None or history.empty:
+        return pd.DataFrame(
+            columns=[*cols, "local_date", "slot", "day_type", "weekday", "outage", "clean", "usable"]
+        )
+    h = history.copy()
+    h["interval_end"] = pd.to_datetime(h["interval_end"], utc=True)
+    if before is not None:
+        h = h[h["interval_end"] <= before]
+    start_local = (h["interval_end"] - pd.to_timedelta(h["interval_seconds"], unit="s")).dt.tz_convert(tz)
+    h["local_date"] = start_local.dt.tz_localize(None).dt.date
+    h["slot"] = start_local.dt.strftime("%H:%M")
+    h["weekday"] = start_local.dt.weekday
+    h["day_type"] = day_type(pd.Series(h["local_date"].to_numpy(), index=h.index), holidays)
+    h["outage"] = h["failed_rules"].fillna("").astype(str).str.contains("power_outage")
+    h["clean"] = h["status"].eq("valid") & h["value"].notna()
+    h["usable"] = h["status"].isin(["valid", "edited", "verified"]) & h["value"].notna() & ~h["outage"]
+    return h
+
+
+def estimate_day(validated: DayResult, inp: DayInputs) -> DayResult:
+    """Fill suspect and missing intervals through the estimation chain; re-validate estimates."""
+    start, end = local_day_bounds(inp.day, inp.tz)
+    frame = validated.intervals.copy()
+    frame["context"] = False
+    history_all = prepare_history(inp.history, inp.tz, inp.holidays)
+    history = history_all[history_all["interval_end"] <= start]
+    context = _context_rows(history_all, frame, start, end)
+    frame = (
+        pd.concat([frame, context], ignore_index=True).sort_values(KEY, kind="stable").reset_index(drop=True)
+    )
+    local_start = (
+        frame["interval_end"] - pd.to_timedelta(frame["interval_seconds"], unit="s")
+    ).dt.tz_convert(inp.tz)
+    frame["slot"] = local_start.dt.strftime("%H:%M")
+    target_type = day_type(pd.Series([inp.day]), inp.holidays).iloc[0]
+    totals = _day_totals(frame[~frame["context"]], inp)
+    totals = totals.dropna(subset=["reg_start", "reg_end"])
+    dials = totals["dials"].fillna(0).astype("int64")
+    adv = totals["reg_end"] - totals["reg_start"]
+    adv = np.where((adv < 0) & (dials > 0), adv + np.power(10.0, dials), adv)
+    expected_totals = pd.Series(
+        adv * totals["multiplier"].fillna(1.0).to_numpy(),
+        index=pd.MultiIndex.from_frame(totals[["meter_id", "channel"]]),
+    )
+
+    parts = []
+    for (commodity, kind, seconds), group in frame.groupby(
+        ["commodity", "kind", "interval_seconds"], sort=True
+    ):
+        ruleset = inp.config.for_class(commodity, kind, int(seconds))
+        group = group.reset_index(drop=True)
+        parts.append(
+            estimation.run_chain(group, history, ruleset, target_type, inp.day.weekday(), expected_totals)
+        )
+    frame = pd.concat(parts, ignore_index=True) if parts else frame
+    frame = frame[~frame["context"]].sort_values(KEY, kind="stable").reset_index(drop=True)
+
+    est = frame["est_method"].notna().to_numpy()
+    est_value = frame["est_value"].to_numpy(dtype="float64")
+    bad_estimate = est & (est_value < 0) & ~frame["channel"].isin(rules.CAN_RUN_BACKWARDS).to_numpy()
+    est = est & ~bad_estimate
+    frame["final_value"] = np.where(est, est_value, frame["value"].to_numpy(dtype="float64"))
+    frame["final_status"] = np.where(est, "estimated", frame["status"])
+    frame["estimation_method"] = np.where(est, frame["est_method"], None)
+    frame["estimation_inputs"] = np.where(est, frame["est_inputs"], None)
+    espi, iec = quality_codes(frame["final_status"], pd.Series(frame["estimation_method"], index=frame.index))
+    frame["espi_quality"], frame["iec_quality"] = espi, iec
+    n = len(frame)
+    filled = np.isin(frame["final_status"], ["valid", "estimated"]) & ~np.isnan(
+        frame["final_value"].to_numpy(dtype="float64")
+    )
+    stats = dict(validated.stats)
+    stats.update(
+        {
+            "estimated_intervals": int(est.sum()),
+            "estimated_share": float(est.mean()) if n else 0.0,
+            "completeness": float(filled.mean()) if n else 1.0,
+            "estimated_by_method": pd.Series(frame.loc[est, "est_method"])
+            .str.split("+")
+            .str[0]
+            .value_counts()
+            .astype(int)
+            .to_dict(),
+            "unestimated_intervals": int((~filled).sum()),
+        }
+    )
+    return DayResult(frame, validated.exceptions, stats)
+
+
+def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Neighbouring days' current intervals (a few hours each side) as interpolation end points."""
+    if history is None or history.empty or frame.empty:
+        return frame.head(0)
+    window = pd.Timedelta(hours=CONTEXT_HOURS)
+    near = history[
+        ((history["interval_end"] > start - window) & (history["interval_end"] <= start))
+        | ((history["interval_end"] > end) & (history["interval_end"] <= end + window))
+    ]
+    series = frame[["meter_id", "channel"]].drop_duplicates()
+    near = near.merge(series, on=["meter_id", "channel"])
+    if near.empty:
+        return frame.head(0)
+    attrs = frame.drop_duplicates(["meter_id", "channel"])[
+        ["meter_id", "channel", "commodity", "kind", "customer_class", "unit"]
+    ]
+    ctx = near[["meter_id", "channel", "interval_end", "interval_seconds", "value", "status"]].merge(
+        attrs, on=["meter_id", "channel"]
+    )
+    ctx["status"] = np.where(ctx["status"].isin(["valid", "edited", "verified"]), "valid", "context_other")
+    ctx["outage"] = near["outage"].to_numpy() if "outage" in near else False
+    ctx["context"] = True
+    ctx["received"] = True
+    return ctx

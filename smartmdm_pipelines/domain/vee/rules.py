@@ -1,0 +1,191 @@
+"""Validation rules, each a vectorised function over one operating day of all meters.
+
+Interval rules add a boolean column ``r_<rule>`` to the day frame (sorted by meter, channel,
+interval end). Rules listed in ``SUSPECT_RULES`` make an interval suspect (it is then
+estimated); the others only inform. Meter-day rules (sum check, high/low usage …) return
+exception rows directly. Every exception says which rule, which intervals, how severe and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from smartmdm_pipelines.domain.vee.config import MAX_PER_HOUR, RuleSet
+from smartmdm_pipelines.domain.vee.quality import is_power_fail_code
+from smartmdm_pipelines.domain.vee.runs import equal_value_runs, group_starts, run_lengths
+
+SERIES = ["meter_id", "channel"]
+
+# rule id -> (severity, makes the interval suspect, what it means for an operator)
+RULES: dict[str, tuple[str, bool, str]] = {
+    "missing_interval": ("warning", True, "expected interval(s) not received"),
+    "no_read": ("warning", True, "head-end sent a no-read placeholder"),
+    "headend_estimated": ("info", True, "head-end sent an estimate; re-estimated by the MDM"),
+    "time_tolerance": (
+        "info",
+        False,
+        "interval timestamp off the grid within tolerance; snapped to its slot",
+    ),
+    "negative": ("error", True, "negative consumption on a channel that cannot run backwards"),
+    "spike": ("warning", True, "highest interval far above the day's third-highest"),
+    "spike_history": ("warning", True, "interval far above the meter's highest value in the reference weeks"),
+    "above_max": ("error", True, "interval above the physical maximum for its unit and length"),
+    "below_min": ("error", True, "interval below the configured minimum"),
+    "zero_run": ("warning", True, "consecutive zero intervals on an active service point without an outage"),
+    "flat_line": ("warning", True, "identical non-zero values for many consecutive intervals (stuck meter?)"),
+    "power_outage": ("info", False, "zero/low intervals during a power outage: valid, excluded as reference"),
+}
+# meter-day rules (exceptions only)
+DAY_RULES: dict[str, tuple[str, str]] = {
+    "clock_drift": ("warning", "reads timestamped off the interval grid beyond the time tolerance"),
+    "usage_on_inactive": ("warning", "reads for a meter/channel not installed or not active at that time"),
+    "sum_check": ("error", "sum of intervals disagrees with the register advance × multiplier"),
+    "multiplier_mismatch": ("error", "intervals match the register advance only with another multiplier"),
+    "high_usage": ("warning", "day total far above the like-day average"),
+    "low_usage": ("warning", "day total far below the like-day average"),
+    "continuous_flow": ("warning", "water flow never reached zero for a whole day (leak?)"),
+    "reverse_flow": ("warning", "energy received on a service point without generation"),
+    "tamper": ("error", "tamper event reported by the meter"),
+    "replaced_value": ("info", "a later delivery replaced an actual read with a different value"),
+    "conflicting_duplicates": ("warning", "one delivery holds the same interval twice with different values"),
+    "missing_channel": ("warning", "a configured channel sent nothing while its siblings did"),
+    "prolonged_estimation": ("warning", "the channel has been estimated for several days in a row"),
+}
+SUSPECT_RULES = [r for r, (_, suspect, _) in RULES.items() if suspect]
+CAN_RUN_BACKWARDS = {"kwh_net"}
+
+
+def apply_interval_rules(
+    day: pd.DataFrame, rules: RuleSet, hist_max: pd.Series | None = None
+) -> pd.DataFrame:
+    """Add r_<rule> columns. ``day`` must be sorted by meter, channel, interval_end and hold
+    value, received, rank, drift_s, source_quality, unit, interval_seconds, outage."""
+    value = day["value"].to_numpy(dtype="float64")
+    has_value = ~np.isnan(value)
+    new_series = group_starts(day, SERIES)
+
+    day["r_missing_interval"] = ~day["received"].to_numpy() | (
+        np.isnan(value) & (day["rank"].to_numpy() != 2)
+    )
+    day["r_no_read"] = day["received"].to_numpy() & (day["rank"].fillna(0).to_numpy() == 2)
+    day["r_headend_estimated"] = day["rank"].fillna(0).to_numpy() == 1
+    day["r_time_tolerance"] = day["drift_s"].fillna(0).to_numpy() != 0
+
+    outage = day["outage"].to_numpy() | is_power_fail_code(day["source_quality"]).to_numpy()
+    day["outage"] = outage
+    negative = has_value & (value < 0) & ~day["channel"].isin(CAN_RUN_BACKWARDS).to_numpy()
+    day["r_negative"] = negative
+
+    hours = day["interval_seconds"].to_numpy() / 3600.0
+    per_hour = day["unit"].map(MAX_PER_HOUR).fillna(1000.0).to_numpy()
+    upper = np.full(len(day), rules.max_interval_value) if rules.max_interval_value else per_hour * hours
+    day["r_above_max"] = has_value & (value > upper)
+    day["r_below_min"] = (
+        has_value
+        & ~negative
+        & (value < rules.min_interval_value)
+        & ~day["channel"].isin(CAN_RUN_BACKWARDS).to_numpy()
+    )
+
+    day["r_spike"] = _spike(day, value, rules)
+    if hist_max is not None and len(hist_max):
+        ref = day.set_index(SERIES).index.map(hist_max).to_numpy(dtype="float64")
+        day["r_spike_history"] = (
+            has_value & ~np.isnan(ref) & (ref > 0) & (value > rules.spike_history_factor * ref)
+        )
+    else:
+        day["r_spike_history"] = False
+
+    zero = has_value & (value == 0)
+    day["r_power_outage"] = outage & (zero | ~has_value)
+    if rules.consecutive_zero_intervals:
+        zero_len = run_lengths(zero, new_series)
+        checked = day["channel"].eq("kwh_delivered").to_numpy() & ~day["has_solar"].to_numpy(dtype=bool)
+        day["r_zero_run"] = zero & (zero_len >= rules.consecutive_zero_intervals) & ~outage & checked
+    else:
+        day["r_zero_run"] = False
+
+    flat_values = np.where(has_value & (value != 0), value, np.nan)
+    flat_len = equal_value_runs(flat_values, new_series) * day["interval_seconds"].to_numpy() / 3600.0
+    flat = has_value & (value != 0) & (flat_len >= rules.flat_line_hours)
+    day["r_flat_line"] = flat & ~day["channel"].isin(["kwh_received"]).to_numpy()
+    return day
+
+
+def _spike(day: pd.DataFrame, value: np.ndarray, rules: RuleSet) -> np.ndarray:
+    """Oracle form (T5): (max − third highest) / third highest > tolerance flags the day's maximum."""
+    frame = pd.DataFrame({"m": day["meter_id"].to_numpy(), "c": day["channel"].to_numpy(), "v": value})
+    frame = frame[~np.isnan(frame["v"])]
+    if frame.empty:
+        return np.zeros(len(day), dtype=bool)
+    ordered = frame.sort_values(["m", "c", "v"], ascending=[True, True, False])
+    nth = ordered.groupby(["m", "c"], sort=False).cumcount()
+    top = ordered[nth == 0].set_index(["m", "c"])["v"]
+    third = ordered[nth == 2].set_index(["m", "c"])["v"]
+    stats = pd.DataFrame({"top": top, "third": third}).dropna()
+    stats = stats[(stats["third"] >= rules.spike_min_value)]
+    pct = (stats["top"] - stats["third"]) / stats["third"] * 100.0
+    spiky = stats[pct > rules.spike_tolerance_pct]
+    if spiky.empty:
+        return np.zeros(len(day), dtype=bool)
+    key = pd.MultiIndex.from_arrays([day["meter_id"], day["channel"]])
+    threshold = key.map(spiky["third"] * (1 + rules.spike_tolerance_pct / 100.0)).to_numpy(dtype="float64")
+    return ~np.isnan(threshold) & (value > threshold)
+
+
+def sum_check(day_totals: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
+    """T6/T7/T15: per meter activation, interval sum vs register advance × multiplier (dials aware).
+
+    ``day_totals``: meter_id, channel, interval_sum, complete (bool), reg_start, reg_end, dials, multiplier.
+    Returns rows meter_id, channel, rule, detail, advance, interval_sum.
+    """
+    t = day_totals.dropna(subset=["reg_start", "reg_end"])
+    t = t[t["complete"]]
+    if t.empty:
+        return pd.DataFrame(columns=["meter_id", "channel", "rule", "detail", "expected", "interval_sum"])
+    dials = t["dials"].fillna(0).astype("int64")
+    raw_advance = t["reg_end"] - t["reg_start"]
+    rollover = (raw_advance < 0) & (dials > 0)
+    span = np.power(10.0, dials)
+    advance = np.where(rollover, raw_advance + span, raw_advance)
+    expected = advance * t["multiplier"].fillna(1.0)
+    diff_pct = np.abs(t["interval_sum"] - expected) / np.maximum(np.abs(expected), 1e-9) * 100.0
+    failed = t.assign(expected=expected, diff_pct=diff_pct, advance=advance)[
+        diff_pct > rules.sum_check_tolerance_pct
+    ]
+    if failed.empty:
+        return pd.DataFrame(columns=["meter_id", "channel", "rule", "detail", "expected", "interval_sum"])
+    ratio = failed["interval_sum"] / np.maximum(failed["advance"], 1e-9)
+    common = np.array([1, 2, 5, 10, 20, 40, 50, 60, 80, 100, 120, 160, 200, 400, 800])
+    nearest = common[np.abs(ratio.to_numpy()[:, None] - common[None, :]).argmin(axis=1)]
+    is_multiplier = (np.abs(ratio - nearest) / nearest < 0.02) & (nearest != failed["multiplier"].fillna(1.0))
+    rule = np.where(is_multiplier, "multiplier_mismatch", "sum_check")
+    detail = np.where(
+        is_multiplier,
+        "intervals sum to "
+        + failed["interval_sum"].round(3).astype(str)
+        + " = register advance "
+        + failed["advance"].round(3).astype(str)
+        + " × "
+        + pd.Series(nearest, index=failed.index).astype(str)
+        + ", but the configured multiplier is "
+        + failed["multiplier"].astype(str),
+        "intervals sum to "
+        + failed["interval_sum"].round(3).astype(str)
+        + ", register advance × multiplier = "
+        + failed["expected"].round(3).astype(str)
+        + " ("
+        + failed["diff_pct"].round(2).astype(str)
+        + f" % > {rules.sum_check_tolerance_pct} %)",
+    )
+    return pd.DataFrame(
+        {
+            "meter_id": failed["meter_id"].to_numpy(),
+            "channel": failed["channel"].to_numpy(),
+            "rule": rule,
+            "detail": detail,
+            "expected": failed["expected"].to_numpy(),
+            "interval_sum": failed["interval_sum"].to_numpy(),
+        }
+    )
