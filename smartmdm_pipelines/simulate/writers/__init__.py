@@ -1,0 +1,26 @@
+"""Head-end file writers by format name. Add a format: one module with a ``HeadEndWriter``
+subclass, registered here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .base import SCHEMAS, Delivery, HeadEndWriter
+from .generic_csv import GenericCsvWriter
+
+REGISTRY: dict[str, Callable[[Path], HeadEndWriter]] = {
+    "generic_csv": GenericCsvWriter,
+}
+
+
+def get_writer(name: str, out_dir: Path) -> HeadEndWriter:
+    """A new writer of format ``name`` writing under ``out_dir``."""
+    try:
+        factory = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown head-end format {name!r}; known: {sorted(REGISTRY)}") from None
+    return factory(out_dir)
+
+
+__all__ = ["REGISTRY", "SCHEMAS", "Delivery", "HeadEndWriter", "get_writer"]
