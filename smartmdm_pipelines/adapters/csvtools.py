@@ -56,6 +56,9 @@ def read_string_table(
         raise FileRejected(f"header is missing column(s) {missing}; expected {columns}", head_no)
     body_start = _offset_after_line(data, head_no)
     body = data[body_start:]
+    if not body.strip(b"\r\n\t "):
+        empty = pa.table({c: pa.array([], pa.string()) for c in columns})
+        return empty, np.zeros(0, dtype=np.int64), []
     bad_texts: list[str] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:

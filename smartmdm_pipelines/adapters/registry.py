@@ -8,7 +8,12 @@ from smartmdm_pipelines.adapters import generic_csv
 from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, SourceConfig
 
 ADAPTERS: dict[str, Adapter] = {
-    a.name: a for a in (generic_csv.INTERVALS, generic_csv.REGISTERS, generic_csv.EVENTS)
+    a.name: a
+    for a in (
+        generic_csv.INTERVALS,
+        generic_csv.REGISTERS,
+        generic_csv.EVENTS,
+    )
 }
 
 _SNIFF_BYTES = 64 * 1024
@@ -34,4 +39,7 @@ def parse_file(path: Path, source: SourceConfig | None = None) -> ParsedFile:
         return ParsedFile(format="unknown", fatal=exc.reason, fatal_line=exc.line)
     except KeyError:
         return ParsedFile(format=str(source.format), fatal=f"no adapter named {source.format!r}")
-    return adapter.parse(Path(path), source)
+    try:
+        return adapter.parse(Path(path), source)
+    except Exception as exc:  # an adapter bug must not lose the file: it is registered as rejected
+        return ParsedFile(format=name, fatal=f"{name} parser failed: {type(exc).__name__}: {exc}")

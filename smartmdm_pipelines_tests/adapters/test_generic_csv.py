@@ -144,3 +144,8 @@ def _source(fmt: str):
     from smartmdm_pipelines.adapters.base import SourceConfig
 
     return SourceConfig(format=fmt)
+
+
+def test_header_only_file_loads_nothing_and_rejects_nothing(tmp_path: Path) -> None:
+    parsed = parse_file(write(tmp_path, "meter_id,event_at,event_type,code\n"))
+    assert parsed.status == "loaded" and parsed.records == 0 and len(parsed.events) == 0
