@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smartmdm_pipelines.adapters.base import SourceConfig
+from smartmdm_pipelines.domain.vee.config import VeeConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("config") / "utility.yaml"
 
@@ -37,6 +38,7 @@ class UtilitySettings(_Strict):
     name: str
     timezone: str
     partitions_start: dt.date = dt.date(2020, 1, 1)
+    holidays: str = "NERC"
 
     _zone = field_validator("timezone")(_valid_zone)
 
@@ -63,7 +65,11 @@ class UtilityConfig(_Strict):
     utility: UtilitySettings
     landing: LandingSettings = Field(default_factory=LandingSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
+    vee: dict = Field(default_factory=dict)
     data_dir: Path = Path("data")
+
+    def vee_config(self) -> VeeConfig:
+        return VeeConfig.from_dict(self.vee)
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.data_dir / path).resolve()
@@ -105,6 +111,7 @@ def load_config(path: Path | str | None = None, data_dir: Path | str | None = No
     raw.setdefault("data_dir", str(data_dir or os.environ.get("SMARTMDM_DATA_DIR", "data")))
     try:
         cfg = UtilityConfig.model_validate(raw)
+        cfg.vee_config()
     except Exception as exc:
         raise ValueError(f"invalid utility config {path}: {exc}") from exc
     cfg.data_dir = cfg.data_dir.resolve()

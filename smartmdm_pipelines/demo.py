@@ -95,6 +95,21 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
             )
             _count(result, run.success, request.tags.get("smartmdm/file", request.partition_key))
 
+        vee_sensor = definitions.resolve_sensor_def("vee_day_sensor")
+        vee_tick = vee_sensor(dg.build_sensor_context(instance=instance, definitions=definitions))
+        days = [r.partition_key for r in vee_tick.run_requests or []]
+        echo(f"Validating and estimating {len(days)} operating days (sensor vee_day_sensor → job vee_job) …")
+        vee = definitions.resolve_job_def("vee_job")
+        for request in vee_tick.run_requests or []:
+            run = vee.execute_in_process(
+                instance=instance,
+                run_config=QUIET_RUN_CONFIG,
+                partition_key=request.partition_key,
+                tags=request.tags,
+                raise_on_error=False,
+            )
+            _count(result, run.success, f"vee {request.partition_key}")
+
     store = Store()
     result.summary = store_summary(store)
     store.dispose()
@@ -119,6 +134,28 @@ def store_summary(store) -> dict:
         "events_loaded": int(store.count("meter_events")),
         "rows_rejected": int(store.count("rejected_rows")),
         "operating_days": int(store.scalar("SELECT count(DISTINCT read_day) FROM raw_reads") or 0),
+        "intervals_by_status": {
+            r.status: int(r.n)
+            for r in q(
+                "SELECT status, count(*) AS n FROM (SELECT status, row_number() OVER (PARTITION BY meter_id, "
+                "channel, interval_end ORDER BY version DESC) AS rn FROM intervals) c WHERE rn = 1 GROUP BY 1 ORDER BY 1"
+            ).itertuples()
+        },
+        "interval_versions": int(store.count("intervals")),
+        "estimated_by_method": {
+            r.m: int(r.n)
+            for r in q(
+                "SELECT split_part(estimation_method, '+', 1) AS m, count(*) AS n FROM (SELECT estimation_method, "
+                "status, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn "
+                "FROM intervals) c WHERE rn = 1 AND status = 'estimated' GROUP BY 1 ORDER BY 2 DESC"
+            ).itertuples()
+        },
+        "open_exceptions_by_rule": {
+            r.rule: int(r.n)
+            for r in q(
+                "SELECT rule, count(*) AS n FROM vee_exceptions WHERE status = 'open' GROUP BY 1 ORDER BY 2 DESC"
+            ).itertuples()
+        },
     }
 
 
@@ -139,6 +176,13 @@ def format_summary(result: DemoResult) -> str:
         f"  register reads loaded  {s['register_reads_loaded']:>12,}",
         f"  meter events loaded    {s['events_loaded']:>12,}",
         f"  rows rejected          {s['rows_rejected']:>12,}  (see table rejected_rows)",
+        "  VEE current intervals  "
+        + f"{sum(s['intervals_by_status'].values()):>12,}  "
+        + ", ".join(f"{k} {v:,}" for k, v in s["intervals_by_status"].items()),
+        f"  interval versions      {s['interval_versions']:>12,}",
+        "  estimated by method    " + ", ".join(f"{k} {v:,}" for k, v in s["estimated_by_method"].items()),
+        f"  open VEE exceptions    {sum(s['open_exceptions_by_rule'].values()):>12,}  "
+        + ", ".join(f"{k} {v}" for k, v in list(s["open_exceptions_by_rule"].items())[:8]),
         f"  Dagster runs           {result.runs_succeeded:>12,} succeeded, {len(result.runs_failed)} failed"
         + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else ""),
         f"  elapsed                {result.seconds:>12.1f} s",

@@ -41,8 +41,18 @@ def interval_ends(day: dt.date, tz: str, interval_seconds: int) -> pd.DatetimeIn
 
 
 def operating_day(interval_end: pd.Series, interval_seconds: pd.Series | int, tz: str) -> pd.Series:
-    """Local operating day of each interval, vectorised (naive midnight timestamps, see ``local_date``)."""
-    start = interval_end - pd.to_timedelta(interval_seconds, unit="s")
+    """Local operating day of each interval, vectorised (naive midnight timestamps, see ``local_date``).
+
+    Daily intervals are nominally 86,400 s but last 23 or 25 hours on DST days: they belong to
+    the local day that ends at their end instant.
+    """
+    seconds = (
+        pd.Series(interval_seconds, index=interval_end.index)
+        if np.isscalar(interval_seconds)
+        else interval_seconds
+    )
+    offset = seconds.where(seconds < 86400, 1)  # daily: the local date just before its end
+    start = interval_end - pd.to_timedelta(offset, unit="s")
     return local_date(start, tz)
 
 
@@ -53,6 +63,12 @@ def local_date(instants: pd.Series, tz: str) -> pd.Series:
     to ``DATE``. Use ``.dt.date`` where Python dates are wanted.
     """
     return instants.dt.tz_convert(tz).dt.tz_localize(None).dt.floor("D")
+
+
+def register_day(read_at: pd.Series, tz: str) -> pd.Series:
+    """The operating day a register read belongs to: a read at local midnight closes the day
+    before (it is that day's end reading), any other read belongs to its local date."""
+    return local_date(read_at - pd.Timedelta(microseconds=1), tz)
 
 
 def day_range(first: dt.date, last: dt.date) -> list[dt.date]:

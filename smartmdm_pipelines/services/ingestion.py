@@ -14,7 +14,7 @@ import pandas as pd
 from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.registry import parse_file
 from smartmdm_pipelines.config import UtilityConfig
-from smartmdm_pipelines.domain.timeutil import local_date, operating_day
+from smartmdm_pipelines.domain.timeutil import local_date, operating_day, register_day
 from smartmdm_pipelines.store.store import Store
 
 MAX_ERRORS_IN_SUMMARY = 50
@@ -39,6 +39,7 @@ class FileSummary:
     last_interval_end: str | None = None
     read_days: list[str] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    vee_days: list[str] = field(default_factory=list)
     file_id: int | None = None
     duplicate_of: int | None = None
     archived_to: str | None = None
@@ -99,7 +100,7 @@ def touched_days(parsed: ParsedFile, tz: str) -> list[dt.date]:
             operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz).unique()
         )
     if len(parsed.registers):
-        days |= set(local_date(parsed.registers["read_at"], tz).unique())
+        days |= set(register_day(parsed.registers["read_at"], tz).unique())
     if len(parsed.events):
         days |= set(local_date(parsed.events["event_at"], tz).unique())
     return sorted(pd.Timestamp(d).date() for d in days)
@@ -170,7 +171,7 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
         )
         store.bulk_insert(
             "register_reads",
-            _with_file(parsed.registers, file_id, local_date(parsed.registers["read_at"], tz)),
+            _with_file(parsed.registers, file_id, register_day(parsed.registers["read_at"], tz)),
             conn,
         )
         store.bulk_insert(
@@ -190,6 +191,7 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
                 ]
             )
         store.bulk_insert("rejected_rows", rejected.assign(file_id=file_id), conn)
+    summary.vee_days = days_to_validate(store, parsed, summary.read_days, tz)
     if archive:
         target = (
             config.quarantine_dir
@@ -202,6 +204,24 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
             "UPDATE headend_files SET archive_path = :p WHERE file_id = :id", {"p": str(moved), "id": file_id}
         )
     return summary
+
+
+def days_to_validate(store: Store, parsed: ParsedFile, touched: list[str], tz: str) -> list[str]:
+    """The operating days VEE must (re)run for: those with interval reads in the file, plus days
+    touched only by registers or events that already hold interval reads (a register or an outage
+    event changes their validation); other days wait until their intervals arrive."""
+    days: set[str] = set()
+    if len(parsed.intervals):
+        op_days = operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz)
+        days = {pd.Timestamp(d).date().isoformat() for d in op_days.unique()}
+    others = sorted(set(touched) - days)
+    if others:
+        known = store.read_frame(
+            "SELECT DISTINCT read_day FROM raw_reads WHERE read_day IN (SELECT unnest(:days))",
+            {"days": [dt.date.fromisoformat(d) for d in others]},
+        )
+        days |= {pd.Timestamp(d).date().isoformat() for d in known["read_day"]}
+    return sorted(days)
 
 
 def _with_file(frame: pd.DataFrame, file_id: int, read_day: pd.Series) -> pd.DataFrame:

@@ -40,6 +40,7 @@ class ChunkReport:
     reads: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    read_days: set[str] = field(default_factory=set)
 
     @property
     def reads_per_second(self) -> float:
@@ -78,6 +79,7 @@ def migrate_files(
         else:
             report.loaded += 1
             report.reads += summary.interval_reads + summary.register_reads + summary.events
+            report.read_days.update(summary.vee_days)
         if progress:
             progress(number, len(keys), summary)
     report.seconds = time.perf_counter() - started

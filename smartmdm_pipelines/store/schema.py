@@ -213,9 +213,26 @@ intervals = sa.Table(
     sa.Column("read_day", sa.Date, nullable=False),
     sa.Column("created_by", sa.String, nullable=False),
     _ts("created_at", nullable=False),
-    sa.Column("reason", sa.Text),
+    sa.Column("reason", sa.Text, comment="why this version exists: estimation inputs, edit reason …"),
+    sa.Column("previous_value", sa.Double, comment="value of the version this one supersedes"),
     sa.Column("billed", sa.Boolean, nullable=False, server_default=sa.false()),
     comment="Versioned validated store; every change is a new version. Identity: (meter_id, channel, interval_end, version).",
+)
+
+daily_usage = sa.Table(
+    "daily_usage",
+    metadata,
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("read_day", sa.Date, nullable=False),
+    sa.Column("total", sa.Double),
+    sa.Column("max_value", sa.Double),
+    sa.Column("intervals", sa.Integer, nullable=False),
+    sa.Column("valid_intervals", sa.Integer, nullable=False),
+    sa.Column("estimated_intervals", sa.Integer, nullable=False),
+    sa.Column("has_outage", sa.Boolean, nullable=False),
+    sa.Column("unit", sa.String),
+    comment="Per meter-channel-day summary of current intervals; history for later days' rules.",
 )
 
 vee_exceptions = sa.Table(
@@ -338,6 +355,8 @@ sa.Index("ix_meter_events_day", meter_events.c.read_day)
 sa.Index("ix_rejected_rows_file", rejected_rows.c.file_id)
 sa.Index("ix_intervals_day", intervals.c.read_day)
 sa.Index("ix_vee_exceptions_status", vee_exceptions.c.status)
+sa.Index("ix_vee_exceptions_day", vee_exceptions.c.read_day)
+sa.Index("ix_daily_usage_day", daily_usage.c.read_day)
 sa.Index(
     "ix_billing_determinants_cycle", billing_determinants.c.cycle_id, billing_determinants.c.period_start
 )

@@ -124,7 +124,9 @@ class Store:
                 return self.read_frame(sql, params, own)
         if self.backend == "duckdb":
             raw = conn.connection.driver_connection
-            return raw.execute(_NAMED_PARAM.sub(r"$\1", sql), dict(params or {})).df()
+            used = set(_NAMED_PARAM.findall(sql))  # DuckDB refuses parameters the query does not use
+            bound = {k: v for k, v in (params or {}).items() if k in used}
+            return raw.execute(_NAMED_PARAM.sub(r"$\1", sql), bound).df()
         return pd.read_sql_query(sa.text(sql), conn, params=dict(params or {}))
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:

@@ -19,7 +19,9 @@ def run_range(definitions, instance, keys: list[str]) -> dg.ExecuteInProcessResu
     )
 
 
-def test_legacy_folder_backfills_in_chunks_and_resumes(mdm_env: Path, definitions, instance, monkeypatch) -> None:
+def test_legacy_folder_backfills_in_chunks_and_resumes(
+    mdm_env: Path, definitions, instance, monkeypatch
+) -> None:
     folder = mdm_env / "legacy"
     monkeypatch.setenv("SMARTMDM_MIGRATION_DIR", str(folder))
     for month in (1, 2, 3):

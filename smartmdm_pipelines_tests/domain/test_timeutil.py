@@ -54,3 +54,25 @@ def test_local_date_of_instants() -> None:
         dt.date(2024, 3, 9),
         dt.date(2024, 3, 10),
     ]
+
+
+def test_a_register_read_at_midnight_closes_the_day_before() -> None:
+    from smartmdm_pipelines.domain.timeutil import register_day
+
+    reads = pd.Series(
+        pd.to_datetime(["2024-03-10T06:00:00Z", "2024-03-10T06:00:01Z", "2024-03-10T20:00:00Z"], utc=True)
+    )
+    assert register_day(reads, "America/Chicago").dt.date.tolist() == [
+        dt.date(2024, 3, 9),
+        dt.date(2024, 3, 10),
+        dt.date(2024, 3, 10),
+    ]
+
+
+def test_a_daily_interval_on_a_dst_day_belongs_to_that_day() -> None:
+    # the 23-hour local day 2024-03-10 ends at 05:00Z on the 11th; the head-end still says 86400 s
+    ends = pd.Series(
+        pd.to_datetime(["2024-03-10T06:00:00Z", "2024-03-11T05:00:00Z", "2024-11-04T06:00:00Z"], utc=True)
+    )
+    days = operating_day(ends, 86400, "America/Chicago").dt.date.tolist()
+    assert days == [dt.date(2024, 3, 9), dt.date(2024, 3, 10), dt.date(2024, 11, 3)]

@@ -57,6 +57,7 @@ def _metadata(s: FileSummary) -> dict:
         "rejected_rows": s.rejected_rows,
         "meters": s.meters,
         "read_days": dg.MetadataValue.json(s.read_days),
+        "vee_days": dg.MetadataValue.json(s.vee_days),
         "errors": dg.MetadataValue.json(s.errors[:20]),
         "archived_to": s.archived_to or "",
     }

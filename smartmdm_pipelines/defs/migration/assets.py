@@ -42,7 +42,11 @@ def legacy_raw_reads(
         f"{report.rejected} rejected): {report.reads:,} reads at {report.reads_per_second:,.0f} reads/s"
     )
     return dg.MaterializeResult(
-        metadata={**report.as_metadata(), "rejected_files": dg.MetadataValue.json(report.failures[:50])}
+        metadata={
+            **report.as_metadata(),
+            "rejected_files": dg.MetadataValue.json(report.failures[:50]),
+            "vee_days": dg.MetadataValue.json(sorted(report.read_days)),
+        }
     )
 
 

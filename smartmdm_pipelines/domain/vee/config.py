@@ -42,6 +42,10 @@ class RuleSet:
     """Consecutive days with estimated intervals before an exception (Oracle V21; our value)."""
     water_min_flow_hours: int = 24
     """Water that never reaches zero for this many hours: continuous-flow (leak) exception."""
+    max_wait_hours: float = 48.0
+    """Re-collection window: intervals after a meter's last received read are awaited, not estimated
+    and not reported missing, until the newest data received from any meter is this much later
+    (ERCOT retries collection over 5 days; our default)."""
     # --- estimation ---
     linear_max_gap_minutes: int = 120
     """CA DASMMD: gaps ≤ 2 h use point-to-point linear interpolation (vee.md §1.3, E1)."""
@@ -70,6 +74,15 @@ class RuleSet:
 MAX_PER_HOUR = {"kWh": 1000.0, "kVARh": 1000.0, "gal": 20000.0, "CCF": 500.0, "therm": 500.0}
 
 
+# Built-in adjustments per commodity when no class is configured (our choices, measured on the
+# simulator: hourly water use is spiky — the 99.9th percentile of (max − 3rd) / 3rd is ~800 % —
+# and water and gas are legitimately zero for hours).
+COMMODITY_DEFAULTS: dict[str, dict] = {
+    "water": {"spike_tolerance_pct": 1000.0, "consecutive_zero_intervals": None},
+    "gas": {"spike_tolerance_pct": 1000.0, "consecutive_zero_intervals": None},
+}
+
+
 @dataclass(frozen=True)
 class VeeConfig:
     """The default rule set plus overrides per class key 'commodity/kind' or 'commodity/kind/seconds'."""
@@ -81,9 +94,7 @@ class VeeConfig:
         for key in (f"{commodity}/{kind}/{interval_seconds}", f"{commodity}/{kind}", commodity):
             if key in self.classes:
                 return self.classes[key]
-        if commodity in ("water", "gas"):
-            return replace(self.default, consecutive_zero_intervals=None)
-        return self.default
+        return replace(self.default, **COMMODITY_DEFAULTS.get(commodity, {}))
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> VeeConfig:

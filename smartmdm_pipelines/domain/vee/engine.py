@@ -43,6 +43,8 @@ EXCEPTION_COLUMNS = [
     "detail",
 ]
 CONTEXT_HOURS = 3
+# consumption a vacant premise may show per day before it is reported (standby loads; our choice)
+VACANT_DAILY_THRESHOLD = {"kwh_delivered": 5.0, "water": 50.0, "gas": 1.0}
 REGISTER_TOLERANCE = pd.Timedelta(minutes=15)  # a register read this close to a day boundary brackets it
 
 
@@ -52,20 +54,29 @@ class DayInputs:
 
     day: dt.date
     tz: str
-    reads: pd.DataFrame  # raw reads touching the day: meter_id, channel, interval_end, interval_seconds, value, source_quality, file_id, line
-    meters: pd.DataFrame  # meter_id, kind, commodity, channels, interval_seconds, unit, multiplier, dials
-    installs: pd.DataFrame = field(
-        default_factory=pd.DataFrame
-    )  # meter_id, service_point_id, installed_at, removed_at, multiplier, start_register, end_register
-    service_points: pd.DataFrame = field(
-        default_factory=pd.DataFrame
-    )  # service_point_id, status, customer_class, has_solar
-    accounts: pd.DataFrame = field(default_factory=pd.DataFrame)  # service_point_id, move_in, move_out
-    events: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter_id, event_at, event_type
-    registers: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter_id, channel, read_at, value
-    history: pd.DataFrame = field(
-        default_factory=pd.DataFrame
-    )  # current intervals of the reference weeks (+ neighbours)
+    # raw reads touching the day: meter_id, channel, interval_end, interval_seconds, value,
+    # source_quality, file_id, line
+    reads: pd.DataFrame
+    # meter_id, kind, commodity, channels, interval_seconds, unit, multiplier, dials
+    meters: pd.DataFrame
+    # meter_id, service_point_id, installed_at, removed_at, multiplier, start_register, end_register
+    installs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # service_point_id, status, customer_class, has_solar
+    service_points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # service_point_id, move_in, move_out
+    accounts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # meter_id, event_at, event_type
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # meter_id, channel, read_at, value (dial units)
+    registers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # current intervals of the reference weeks and the neighbouring days, for the series to estimate
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # daily_usage rows of the reference weeks (all series): spikes against history, high/low usage
+    daily_history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # newest interval end received from any meter (the data clock), and per series the last interval
+    # end received on or after the day; without them nothing is awaited
+    frontier: pd.Timestamp | None = None
+    last_seen: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter_id, channel, last_end
     holidays: frozenset = frozenset()
     config: VeeConfig = field(default_factory=VeeConfig)
 
@@ -83,16 +94,17 @@ class DayResult:
 def validate_day(inp: DayInputs) -> DayResult:
     start, end = local_day_bounds(inp.day, inp.tz)
     tolerance = inp.config.default.time_tolerance_seconds
-    winners, conflicts = resolve_reads(_typed_reads(inp.reads), tolerance)
-    grid = expected_grid(inp.meters, _installs(inp.installs), inp.day, inp.tz)
+    meter_tz = _meter_zones(inp)
+    winners, conflicts = resolve_reads(_typed_reads(inp.reads), tolerance, inp.tz, meter_tz)
+    grid = expected_grid(inp.meters, _installs(inp.installs), inp.day, inp.tz, meter_tz)
     frame, outside = align(grid, winners)
     frame = _attach_attributes(frame, inp)
     frame["outage"] = _outage_flags(frame, inp.events)
     frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
 
-    history = prepare_history(inp.history, inp.tz, inp.holidays, before=start)
+    daily = prepare_daily_history(inp.daily_history, inp.day, inp.holidays)
     hist_max = (
-        history[history["usable"]].groupby(["meter_id", "channel"])["value"].max() if len(history) else None
+        daily[daily["clean"]].groupby(["meter_id", "channel"])["max_value"].max() if len(daily) else None
     )
     parts = []
     for (commodity, kind, seconds), group in frame.groupby(
@@ -103,6 +115,10 @@ def validate_day(inp: DayInputs) -> DayResult:
     frame = pd.concat(parts, ignore_index=True) if parts else _empty_day()
     frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
 
+    frame["r_awaiting_data"] = _awaiting(frame, inp)
+    frame["r_missing_interval"] = (
+        frame["r_missing_interval"].to_numpy() & ~frame["r_awaiting_data"].to_numpy()
+    )
     value = frame["value"].to_numpy(dtype="float64")
     suspect = np.zeros(len(frame), dtype=bool)
     for rule in rules.SUSPECT_RULES:
@@ -113,7 +129,7 @@ def validate_day(inp: DayInputs) -> DayResult:
     exceptions = pd.concat(
         [
             _interval_exceptions(frame),
-            _day_exceptions(frame, inp, winners, conflicts, outside, history, tolerance),
+            _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance),
         ],
         ignore_index=True,
     )
@@ -125,11 +141,28 @@ def validate_day(inp: DayInputs) -> DayResult:
         "first_pass_valid_share": float((frame["status"] == "valid").mean()) if n else 1.0,
         "suspect_intervals": int((frame["status"] == "suspect").sum()),
         "missing_intervals": int((frame["status"] == "missing").sum()),
+        "awaiting_intervals": int(frame["r_awaiting_data"].sum()),
         "exceptions_by_rule": exceptions.groupby("rule").size().astype(int).to_dict()
         if len(exceptions)
         else {},
     }
     return DayResult(frame, exceptions, stats)
+
+
+def _awaiting(frame: pd.DataFrame, inp: DayInputs) -> np.ndarray:
+    """Not received, after the series' last received read, and still inside the re-collection window."""
+    if inp.frontier is None or frame.empty:
+        return np.zeros(len(frame), dtype=bool)
+    wait = pd.Timedelta(hours=inp.config.default.max_wait_hours)
+    last = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    if inp.last_seen is not None and len(inp.last_seen):
+        seen = inp.last_seen.set_index(["meter_id", "channel"])["last_end"]
+        key = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
+        last = pd.Series(pd.to_datetime(key.map(seen), utc=True), index=frame.index)
+    ends = frame["interval_end"]
+    after_last = (last.isna() | (ends > last)).to_numpy()
+    recent = ((pd.Timestamp(inp.frontier) - ends) < wait).to_numpy()
+    return np.isnan(frame["value"].to_numpy(dtype="float64")) & after_last & recent
 
 
 def _typed_reads(reads: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +184,8 @@ def _installs(installs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
-    meters = inp.meters[["meter_id", "kind", "commodity", "unit", "multiplier", "dials"]].rename(
+    cols = ["meter_id", "kind", "commodity", "unit", "multiplier", "dials"] + (["role"] if "role" in inp.meters else [])
+    meters = inp.meters[cols].rename(
         columns={"unit": "meter_unit"}
     )
     frame = frame.merge(meters, on="meter_id", how="left")
@@ -161,8 +195,19 @@ def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     sp = _meter_service_points(inp)
     frame = frame.merge(sp, on="meter_id", how="left")
     frame["customer_class"] = frame["customer_class"].fillna("none")
+    frame["role"] = frame["role"].fillna("customer") if "role" in frame else "customer"
     frame["has_solar"] = frame["has_solar"].fillna(False).astype(bool)
     return frame
+
+
+def _meter_zones(inp: DayInputs) -> pd.Series:
+    """meter_id -> IANA time zone of the service point it is (last) installed at."""
+    sps = inp.service_points
+    if inp.installs is None or inp.installs.empty or sps is None or "timezone" not in sps:
+        return pd.Series(dtype="object")
+    inst = inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
+    zones = inst.merge(sps[["service_point_id", "timezone"]], on="service_point_id", how="left")
+    return zones.set_index("meter_id")["timezone"].dropna()
 
 
 def _meter_service_points(inp: DayInputs) -> pd.DataFrame:
@@ -213,7 +258,7 @@ def _failed_rules(frame: pd.DataFrame) -> pd.Series:
 def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for rule, (severity, _, meaning) in rules.RULES.items():
-        if rule in ("time_tolerance",):
+        if rule in ("time_tolerance", "awaiting_data"):
             continue
         hit = frame[frame[f"r_{rule}"]]
         if hit.empty:
@@ -237,7 +282,7 @@ def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EXCEPTION_COLUMNS)
 
 
-def _day_exceptions(frame, inp, winners, conflicts, outside, history, tolerance) -> pd.DataFrame:
+def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -> pd.DataFrame:
     rows: list[pd.DataFrame] = []
 
     def add(df: pd.DataFrame, rule: str, detail: pd.Series | str, intervals=None) -> None:
@@ -304,13 +349,10 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, history, tolerance)
         failed = rules.sum_check(group, ruleset)
         for rule in ("sum_check", "multiplier_mismatch"):
             add(failed[failed["rule"] == rule], rule, failed.loc[failed["rule"] == rule, "detail"])
-        _usage_vs_history(group, history, ruleset, add, frame)
+        _usage_vs_history(group, daily, ruleset, add, day_type(pd.Series([inp.day]), inp.holidays).iloc[0])
 
-    water = (
-        frame[frame["channel"].eq("water") & ~frame["context"]]
-        if "context" in frame
-        else frame[frame["channel"].eq("water")]
-    )
+    # customer meters only: a zone's bulk meter carries the network's night flow by design
+    water = frame[frame["channel"].eq("water") & frame["role"].eq("customer")]
     if len(water):
         g = (
             water.groupby(["meter_id", "channel"])
@@ -383,7 +425,7 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, history, tolerance)
         + " on a service point with no active account",
     )
 
-    add(_prolonged(frame, history, inp), "prolonged_estimation", "estimated on each of the previous days too")
+    add(_prolonged(frame, daily, inp), "prolonged_estimation", "estimated on each of the previous days too")
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=EXCEPTION_COLUMNS)
 
 
@@ -446,43 +488,25 @@ def _register_at(
     return merged.set_index("index")["value"].reindex(g.index).to_numpy(dtype="float64")
 
 
-def _usage_vs_history(group, history, ruleset, add, frame) -> None:
-    if history is None or history.empty:
+def _usage_vs_history(group, daily, ruleset, add, today_type: str) -> None:
+    """Oracle High/Low (V6): the day total against the like-day average of clean reference days."""
+    if daily is None or daily.empty:
         return
-    clean = history[history["clean"]]
-    if clean.empty:
-        return
-    daily = clean.groupby(["meter_id", "channel", "local_date"]).agg(
-        total=("value", "sum"), day_type=("day_type", "first")
-    )
-    daily = daily.reset_index()
-    today_type = frame["day_type"].iloc[0] if "day_type" in frame and len(frame) else None
-    if today_type is not None:
-        daily = daily[daily["day_type"] == today_type]
+    ref = daily[daily["clean"] & (daily["day_type"] == today_type)]
     ref = (
-        daily.groupby(["meter_id", "channel"])
-        .agg(avg=("total", "mean"), days=("total", "size"))
-        .reset_index()
+        ref.groupby(["meter_id", "channel"]).agg(avg=("total", "mean"), days=("total", "size")).reset_index()
     )
     g = group[group["complete"]].merge(ref[ref["days"] >= 3], on=["meter_id", "channel"])
     high = g[(g["avg"] > 0) & (g["interval_sum"] > ruleset.high_usage_factor * g["avg"])]
     low = g[(g["avg"] > 0) & (g["interval_sum"] < ruleset.low_usage_factor * g["avg"])]
-    add(
-        high,
-        "high_usage",
-        "day total "
-        + high["interval_sum"].round(2).astype(str)
-        + " vs like-day average "
-        + high["avg"].round(2).astype(str),
-    )
-    add(
-        low,
-        "low_usage",
-        "day total "
-        + low["interval_sum"].round(2).astype(str)
-        + " vs like-day average "
-        + low["avg"].round(2).astype(str),
-    )
+    for rule, rows in (("high_usage", high), ("low_usage", low)):
+        detail = (
+            "day total "
+            + rows["interval_sum"].round(2).astype(str)
+            + " vs like-day average "
+            + rows["avg"].round(2).astype(str)
+        )
+        add(rows, rule, detail)
 
 
 def _vacant_usage(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
@@ -493,7 +517,8 @@ def _vacant_usage(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     day = pd.Timestamp(inp.day)
     move_in = pd.to_datetime(acc["move_in"])
     move_out = pd.to_datetime(acc["move_out"])
-    occupied = set(acc.loc[(move_in <= day) & (move_out.isna() | (move_out > day)), "service_point_id"])
+    # move-out is the last day of service
+    occupied = set(acc.loc[(move_in <= day) & (move_out.isna() | (move_out >= day)), "service_point_id"])
     known = set(acc["service_point_id"])
     day_rows = frame[
         frame["service_point_id"].isin(known - occupied)
@@ -506,22 +531,24 @@ def _vacant_usage(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
         .agg(total=("value", "sum"), period_start=("interval_end", "min"), period_end=("interval_end", "max"))
         .reset_index()
     )
-    return g[g["total"] > 0]
+    threshold = g["channel"].map(VACANT_DAILY_THRESHOLD).fillna(0.0)
+    return g[g["total"] > threshold]
 
 
-def _prolonged(frame: pd.DataFrame, history: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+def _prolonged(frame: pd.DataFrame, daily: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+    """Oracle V21: the channel needed estimates on each of the previous n−1 days and needs them again."""
     empty = pd.DataFrame(columns=["meter_id", "channel"])
     n = inp.config.default.prolonged_estimation_days
-    if history is None or history.empty or n < 2:
+    if daily is None or daily.empty or n < 2:
         return empty
     today = frame[frame["status"].isin(["suspect", "missing"])][["meter_id", "channel"]].drop_duplicates()
     if today.empty:
         return empty
-    est = history[history["status"].eq("estimated")]
-    recent = est[est["local_date"] >= inp.day - dt.timedelta(days=n - 1)]
-    days = recent.groupby(["meter_id", "channel"])["local_date"].nunique().reset_index(name="days")
-    hit = today.merge(days[days["days"] >= n - 1], on=["meter_id", "channel"])
-    return hit
+    recent = daily[
+        (daily["estimated_intervals"] > 0) & (daily["read_day"] >= inp.day - dt.timedelta(days=n - 1))
+    ]
+    days = recent.groupby(["meter_id", "channel"])["read_day"].nunique().reset_index(name="days")
+    return today.merge(days[days["days"] >= n - 1], on=["meter_id", "channel"])
 
 
 def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFrame:
@@ -559,6 +586,56 @@ def day_type(dates: pd.Series, holidays: frozenset) -> pd.Series:
     return pd.Series(np.where((weekday >= 5) | holiday, "weekend_holiday", "weekday"), index=dates.index)
 
 
+def prepare_daily_history(daily: pd.DataFrame, day: dt.date, holidays: frozenset) -> pd.DataFrame:
+    """daily_usage rows before ``day`` with their day type and whether the day was clean
+    (complete, all valid, no outage)."""
+    cols = [
+        "meter_id",
+        "channel",
+        "read_day",
+        "total",
+        "max_value",
+        "intervals",
+        "valid_intervals",
+        "estimated_intervals",
+        "has_outage",
+        "day_type",
+        "clean",
+    ]
+    if daily is None or daily.empty:
+        return pd.DataFrame(columns=cols)
+    d = daily.copy()
+    d["read_day"] = pd.to_datetime(d["read_day"]).dt.date
+    d = d[d["read_day"] < day]
+    d["day_type"] = day_type(pd.Series(d["read_day"].to_numpy(), index=d.index), holidays)
+    d["clean"] = (d["valid_intervals"] == d["intervals"]) & ~d["has_outage"].astype(bool)
+    return d
+
+
+def daily_usage(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """One row per meter-channel of the day's final intervals: what later days' rules compare with."""
+    f = frame.assign(
+        _valid=frame["final_status"].eq("valid"),
+        _est=frame["final_status"].eq("estimated"),
+        _outage=frame["outage"].astype(bool),
+    )
+    g = (
+        f.groupby(["meter_id", "channel"], sort=False)
+        .agg(
+            total=("final_value", "sum"),
+            max_value=("final_value", "max"),
+            intervals=("final_value", "size"),
+            valid_intervals=("_valid", "sum"),
+            estimated_intervals=("_est", "sum"),
+            has_outage=("_outage", "any"),
+            unit=("unit", "first"),
+        )
+        .reset_index()
+    )
+    g["read_day"] = pd.Timestamp(day)
+    return g
+
+
 def prepare_history(history: pd.DataFrame, tz: str, holidays: frozenset, before=None) -> pd.DataFrame:
     """Current intervals of the reference weeks with local date, slot, day type and usability."""
     cols = [
@@ -590,11 +667,15 @@ def prepare_history(history: pd.DataFrame, tz: str, holidays: frozenset, before=
     return h
 
 
-def estimate_day(validated: DayResult, inp: DayInputs) -> DayResult:
+def estimate_day(
+    validated: DayResult, inp: DayInputs, methods: tuple[str, ...] = estimation.CHAIN
+) -> DayResult:
     """Fill suspect and missing intervals through the estimation chain; re-validate estimates."""
     start, end = local_day_bounds(inp.day, inp.tz)
     frame = validated.intervals.copy()
     frame["context"] = False
+    if "day_type" not in frame:
+        frame["day_type"] = day_type(pd.Series([inp.day] * len(frame), index=frame.index), inp.holidays)
     history_all = prepare_history(inp.history, inp.tz, inp.holidays)
     history = history_all[history_all["interval_end"] <= start]
     context = _context_rows(history_all, frame, start, end)
@@ -623,7 +704,9 @@ def estimate_day(validated: DayResult, inp: DayInputs) -> DayResult:
         ruleset = inp.config.for_class(commodity, kind, int(seconds))
         group = group.reset_index(drop=True)
         parts.append(
-            estimation.run_chain(group, history, ruleset, target_type, inp.day.weekday(), expected_totals)
+            estimation.run_chain(
+                group, history, ruleset, target_type, inp.day.weekday(), expected_totals, methods
+            )
         )
     frame = pd.concat(parts, ignore_index=True) if parts else frame
     frame = frame[~frame["context"]].sort_values(KEY, kind="stable").reset_index(drop=True)
@@ -642,19 +725,25 @@ def estimate_day(validated: DayResult, inp: DayInputs) -> DayResult:
     filled = np.isin(frame["final_status"], ["valid", "estimated"]) & ~np.isnan(
         frame["final_value"].to_numpy(dtype="float64")
     )
+    due = (
+        ~frame["r_awaiting_data"].to_numpy(dtype=bool)
+        if "r_awaiting_data" in frame
+        else np.ones(n, dtype=bool)
+    )
     stats = dict(validated.stats)
     stats.update(
         {
             "estimated_intervals": int(est.sum()),
             "estimated_share": float(est.mean()) if n else 0.0,
-            "completeness": float(filled.mean()) if n else 1.0,
+            "completeness": float(filled[due].mean()) if due.any() else 1.0,
+            "due_intervals": int(due.sum()),
             "estimated_by_method": pd.Series(frame.loc[est, "est_method"])
             .str.split("+")
             .str[0]
             .value_counts()
             .astype(int)
             .to_dict(),
-            "unestimated_intervals": int((~filled).sum()),
+            "unestimated_intervals": int((~filled & due).sum()),
         }
     )
     return DayResult(frame, validated.exceptions, stats)

@@ -23,7 +23,10 @@ SERIES = ["meter_id", "channel"]
 
 
 def needs_estimate(frame: pd.DataFrame) -> np.ndarray:
-    return frame["status"].isin(["suspect", "missing"]).to_numpy() & ~frame["context"].to_numpy()
+    todo = frame["status"].isin(["suspect", "missing"]).to_numpy() & ~frame["context"].to_numpy()
+    if "r_awaiting_data" in frame:
+        todo &= ~frame["r_awaiting_data"].fillna(False).to_numpy(dtype=bool)
+    return todo
 
 
 def _fill(
@@ -140,28 +143,34 @@ def _fill_from_days(frame, todo, history, chosen, method) -> None:
 
 
 def class_profile(frame: pd.DataFrame) -> None:
-    """E5: no usable history: the class's average shape today (same commodity, channel,
-    interval length and customer class), scaled to the meter's own valid intervals when it
-    has enough of them."""
-    todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
-    if not todo.any():
-        return
+    """E5: no usable history: the class's average shape today (same commodity, channel, interval
+    length and customer class; the coarser class without customer class when that one is empty),
+    scaled to the meter's own valid intervals when it has enough of them."""
+    for cls in (
+        ["commodity", "channel", "interval_seconds", "customer_class"],
+        ["commodity", "channel", "interval_seconds"],
+    ):
+        todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
+        if not todo.any():
+            return
+        _class_profile(frame, todo, cls)
+
+
+def _class_profile(frame: pd.DataFrame, todo: np.ndarray, cls: list[str]) -> None:
     day = frame[~frame["context"]]
     valid = day[day["status"].eq("valid") & day["value"].notna() & ~day["outage"]]
-    cls = ["commodity", "channel", "interval_seconds", "customer_class"]
     profile = valid.groupby([*cls, "slot"], sort=False)["value"].mean()
+    if profile.empty:
+        return
     key = pd.MultiIndex.from_arrays([frame[c] for c in [*cls, "slot"]])
     base = key.map(profile).to_numpy(dtype="float64")
-    # scale: meter's valid sum over the class profile at the same slots
+    # scale: the meter's valid sum over the class profile at the same slots
     vkey = pd.MultiIndex.from_arrays([valid[c] for c in [*cls, "slot"]])
     own = valid.assign(prof=vkey.map(profile).to_numpy(dtype="float64"))
     sums = own.groupby(SERIES).agg(own_sum=("value", "sum"), prof_sum=("prof", "sum"), n=("value", "size"))
     expected = day.groupby(SERIES).size()
-    sums["factor"] = np.where(
-        (sums["n"] >= 0.25 * expected.reindex(sums.index)) & (sums["prof_sum"] > 0),
-        sums["own_sum"] / sums["prof_sum"],
-        1.0,
-    )
+    enough = sums["n"] >= 0.25 * expected.reindex(sums.index)
+    sums["factor"] = np.where(enough & (sums["prof_sum"] > 0), sums["own_sum"] / sums["prof_sum"], 1.0)
     skey = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
     factor = pd.Series(skey.map(sums["factor"]), dtype="float64").fillna(1.0).to_numpy()
     _fill(frame, todo, base * factor, "class_profile", "class average shape of today")
@@ -218,15 +227,32 @@ def scale_to_register(frame: pd.DataFrame, expected_totals: pd.Series) -> None:
     )
 
 
-def run_chain(frame, history, rules: RuleSet, day_type: str, weekday: int, expected_totals) -> pd.DataFrame:
+CHAIN = ("zero_fill", "linear", "like_day", "class_profile", "register_scaling", "average_daily_load")
+
+
+def run_chain(
+    frame,
+    history,
+    rules: RuleSet,
+    day_type: str,
+    weekday: int,
+    expected_totals,
+    methods: tuple[str, ...] = CHAIN,
+) -> pd.DataFrame:
+    """Run the chain's steps in order (``methods`` selects a subset, e.g. an operator's request)."""
     frame["est_value"] = np.nan
     frame["est_method"] = pd.Series(pd.NA, index=frame.index, dtype="object")
     frame["est_inputs"] = pd.Series(pd.NA, index=frame.index, dtype="object")
-    zero_fill_outages(frame)
-    linear(frame, rules)
-    like_day(frame, history, rules, day_type, weekday)
-    class_profile(frame)
-    if rules.scale_to_register:
-        scale_to_register(frame, expected_totals)
-    average_daily_load(frame, history)
+    steps = {
+        "zero_fill": lambda: zero_fill_outages(frame),
+        "linear": lambda: linear(frame, rules),
+        "like_day": lambda: like_day(frame, history, rules, day_type, weekday),
+        "class_profile": lambda: class_profile(frame),
+        "register_scaling": lambda: (
+            scale_to_register(frame, expected_totals) if rules.scale_to_register else None
+        ),
+        "average_daily_load": lambda: average_daily_load(frame, history),
+    }
+    for name in methods:
+        steps[name]()
     return frame

@@ -19,21 +19,29 @@ from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 KEY = ["meter_id", "channel", "interval_end"]
 
 
-def expected_grid(meters: pd.DataFrame, installs: pd.DataFrame, day: dt.date, tz: str) -> pd.DataFrame:
+def expected_grid(
+    meters: pd.DataFrame, installs: pd.DataFrame, day: dt.date, tz: str, meter_tz: pd.Series | None = None
+) -> pd.DataFrame:
     """meter_id, channel, interval_end, interval_seconds, unit for every expected interval of ``day``.
 
     ``meters``: meter_id, kind, commodity, channels (';'-joined), interval_seconds, unit.
     ``installs``: meter_id, installed_at, removed_at (UTC; NaT = still installed). Meters with no
-    install row (e.g. zone bulk meters) are expected all day.
+    install row (e.g. zone bulk meters) are expected all day. Daily (and longer) intervals end at
+    local midnight of the meter's own time zone (``meter_tz``: meter_id -> IANA zone), shorter ones
+    are on the grid of the utility's operating day.
     """
     interval = meters[(meters["kind"] == "ami") & meters["interval_seconds"].notna()]
     if interval.empty:
         return pd.DataFrame(columns=[*KEY, "interval_seconds"])
     channels = interval.assign(channel=interval["channels"].str.split(";")).explode("channel")
     channels = channels[channels["channel"].str.len() > 0]
+    channels = channels.assign(zone=tz)
+    if meter_tz is not None and len(meter_tz):
+        daily = channels["interval_seconds"] >= 86400
+        channels.loc[daily, "zone"] = channels.loc[daily, "meter_id"].map(meter_tz).fillna(tz)
     parts = []
-    for seconds, group in channels.groupby("interval_seconds", sort=True):
-        ends = interval_ends(day, tz, int(seconds))
+    for (seconds, zone), group in channels.groupby(["interval_seconds", "zone"], sort=True):
+        ends = interval_ends(day, zone, int(seconds))
         n, m = len(group), len(ends)
         parts.append(
             pd.DataFrame(
@@ -64,7 +72,9 @@ def _within_installations(grid: pd.DataFrame, installs: pd.DataFrame) -> pd.Data
     return pd.concat([free, kept]).sort_index(kind="stable").reset_index(drop=True)
 
 
-def resolve_reads(reads: pd.DataFrame, tolerance_seconds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def resolve_reads(
+    reads: pd.DataFrame, tolerance_seconds: int, tz: str = "UTC", meter_tz: pd.Series | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One winning read per (meter, channel, interval end) and the conflicts worth reporting.
 
     Reads are first snapped to their grid slot when their clock is off by at most the time
@@ -75,8 +85,20 @@ def resolve_reads(reads: pd.DataFrame, tolerance_seconds: int) -> tuple[pd.DataF
     """
     if reads.empty:
         return reads.assign(drift_s=pd.Series(dtype="int64"), rank=pd.Series(dtype="int64")), reads.head(0)
-    reads = reads.copy()
-    epoch = epoch_seconds(reads["interval_end"])
+    reads = reads.reset_index(drop=True)
+    # the grid is aligned in local clock time (daily intervals end at the meter's local midnight)
+    zone = pd.Series(tz, index=reads.index)
+    if meter_tz is not None and len(meter_tz):
+        daily = reads["interval_seconds"] >= 86400
+        zone[daily] = reads.loc[daily, "meter_id"].map(meter_tz).fillna(tz)
+    epoch = np.zeros(len(reads), dtype="int64")
+    zones = zone.to_numpy()
+    for name in pd.unique(zones):
+        rows = np.flatnonzero(zones == name)
+        local = (
+            reads["interval_end"].iloc[rows].dt.tz_convert(name).dt.tz_localize(None).dt.tz_localize("UTC")
+        )
+        epoch[rows] = epoch_seconds(local)
     seconds = reads["interval_seconds"].to_numpy(dtype="int64")
     offset = epoch % seconds
     drift = np.where(offset > seconds // 2, offset - seconds, offset)

@@ -35,6 +35,11 @@ RULES: dict[str, tuple[str, bool, str]] = {
     "zero_run": ("warning", True, "consecutive zero intervals on an active service point without an outage"),
     "flat_line": ("warning", True, "identical non-zero values for many consecutive intervals (stuck meter?)"),
     "power_outage": ("info", False, "zero/low intervals during a power outage: valid, excluded as reference"),
+    "awaiting_data": (
+        "info",
+        False,
+        "not received yet, within the re-collection window: neither missing nor estimated",
+    ),
 }
 # meter-day rules (exceptions only)
 DAY_RULES: dict[str, tuple[str, str]] = {
@@ -107,8 +112,9 @@ def apply_interval_rules(
         day["r_zero_run"] = False
 
     flat_values = np.where(has_value & (value != 0), value, np.nan)
-    flat_len = equal_value_runs(flat_values, new_series) * day["interval_seconds"].to_numpy() / 3600.0
-    flat = has_value & (value != 0) & (flat_len >= rules.flat_line_hours)
+    run_count = equal_value_runs(flat_values, new_series)
+    flat_len = run_count * day["interval_seconds"].to_numpy() / 3600.0
+    flat = has_value & (value != 0) & (run_count >= 2) & (flat_len >= rules.flat_line_hours)
     day["r_flat_line"] = flat & ~day["channel"].isin(["kwh_received"]).to_numpy()
     return day
 

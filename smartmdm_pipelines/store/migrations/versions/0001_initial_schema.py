@@ -119,6 +119,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("previous_value", sa.Double(), nullable=True),
         sa.Column("billed", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         comment="Versioned validated store; every change is a new version. Identity: (meter_id, channel, interval_end, version).",
     )
@@ -279,6 +280,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("alert_id"),
     )
     op.create_table(
+        "daily_usage",
+        sa.Column("meter_id", sa.String(), nullable=False),
+        sa.Column("channel", sa.String(), nullable=False),
+        sa.Column("read_day", sa.Date(), nullable=False),
+        sa.Column("total", sa.Double(), nullable=True),
+        sa.Column("max_value", sa.Double(), nullable=True),
+        sa.Column("intervals", sa.Integer(), nullable=False),
+        sa.Column("valid_intervals", sa.Integer(), nullable=False),
+        sa.Column("estimated_intervals", sa.Integer(), nullable=False),
+        sa.Column("has_outage", sa.Boolean(), nullable=False),
+        sa.Column("unit", sa.String(), nullable=True),
+        comment="Per meter-channel-day summary of current intervals; history for later days' rules.",
+    )
+    if _is_postgres():
+        op.create_index("ix_daily_usage_day", "daily_usage", ["read_day"], unique=False)
+    op.create_table(
         "vee_exceptions",
         sa.Column(
             "exception_id", sa.String(), nullable=False, comment="stable hash of meter, channel, day, rule"
@@ -302,6 +319,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("exception_id"),
     )
     op.create_index("ix_vee_exceptions_status", "vee_exceptions", ["status"], unique=False)
+    op.create_index("ix_vee_exceptions_day", "vee_exceptions", ["read_day"], unique=False)
     op.create_table(
         "zone_balances",
         sa.Column("zone_id", sa.String(), nullable=False),
@@ -330,6 +348,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS current_intervals")
+    op.drop_table("daily_usage")
     op.drop_table("zones")
     if _is_postgres():
         op.drop_index("ix_zone_balances_day", table_name="zone_balances")
@@ -374,8 +393,9 @@ def _is_postgres() -> bool:
 def _current_intervals_view() -> str:
     """The current version of every interval: what downstream stages read."""
     cols = (
-        "meter_id, channel, interval_end, version, interval_seconds, value, unit, status, espi_qual"
-        "ity, iec_quality, estimation_method, failed_rules, source_file_id, source_line, read_day, created_by, created_at, reason, billed"
+        "meter_id, channel, interval_end, version, interval_seconds, value, unit, status, espi_quality, "
+        "iec_quality, estimation_method, failed_rules, source_file_id, source_line, read_day, created_by, "
+        "created_at, reason, previous_value, billed"
     )
     return (
         f"CREATE VIEW current_intervals AS SELECT {cols} FROM ("
