@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smartmdm_pipelines.adapters import generic_csv
+from smartmdm_pipelines.adapters import generic_csv, green_button, nem12
 from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, SourceConfig
 
 ADAPTERS: dict[str, Adapter] = {
@@ -13,6 +13,8 @@ ADAPTERS: dict[str, Adapter] = {
         generic_csv.INTERVALS,
         generic_csv.REGISTERS,
         generic_csv.EVENTS,
+        green_button.ADAPTER,
+        nem12.ADAPTER,
     )
 }
 

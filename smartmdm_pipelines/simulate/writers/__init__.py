@@ -8,9 +8,13 @@ from pathlib import Path
 
 from .base import SCHEMAS, Delivery, HeadEndWriter
 from .generic_csv import GenericCsvWriter
+from .green_button import GreenButtonWriter
+from .nem12 import Nem12Writer
 
 REGISTRY: dict[str, Callable[[Path], HeadEndWriter]] = {
     "generic_csv": GenericCsvWriter,
+    "green_button": GreenButtonWriter,
+    "nem12": Nem12Writer,
 }
 
 
