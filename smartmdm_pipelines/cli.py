@@ -145,6 +145,54 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_exceptions(args: argparse.Namespace) -> int:
+    """The VEE exception queue: list, show, accept, edit, estimate, dismiss."""
+    from smartmdm_pipelines.services import exceptions as queue
+    from smartmdm_pipelines.store.store import Store
+
+    store = Store()
+    try:
+        if args.action == "list":
+            rows = queue.list_exceptions(
+                store,
+                status=None if args.status == "all" else args.status,
+                rule=args.rule,
+                meter=args.meter,
+                day=args.day,
+                limit=args.limit,
+            )
+            if args.json:
+                print(rows.to_json(orient="records", date_format="iso"))
+            else:
+                print(rows.to_string(index=False) if len(rows) else "no exceptions match")
+            return 0
+        if args.action == "show":
+            exc = queue.get_exception(store, args.exception_id)
+            versions = queue.exception_intervals(store, exc)
+            print(json.dumps({k: (str(v) if v is not None else None) for k, v in exc.items()}, indent=2))
+            print(versions.to_string(index=False))
+            return 0
+        outcome = queue.resolve(
+            store,
+            _config(args),
+            queue.Resolution(
+                exception_id=args.exception_id,
+                action=args.action,
+                by=args.by,
+                reason=args.reason,
+                value=getattr(args, "value", None),
+                method=getattr(args, "method", None),
+            ),
+        )
+        print(json.dumps(outcome))
+        return 0
+    except queue.ExceptionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.dispose()
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from smartmdm_pipelines.store import migrate
     from smartmdm_pipelines.store.engine import create_store_engine, database_url
@@ -217,6 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--chunk", type=int, default=50, help="files per Dagster run")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "exceptions", help="the VEE exception queue: list, show, accept, edit, estimate, dismiss"
+    )
+    ex = p.add_subparsers(dest="action", required=True)
+    q = ex.add_parser("list", help="list exceptions (default: open ones)")
+    q.add_argument("--status", default="open", help="open | accepted | edited | dismissed | resolved | all")
+    q.add_argument("--rule")
+    q.add_argument("--meter")
+    q.add_argument("--day", type=date)
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--json", action="store_true")
+    q = ex.add_parser("show", help="an exception and every version of the intervals it covers")
+    q.add_argument("exception_id")
+    for name, extra in (("accept", None), ("edit", "value"), ("estimate", "method"), ("dismiss", None)):
+        q = ex.add_parser(name, help=f"{name} an open exception (recorded with your name and reason)")
+        q.add_argument("exception_id")
+        q.add_argument("--by", required=True, help="who resolves it")
+        q.add_argument("--reason", required=True, help="why")
+        if extra == "value":
+            q.add_argument(
+                "--value", type=float, required=True, help="the value for every interval of the exception"
+            )
+        if extra == "method":
+            q.add_argument(
+                "--method",
+                required=True,
+                help="linear | like_day | class_profile | average_daily_load | zero_fill",
+            )
+    p.set_defaults(func=cmd_exceptions)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])
