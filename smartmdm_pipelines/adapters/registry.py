@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smartmdm_pipelines.adapters import generic_csv, green_button, nem12
+from smartmdm_pipelines.adapters import beacon_csv, cmep, generic_csv, green_button, nem12
 from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, SourceConfig
 
 ADAPTERS: dict[str, Adapter] = {
@@ -15,6 +15,8 @@ ADAPTERS: dict[str, Adapter] = {
         generic_csv.EVENTS,
         green_button.ADAPTER,
         nem12.ADAPTER,
+        cmep.CMEP,
+        beacon_csv.BEACON,
     )
 }
 

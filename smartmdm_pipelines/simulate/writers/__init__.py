@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .base import SCHEMAS, Delivery, HeadEndWriter
+from .beacon_csv import BeaconCsvWriter
+from .cmep import CmepWriter
 from .generic_csv import GenericCsvWriter
 from .green_button import GreenButtonWriter
 from .nem12 import Nem12Writer
@@ -15,6 +17,8 @@ REGISTRY: dict[str, Callable[[Path], HeadEndWriter]] = {
     "generic_csv": GenericCsvWriter,
     "green_button": GreenButtonWriter,
     "nem12": Nem12Writer,
+    "cmep": CmepWriter,
+    "beacon_csv": BeaconCsvWriter,
 }
 
 
