@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from hypothesis import settings
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from smartmdm_pipelines.store.store import Store
@@ -22,6 +23,12 @@ PG_HOST = os.environ.get("SMARTMDM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("SMARTMDM_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("SMARTMDM_TEST_PG_USER", "postgres")
 PG_PASSWORD = os.environ.get("SMARTMDM_TEST_PG_PASSWORD", "")
+
+# Property tests are reproducible: the same examples on every run (CI must not be a lottery);
+# HYPOTHESIS_PROFILE=explore searches new examples locally.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
