@@ -19,6 +19,7 @@ import pandas as pd
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee import estimation, rules
 from smartmdm_pipelines.domain.vee.config import VeeConfig
+from smartmdm_pipelines.domain.vee.keys import N_CHANNELS, Catalog, epoch, group_bounds, lookup
 from smartmdm_pipelines.domain.vee.prepare import KEY, align, expected_grid, resolve_reads
 from smartmdm_pipelines.domain.vee.quality import quality_codes
 
@@ -79,6 +80,7 @@ class DayInputs:
     last_seen: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter_id, channel, last_end
     holidays: frozenset = frozenset()
     config: VeeConfig = field(default_factory=VeeConfig)
+    catalog: Catalog | None = None  # set by validate_day: the integer keys of this day
 
 
 @dataclass
@@ -95,17 +97,23 @@ def validate_day(inp: DayInputs) -> DayResult:
     start, end = local_day_bounds(inp.day, inp.tz)
     tolerance = inp.config.default.time_tolerance_seconds
     meter_tz = _meter_zones(inp)
-    winners, conflicts = resolve_reads(_typed_reads(inp.reads), tolerance, inp.tz, meter_tz)
-    grid = expected_grid(inp.meters, _installs(inp.installs), inp.day, inp.tz, meter_tz)
+    inp.catalog = catalog = Catalog(inp.meters["meter_id"], inp.reads["meter_id"])
+    reads = _typed_reads(inp.reads)
+    winners, conflicts = resolve_reads(reads, tolerance, inp.tz, meter_tz, catalog)
+    grid = expected_grid(inp.meters, _installs(inp.installs), inp.day, inp.tz, meter_tz, catalog)
     frame, outside = align(grid, winners)
     frame = _attach_attributes(frame, inp)
     frame["outage"] = _outage_flags(frame, inp.events)
-    frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
 
     daily = prepare_daily_history(inp.daily_history, inp.day, inp.holidays)
-    hist_max = (
-        daily[daily["clean"]].groupby(["meter_id", "channel"])["max_value"].max() if len(daily) else None
-    )
+    hist_max = None
+    if len(daily):
+        clean = daily[daily["clean"]]
+        best = clean.groupby(["meter_id", "channel"], sort=False)["max_value"].max().reset_index()
+        hist_max = (
+            catalog.sid(best["meter_id"], best["channel"]),
+            best["max_value"].to_numpy(dtype="float64"),
+        )
     parts = []
     for (commodity, kind, seconds), group in frame.groupby(
         ["commodity", "kind", "interval_seconds"], sort=True
@@ -113,7 +121,7 @@ def validate_day(inp: DayInputs) -> DayResult:
         ruleset = inp.config.for_class(commodity, kind, int(seconds))
         parts.append(rules.apply_interval_rules(group.reset_index(drop=True), ruleset, hist_max))
     frame = pd.concat(parts, ignore_index=True) if parts else _empty_day()
-    frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["sid", "t"], kind="stable").reset_index(drop=True)
 
     frame["r_awaiting_data"] = _awaiting(frame, inp)
     frame["r_missing_interval"] = (
@@ -123,7 +131,10 @@ def validate_day(inp: DayInputs) -> DayResult:
     suspect = np.zeros(len(frame), dtype=bool)
     for rule in rules.SUSPECT_RULES:
         suspect |= frame[f"r_{rule}"].to_numpy()
-    frame["status"] = np.where(np.isnan(value), "missing", np.where(suspect, "suspect", "valid"))
+    status_code = np.where(np.isnan(value), 2, np.where(suspect, 1, 0))
+    frame["status"] = pd.Categorical.from_codes(
+        status_code, categories=["valid", "suspect", "missing"]
+    ).astype("str")
     frame["failed_rules"] = _failed_rules(frame)
 
     exceptions = pd.concat(
@@ -153,24 +164,24 @@ def _awaiting(frame: pd.DataFrame, inp: DayInputs) -> np.ndarray:
     """Not received, after the series' last received read, and still inside the re-collection window."""
     if inp.frontier is None or frame.empty:
         return np.zeros(len(frame), dtype=bool)
-    wait = pd.Timedelta(hours=inp.config.default.max_wait_hours)
-    last = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    wait = inp.config.default.max_wait_hours * 3600
+    t = frame["t"].to_numpy()
+    last = np.full(len(frame), np.iinfo("int64").min, dtype="int64")
     if inp.last_seen is not None and len(inp.last_seen):
-        seen = inp.last_seen.set_index(["meter_id", "channel"])["last_end"]
-        key = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
-        last = pd.Series(pd.to_datetime(key.map(seen), utc=True), index=frame.index)
-    ends = frame["interval_end"]
-    after_last = (last.isna() | (ends > last)).to_numpy()
-    recent = ((pd.Timestamp(inp.frontier) - ends) < wait).to_numpy()
-    return np.isnan(frame["value"].to_numpy(dtype="float64")) & after_last & recent
+        seen = inp.last_seen
+        sids = inp.catalog.sid(seen["meter_id"], seen["channel"])
+        last = lookup(
+            frame["sid"].to_numpy(), sids, epoch(pd.to_datetime(seen["last_end"], utc=True)), fill=last[0]
+        )
+    frontier = epoch(pd.Series([pd.Timestamp(inp.frontier)]))[0]
+    return np.isnan(frame["value"].to_numpy(dtype="float64")) & (t > last) & ((frontier - t) < wait)
 
 
 def _typed_reads(reads: pd.DataFrame) -> pd.DataFrame:
     reads = reads.copy()
-    reads["interval_end"] = pd.to_datetime(reads["interval_end"], utc=True)
-    reads["source_quality"] = (
-        reads["source_quality"].astype("object").where(reads["source_quality"].notna(), "")
-    )
+    if not isinstance(reads["interval_end"].dtype, pd.DatetimeTZDtype):
+        reads["interval_end"] = pd.to_datetime(reads["interval_end"], utc=True)
+    reads["source_quality"] = reads["source_quality"].fillna("")
     return reads
 
 
@@ -184,10 +195,10 @@ def _installs(installs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
-    cols = ["meter_id", "kind", "commodity", "unit", "multiplier", "dials"] + (["role"] if "role" in inp.meters else [])
-    meters = inp.meters[cols].rename(
-        columns={"unit": "meter_unit"}
+    cols = ["meter_id", "kind", "commodity", "unit", "multiplier", "dials"] + (
+        ["role"] if "role" in inp.meters else []
     )
+    meters = inp.meters[cols].rename(columns={"unit": "meter_unit"})
     frame = frame.merge(meters, on="meter_id", how="left")
     unit = frame["channel"].map(CHANNEL_UNITS)
     gas_unit = np.where(frame["meter_unit"].astype(str).str.lower().str.startswith("therm"), "therm", "CCF")
@@ -246,13 +257,21 @@ def _outage_flags(frame: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
     return flags
 
 
-def _failed_rules(frame: pd.DataFrame) -> pd.Series:
-    text = pd.Series("", index=frame.index, dtype="object")
-    for rule in rules.RULES:
-        hit = frame[f"r_{rule}"].to_numpy()
-        if hit.any():
-            text[hit] = text[hit] + ";" + rule
-    return text.str.lstrip(";").replace("", None)
+def _failed_rules(frame: pd.DataFrame) -> np.ndarray:
+    """';'-joined failed rules per interval (None where none failed), built only for the hits."""
+    out = np.full(len(frame), None, dtype=object)
+    hits = {rule: frame[f"r_{rule}"].to_numpy(dtype=bool) for rule in rules.RULES}
+    any_hit = np.zeros(len(frame), dtype=bool)
+    for hit in hits.values():
+        any_hit |= hit
+    rows = np.flatnonzero(any_hit)
+    if len(rows):
+        text = np.full(len(rows), "", dtype=object)
+        for rule, hit in hits.items():
+            sub = hit[rows]
+            text[sub] = text[sub] + ";" + rule
+        out[rows] = [t[1:] for t in text]
+    return out
 
 
 def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
@@ -431,61 +450,79 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
 
 def _day_totals(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     """Per meter activation and channel: interval sum, completeness, bracketing registers."""
-    day = frame[~frame["context"]] if "context" in frame else frame
-    g = (
-        day.groupby(["meter_id", "channel"], sort=False)
-        .agg(
-            interval_sum=("value", "sum"),
-            complete=("status", lambda s: bool((s == "valid").all())),
-            first_end=("interval_end", "min"),
-            last_end=("interval_end", "max"),
-            secs=("interval_seconds", "first"),
-            commodity=("commodity", "first"),
-            kind=("kind", "first"),
-            dials=("dials", "first"),
-            multiplier=("multiplier", "first"),
+    day = frame[~frame["context"].to_numpy(dtype=bool)] if "context" in frame else frame
+    order = np.lexsort((day["t"].to_numpy(), day["sid"].to_numpy()))
+    day = day.iloc[order]
+    sid = day["sid"].to_numpy()
+    uniq, starts = group_bounds(sid)
+    if len(uniq) == 0:
+        return pd.DataFrame(
+            columns=["meter_id", "channel", "sid", "interval_sum", "complete", "reg_start", "reg_end"]
         )
-        .reset_index()
+    last = np.r_[starts[1:], len(sid)] - 1
+    value = day["value"].to_numpy(dtype="float64")
+    valid = day["status"].to_numpy() == "valid"
+    t = day["t"].to_numpy()
+    firsts = day.iloc[starts]
+    g = pd.DataFrame(
+        {
+            "meter_id": firsts["meter_id"].to_numpy(),
+            "channel": firsts["channel"].to_numpy(),
+            "sid": uniq,
+            "interval_sum": np.add.reduceat(np.nan_to_num(value), starts),
+            "complete": np.minimum.reduceat(valid.astype("int8"), starts) == 1,
+            "span_start": t[starts] - firsts["interval_seconds"].to_numpy(dtype="int64"),
+            "span_end": t[last],
+            "commodity": firsts["commodity"].to_numpy(),
+            "kind": firsts["kind"].to_numpy(),
+            "dials": firsts["dials"].to_numpy(dtype="float64"),
+            "multiplier": firsts["multiplier"].to_numpy(dtype="float64"),
+        }
     )
-    g["span_start"] = g["first_end"] - pd.to_timedelta(g["secs"], unit="s")
     g["reg_start"], g["reg_end"] = np.nan, np.nan
     regs = inp.registers
     if regs is not None and len(regs):
-        regs = regs.copy()
-        regs["read_at"] = pd.to_datetime(regs["read_at"], utc=True)
-        g["reg_start"] = _register_at(g, regs, "span_start")
-        g["reg_end"] = _register_at(g, regs, "last_end")
+        rsid = inp.catalog.sid(regs["meter_id"], regs["channel"])
+        rt = epoch(pd.to_datetime(regs["read_at"], utc=True))
+        rv = regs["value"].to_numpy(dtype="float64")
+        g["reg_start"] = _register_at(g["sid"].to_numpy(), g["span_start"].to_numpy(), rsid, rt, rv)
+        g["reg_end"] = _register_at(g["sid"].to_numpy(), g["span_end"].to_numpy(), rsid, rt, rv)
     inst = _installs(inp.installs)
     if len(inst):
-        spans = inst.drop_duplicates("meter_id", keep="last").set_index("meter_id")
-        installed_at = g["meter_id"].map(spans["installed_at"])
-        removed_at = g["meter_id"].map(spans["removed_at"])
+        spans = inst.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
+        m = inp.catalog.meter_codes(spans["meter_id"])
+        known = ~np.isnan(m)
+        spans, m = spans[known], m[known].astype("int64")
+        g_m = g["sid"].to_numpy() // N_CHANNELS
+        installed = lookup(g_m, m, epoch(spans["installed_at"]).astype("float64"))
+        removed = lookup(
+            g_m, m, epoch(spans["removed_at"].fillna(pd.Timestamp(0, tz="UTC"))).astype("float64")
+        )
+        removed = np.where(
+            lookup(g_m, m, spans["removed_at"].isna().to_numpy().astype("float64")) == 1, np.nan, removed
+        )
+        start_reg = lookup(g_m, m, spans["start_register"].to_numpy(dtype="float64"))
+        end_reg = lookup(g_m, m, spans["end_register"].to_numpy(dtype="float64"))
         g["reg_start"] = np.where(
-            (installed_at == g["span_start"]) & g["meter_id"].map(spans["start_register"]).notna(),
-            g["meter_id"].map(spans["start_register"]),
-            g["reg_start"],
+            (installed == g["span_start"]) & ~np.isnan(start_reg), start_reg, g["reg_start"]
         )
-        g["reg_end"] = np.where(
-            (removed_at == g["last_end"]) & g["meter_id"].map(spans["end_register"]).notna(),
-            g["meter_id"].map(spans["end_register"]),
-            g["reg_end"],
-        )
-        mult = g["meter_id"].map(spans["multiplier"])
-        g["multiplier"] = mult.where(mult.notna(), g["multiplier"])
+        g["reg_end"] = np.where((removed == g["span_end"]) & ~np.isnan(end_reg), end_reg, g["reg_end"])
+        mult = lookup(g_m, m, spans["multiplier"].to_numpy(dtype="float64"))
+        g["multiplier"] = np.where(np.isnan(mult), g["multiplier"], mult)
     return g
 
 
 def _register_at(
-    g: pd.DataFrame, regs: pd.DataFrame, at: str, tolerance: pd.Timedelta = REGISTER_TOLERANCE
+    sid: np.ndarray, at: np.ndarray, reg_sid: np.ndarray, reg_t: np.ndarray, reg_value: np.ndarray
 ) -> np.ndarray:
-    left = g[["meter_id", "channel", at]].rename(columns={at: "t"}).reset_index()
-    right = regs[["meter_id", "channel", "read_at", "value"]].rename(columns={"read_at": "t"})
-    left = left.sort_values("t")
-    right = right.sort_values("t").dropna(subset=["t"])
-    merged = pd.merge_asof(
-        left, right, on="t", by=["meter_id", "channel"], direction="nearest", tolerance=tolerance
-    )
-    return merged.set_index("index")["value"].reindex(g.index).to_numpy(dtype="float64")
+    """The register read of each series nearest to ``at`` within the tolerance (NaN if none)."""
+    tolerance = int(REGISTER_TOLERANCE.total_seconds())
+    left = pd.DataFrame({"sid": sid, "t": at, "i": np.arange(len(sid))}).sort_values("t")
+    right = pd.DataFrame({"sid": reg_sid, "t": reg_t, "value": reg_value}).sort_values("t")
+    merged = pd.merge_asof(left, right, on="t", by="sid", direction="nearest", tolerance=tolerance)
+    out = np.full(len(sid), np.nan)
+    out[merged["i"].to_numpy()] = merged["value"].to_numpy(dtype="float64")
+    return out
 
 
 def _usage_vs_history(group, daily, ruleset, add, today_type: str) -> None:
@@ -636,8 +673,16 @@ def daily_usage(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     return g
 
 
-def prepare_history(history: pd.DataFrame, tz: str, holidays: frozenset, before=None) -> pd.DataFrame:
-    """Current intervals of the reference weeks with local date, slot, day type and usability."""
+def _slots(instants: pd.Series, seconds: pd.Series | np.ndarray, tz: str) -> tuple[pd.Series, np.ndarray]:
+    """Local start of each interval and its minute of the local day."""
+    start = (instants - pd.to_timedelta(np.asarray(seconds), unit="s")).dt.tz_convert(tz)
+    return start, (start.dt.hour * 60 + start.dt.minute).to_numpy(dtype="int64")
+
+
+def prepare_history(
+    history: pd.DataFrame, tz: str, holidays: frozenset, catalog: Catalog | None = None, before=None
+) -> pd.DataFrame:
+    """Current intervals of the reference weeks with series id, local date, slot, day type, usability."""
     cols = [
         "meter_id",
         "channel",
@@ -647,18 +692,30 @@ def prepare_history(history: pd.DataFrame, tz: str, holidays: frozenset, before=
         "status",
         "failed_rules",
         "estimation_method",
+        "sid",
+        "t",
+        "local_date",
+        "slot",
+        "day_type",
+        "weekday",
+        "outage",
+        "clean",
+        "usable",
     ]
     if history is None or history.empty:
-        return pd.DataFrame(
-            columns=[*cols, "local_date", "slot", "day_type", "weekday", "outage", "clean", "usable"]
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols}).astype(
+            {"sid": "int64", "t": "int64", "slot": "int64", "value": "float64"}
         )
     h = history.copy()
     h["interval_end"] = pd.to_datetime(h["interval_end"], utc=True)
     if before is not None:
         h = h[h["interval_end"] <= before]
-    start_local = (h["interval_end"] - pd.to_timedelta(h["interval_seconds"], unit="s")).dt.tz_convert(tz)
+    catalog = catalog or Catalog(h["meter_id"])
+    h["sid"] = catalog.sid(h["meter_id"], h["channel"])
+    h = h[h["sid"] >= 0]
+    h["t"] = epoch(h["interval_end"])
+    start_local, h["slot"] = _slots(h["interval_end"], h["interval_seconds"], tz)
     h["local_date"] = start_local.dt.tz_localize(None).dt.date
-    h["slot"] = start_local.dt.strftime("%H:%M")
     h["weekday"] = start_local.dt.weekday
     h["day_type"] = day_type(pd.Series(h["local_date"].to_numpy(), index=h.index), holidays)
     h["outage"] = h["failed_rules"].fillna("").astype(str).str.contains("power_outage")
@@ -667,62 +724,94 @@ def prepare_history(history: pd.DataFrame, tz: str, holidays: frozenset, before=
     return h
 
 
+def _class_keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Integer class keys per row, computed once per series: fine (commodity, channel, interval
+    length, customer class) and coarse (without the customer class)."""
+    firsts = frame.drop_duplicates("sid")
+    fine = pd.MultiIndex.from_frame(
+        firsts[["commodity", "channel", "interval_seconds", "customer_class"]].astype(str)
+    ).factorize()[0]
+    coarse = pd.MultiIndex.from_frame(
+        firsts[["commodity", "channel", "interval_seconds"]].astype(str)
+    ).factorize()[0]
+    sid = frame["sid"].to_numpy()
+    keys = firsts["sid"].to_numpy()
+    return lookup(sid, keys, fine, fill=-1).astype("int64"), lookup(sid, keys, coarse, fill=-1).astype(
+        "int64"
+    )
+
+
 def estimate_day(
     validated: DayResult, inp: DayInputs, methods: tuple[str, ...] = estimation.CHAIN
 ) -> DayResult:
-    """Fill suspect and missing intervals through the estimation chain; re-validate estimates."""
+    """Fill suspect and missing intervals through the estimation chain; re-validate estimates.
+
+    Only the series that need an estimate are worked on (with their context rows); class
+    profiles come from every valid interval of the day.
+    """
     start, end = local_day_bounds(inp.day, inp.tz)
-    frame = validated.intervals.copy()
-    frame["context"] = False
-    if "day_type" not in frame:
-        frame["day_type"] = day_type(pd.Series([inp.day] * len(frame), index=frame.index), inp.holidays)
-    history_all = prepare_history(inp.history, inp.tz, inp.holidays)
-    history = history_all[history_all["interval_end"] <= start]
-    context = _context_rows(history_all, frame, start, end)
-    frame = (
-        pd.concat([frame, context], ignore_index=True).sort_values(KEY, kind="stable").reset_index(drop=True)
-    )
-    local_start = (
-        frame["interval_end"] - pd.to_timedelta(frame["interval_seconds"], unit="s")
-    ).dt.tz_convert(inp.tz)
-    frame["slot"] = local_start.dt.strftime("%H:%M")
-    target_type = day_type(pd.Series([inp.day]), inp.holidays).iloc[0]
-    totals = _day_totals(frame[~frame["context"]], inp)
-    totals = totals.dropna(subset=["reg_start", "reg_end"])
-    dials = totals["dials"].fillna(0).astype("int64")
-    adv = totals["reg_end"] - totals["reg_start"]
-    adv = np.where((adv < 0) & (dials > 0), adv + np.power(10.0, dials), adv)
-    expected_totals = pd.Series(
-        adv * totals["multiplier"].fillna(1.0).to_numpy(),
-        index=pd.MultiIndex.from_frame(totals[["meter_id", "channel"]]),
-    )
-
-    parts = []
-    for (commodity, kind, seconds), group in frame.groupby(
-        ["commodity", "kind", "interval_seconds"], sort=True
-    ):
-        ruleset = inp.config.for_class(commodity, kind, int(seconds))
-        group = group.reset_index(drop=True)
-        parts.append(
-            estimation.run_chain(
-                group, history, ruleset, target_type, inp.day.weekday(), expected_totals, methods
+    catalog = inp.catalog or Catalog(validated.intervals["meter_id"])
+    full = validated.intervals
+    full["context"] = False
+    _, full["slot"] = _slots(full["interval_end"], full["interval_seconds"], inp.tz)
+    full["class_fine"], full["class_coarse"] = _class_keys(full)
+    todo = estimation.needs_estimate(full)
+    est_value = np.full(len(full), np.nan)
+    est_method = np.full(len(full), None, dtype=object)
+    est_inputs = np.full(len(full), None, dtype=object)
+    if todo.any():
+        todo_sids = np.unique(full["sid"].to_numpy()[todo])
+        work = full[np.isin(full["sid"].to_numpy(), todo_sids)].assign(row=lambda f: f.index.to_numpy())
+        history_all = prepare_history(inp.history, inp.tz, inp.holidays, catalog)
+        history_all = history_all[np.isin(history_all["sid"].to_numpy(), todo_sids)]
+        history = history_all[history_all["interval_end"] <= start]
+        context = _context_rows(history_all, work, start, end)
+        work = pd.concat([work, context], ignore_index=True)
+        work = work.iloc[np.lexsort((work["t"].to_numpy(), work["sid"].to_numpy()))].reset_index(drop=True)
+        profiles = estimation.class_profiles(full) if "class_profile" in methods else None
+        target_type = day_type(pd.Series([inp.day]), inp.holidays).iloc[0]
+        totals = _day_totals(work, inp).dropna(subset=["reg_start", "reg_end"])
+        dials = totals["dials"].fillna(0).astype("int64").to_numpy()
+        adv = (totals["reg_end"] - totals["reg_start"]).to_numpy()
+        adv = np.where((adv < 0) & (dials > 0), adv + np.power(10.0, dials), adv)
+        expected_totals = (totals["sid"].to_numpy(), adv * totals["multiplier"].fillna(1.0).to_numpy())
+        parts = []
+        for (commodity, kind, seconds), group in work.groupby(
+            ["commodity", "kind", "interval_seconds"], sort=True
+        ):
+            ruleset = inp.config.for_class(commodity, kind, int(seconds))
+            group = group.reset_index(drop=True)
+            parts.append(
+                estimation.run_chain(
+                    group,
+                    history,
+                    ruleset,
+                    target_type,
+                    inp.day.weekday(),
+                    expected_totals,
+                    methods,
+                    profiles,
+                )
             )
-        )
-    frame = pd.concat(parts, ignore_index=True) if parts else frame
-    frame = frame[~frame["context"]].sort_values(KEY, kind="stable").reset_index(drop=True)
-
-    est = frame["est_method"].notna().to_numpy()
-    est_value = frame["est_value"].to_numpy(dtype="float64")
+        done = pd.concat(parts, ignore_index=True)
+        done = done[~done["context"].to_numpy(dtype=bool)]
+        rows = done["row"].to_numpy(dtype="int64")
+        est_value[rows] = done["est_value"].to_numpy(dtype="float64")
+        est_method[rows] = done["est_method"].to_numpy(dtype=object)
+        est_inputs[rows] = done["est_inputs"].to_numpy(dtype=object)
+    frame = full
+    est = np.array([isinstance(m, str) for m in est_method], dtype=bool)
     bad_estimate = est & (est_value < 0) & ~frame["channel"].isin(rules.CAN_RUN_BACKWARDS).to_numpy()
     est = est & ~bad_estimate
+    frame["est_method"] = np.where(est, est_method, None)
     frame["final_value"] = np.where(est, est_value, frame["value"].to_numpy(dtype="float64"))
-    frame["final_status"] = np.where(est, "estimated", frame["status"])
-    frame["estimation_method"] = np.where(est, frame["est_method"], None)
-    frame["estimation_inputs"] = np.where(est, frame["est_inputs"], None)
-    espi, iec = quality_codes(frame["final_status"], pd.Series(frame["estimation_method"], index=frame.index))
+    frame["final_status"] = np.where(est, "estimated", frame["status"].to_numpy(dtype=object))
+    frame["estimation_method"] = frame["est_method"]
+    frame["estimation_inputs"] = np.where(est, est_inputs, None)
+    espi, iec = quality_codes(frame["final_status"], frame["estimation_method"], est)
     frame["espi_quality"], frame["iec_quality"] = espi, iec
     n = len(frame)
-    filled = np.isin(frame["final_status"], ["valid", "estimated"]) & ~np.isnan(
+    filled = np.isin(frame["final_status"].to_numpy(dtype=object), ["valid", "estimated"]) & ~np.isnan(
         frame["final_value"].to_numpy(dtype="float64")
     )
     due = (
@@ -730,6 +819,7 @@ def estimate_day(
         if "r_awaiting_data" in frame
         else np.ones(n, dtype=bool)
     )
+    methods_used = pd.Series([m.split("+")[0] for m in est_method[est]], dtype="object")
     stats = dict(validated.stats)
     stats.update(
         {
@@ -737,12 +827,7 @@ def estimate_day(
             "estimated_share": float(est.mean()) if n else 0.0,
             "completeness": float(filled[due].mean()) if due.any() else 1.0,
             "due_intervals": int(due.sum()),
-            "estimated_by_method": pd.Series(frame.loc[est, "est_method"])
-            .str.split("+")
-            .str[0]
-            .value_counts()
-            .astype(int)
-            .to_dict(),
+            "estimated_by_method": methods_used.value_counts().astype(int).to_dict(),
             "unestimated_intervals": int((~filled & due).sum()),
         }
     )
@@ -758,18 +843,17 @@ def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.
         ((history["interval_end"] > start - window) & (history["interval_end"] <= start))
         | ((history["interval_end"] > end) & (history["interval_end"] <= end + window))
     ]
-    series = frame[["meter_id", "channel"]].drop_duplicates()
-    near = near.merge(series, on=["meter_id", "channel"])
     if near.empty:
         return frame.head(0)
-    attrs = frame.drop_duplicates(["meter_id", "channel"])[
-        ["meter_id", "channel", "commodity", "kind", "customer_class", "unit"]
+    attrs = frame.drop_duplicates("sid")[
+        ["sid", "commodity", "kind", "customer_class", "unit", "class_fine", "class_coarse"]
     ]
-    ctx = near[["meter_id", "channel", "interval_end", "interval_seconds", "value", "status"]].merge(
-        attrs, on=["meter_id", "channel"]
-    )
+    ctx = near[
+        ["sid", "meter_id", "channel", "interval_end", "t", "interval_seconds", "value", "status", "slot"]
+    ].merge(attrs, on="sid")
     ctx["status"] = np.where(ctx["status"].isin(["valid", "edited", "verified"]), "valid", "context_other")
-    ctx["outage"] = near["outage"].to_numpy() if "outage" in near else False
+    ctx["outage"] = near.set_index("sid").loc[ctx["sid"], "outage"].to_numpy() if len(ctx) else False
     ctx["context"] = True
     ctx["received"] = True
+    ctx["row"] = -1
     return ctx

@@ -5,9 +5,10 @@ gaps (flat hold when one side is missing) → like-day average of the nearest re
 multi-week average → class load profile → scaling to the register advance → average daily load.
 Every estimated interval records its method and the inputs it used.
 
-Frames are one operating day, sorted by meter, channel, interval_end, with columns value,
-status (valid | suspect | missing), outage, interval_seconds, slot (local time of day), and
-``context`` rows (neighbouring days' intervals, used as end points only).
+Frames hold only the series that need estimates: one operating day, sorted by (sid, t), with
+columns value, status (valid | suspect | missing), outage, interval_seconds, slot (local minute
+of day), class_key and ``context`` rows (neighbouring days' intervals, end points only). Joins
+run on integer keys (keys.py).
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from smartmdm_pipelines.domain.timeutil import epoch_seconds
 from smartmdm_pipelines.domain.vee.config import RuleSet
+from smartmdm_pipelines.domain.vee.keys import group_bounds, lookup
 from smartmdm_pipelines.domain.vee.runs import group_starts, run_lengths
 
-SERIES = ["meter_id", "channel"]
+SLOTS = 1440  # minutes in a day: (series, slot) keys are sid * SLOTS + slot
 
 
 def needs_estimate(frame: pd.DataFrame) -> np.ndarray:
-    todo = frame["status"].isin(["suspect", "missing"]).to_numpy() & ~frame["context"].to_numpy()
+    todo = frame["status"].isin(["suspect", "missing"]).to_numpy() & ~frame["context"].to_numpy(dtype=bool)
     if "r_awaiting_data" in frame:
         todo &= ~frame["r_awaiting_data"].fillna(False).to_numpy(dtype=bool)
     return todo
+
+
+def _open(frame: pd.DataFrame) -> np.ndarray:
+    return needs_estimate(frame) & frame["est_method"].isna().to_numpy()
 
 
 def _fill(
@@ -43,8 +48,8 @@ def _fill(
 def zero_fill_outages(frame: pd.DataFrame) -> None:
     """E9: an interval without a value while the service was de-energised consumed nothing."""
     todo = (
-        needs_estimate(frame)
-        & frame["outage"].to_numpy()
+        _open(frame)
+        & frame["outage"].to_numpy(dtype=bool)
         & np.isnan(frame["value"].to_numpy(dtype="float64"))
     )
     _fill(frame, todo, np.zeros(len(frame)), "zero_fill", "power outage")
@@ -53,17 +58,20 @@ def zero_fill_outages(frame: pd.DataFrame) -> None:
 def linear(frame: pd.DataFrame, rules: RuleSet) -> None:
     """E1 (T1–T4): point-to-point between valid end points when the gap is short; flat hold
     (T3) when only one side exists. Outage intervals are not end points (CA) unless configured."""
-    todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
+    todo = _open(frame)
     if not todo.any():
         return
     value = frame["value"].to_numpy(dtype="float64")
-    t = epoch_seconds(frame["interval_end"]).astype("float64")
+    t = frame["t"].to_numpy().astype("float64")
     endpoint = frame["status"].eq("valid").to_numpy() & ~np.isnan(value)
     if not rules.outage_is_endpoint:
-        endpoint &= ~frame["outage"].to_numpy()
-    series = (frame["meter_id"] + "\x1f" + frame["channel"]).to_numpy()
+        endpoint &= ~frame["outage"].to_numpy(dtype=bool)
     ends = pd.DataFrame(
-        {"s": series, "pt": np.where(endpoint, t, np.nan), "pv": np.where(endpoint, value, np.nan)}
+        {
+            "s": frame["sid"].to_numpy(),
+            "pt": np.where(endpoint, t, np.nan),
+            "pv": np.where(endpoint, value, np.nan),
+        }
     )
     prev = ends.groupby("s", sort=False)[["pt", "pv"]].ffill()
     nxt = ends.groupby("s", sort=False)[["pt", "pv"]].bfill()
@@ -74,10 +82,16 @@ def linear(frame: pd.DataFrame, rules: RuleSet) -> None:
     two_sided = todo & ~np.isnan(prev_t) & ~np.isnan(next_t) & ((next_t - prev_t - step) <= max_gap)
     with np.errstate(invalid="ignore", divide="ignore"):
         interp = prev_v + (next_v - prev_v) * (t - prev_t) / (next_t - prev_t)
-    _fill(frame, two_sided, interp, "linear", _inputs(prev_t, prev_v, next_t, next_v))
+    inputs = np.full(len(frame), None, dtype=object)
+    rows = np.flatnonzero(two_sided)
+    if len(rows):
+        inputs[rows] = [
+            f"between {a:.4g} and {b:.4g}" for a, b in zip(prev_v[rows], next_v[rows], strict=True)
+        ]
+    _fill(frame, two_sided, interp, "linear", inputs)
 
     # one-sided: the run of intervals to estimate reaches the edge of the data
-    new_series = group_starts(frame, SERIES)
+    new_series = group_starts(frame, ["sid"])
     run_len = run_lengths(todo, new_series)
     short_run = run_len * step <= max_gap
     only_prev = todo & short_run & ~np.isnan(prev_t) & np.isnan(next_t)
@@ -86,128 +100,135 @@ def linear(frame: pd.DataFrame, rules: RuleSet) -> None:
     _fill(frame, only_next, next_v, "flat_hold", "held from the next valid interval")
 
 
-def _inputs(prev_t, prev_v, next_t, next_v) -> np.ndarray:
-    text = pd.Series(
-        "between " + pd.Series(prev_v).round(4).astype(str) + " and " + pd.Series(next_v).round(4).astype(str)
-    )
-    return text.to_numpy(dtype=object)
-
-
 def like_day(frame: pd.DataFrame, history: pd.DataFrame, rules: RuleSet, day_type: str, weekday: int) -> None:
     """E2 (T11): interval-by-interval average of the nearest like days that are complete and
     free of outages, estimates and edits. Falls back to a multi-week average (E3) of the same
     weekday, estimates allowed, when fewer like days exist."""
-    todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
+    todo = _open(frame)
     if not todo.any() or history is None or history.empty:
         return
-    days = history.groupby([*SERIES, "local_date"], sort=False).agg(
-        clean=("clean", "all"),
-        no_outage=("outage", "any"),
-        day_type=("day_type", "first"),
-        weekday=("weekday", "first"),
+    days = (
+        history.groupby(["sid", "local_date"], sort=False)
+        .agg(
+            clean=("clean", "all"),
+            outage=("outage", "any"),
+            day_type=("day_type", "first"),
+            weekday=("weekday", "first"),
+        )
+        .reset_index()
     )
-    days["no_outage"] = ~days["no_outage"]
-    days = days.reset_index()
-    strict = days[days["clean"] & days["no_outage"]]
+    strict = days[days["clean"] & ~days["outage"]]
     if rules.like_day_mode == "same_weekday":
         strict = strict[strict["weekday"] == weekday]
     else:
         strict = strict[strict["day_type"] == day_type]
     chosen = _nearest(strict, rules.like_days)
-    chosen = chosen[chosen.groupby(SERIES)["local_date"].transform("size") >= rules.like_days]
+    chosen = chosen[chosen.groupby("sid")["local_date"].transform("size") >= rules.like_days]
     _fill_from_days(frame, todo, history, chosen, "like_day")
 
-    todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
+    todo = _open(frame)
     if todo.any():
-        relaxed = days[days["no_outage"] & (days["weekday"] == weekday)]
+        relaxed = days[~days["outage"] & (days["weekday"] == weekday)]
         _fill_from_days(frame, todo, history, _nearest(relaxed, rules.reference_weeks), "multi_week")
 
 
 def _nearest(days: pd.DataFrame, n: int) -> pd.DataFrame:
-    ordered = days.sort_values([*SERIES, "local_date"], ascending=[True, True, False])
-    return ordered[ordered.groupby(SERIES, sort=False).cumcount() < n][[*SERIES, "local_date"]]
+    ordered = days.sort_values(["sid", "local_date"], ascending=[True, False])
+    return ordered[ordered.groupby("sid", sort=False).cumcount() < n][["sid", "local_date"]]
 
 
 def _fill_from_days(frame, todo, history, chosen, method) -> None:
     if chosen.empty:
         return
-    ref = history.merge(chosen, on=[*SERIES, "local_date"])
+    ref = history.merge(chosen, on=["sid", "local_date"])
     ref = ref[ref["usable"]]
-    means = ref.groupby([*SERIES, "slot"], sort=False)["value"].agg(["mean", "count"])
-    dates = chosen.groupby(SERIES)["local_date"].agg(lambda d: ",".join(sorted(str(x) for x in d)))
-    key = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"], frame["slot"]])
-    values = key.map(means["mean"]).to_numpy(dtype="float64")
-    series_key = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
-    inputs = ("reference days " + pd.Series(series_key.map(dates), dtype="str")).to_numpy(dtype=object)
+    key = ref["sid"].to_numpy() * SLOTS + ref["slot"].to_numpy()
+    means = pd.Series(ref["value"].to_numpy()).groupby(key).mean()
+    values = lookup(
+        frame["sid"].to_numpy() * SLOTS + frame["slot"].to_numpy(), means.index.to_numpy(), means.to_numpy()
+    )
+    dates = chosen.groupby("sid")["local_date"].agg(lambda d: ",".join(sorted(str(x) for x in d)))
+    text = lookup(frame["sid"].to_numpy(), dates.index.to_numpy(), dates.to_numpy(dtype=object), fill=None)
+    inputs = np.array([f"reference days {d}" if d is not None else None for d in text], dtype=object)
     _fill(frame, todo, values, method, inputs)
 
 
-def class_profile(frame: pd.DataFrame) -> None:
-    """E5: no usable history: the class's average shape today (same commodity, channel, interval
-    length and customer class; the coarser class without customer class when that one is empty),
-    scaled to the meter's own valid intervals when it has enough of them."""
-    for cls in (
-        ["commodity", "channel", "interval_seconds", "customer_class"],
-        ["commodity", "channel", "interval_seconds"],
-    ):
-        todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
+def class_profiles(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Today's average value per (class, slot) over valid intervals, at two levels of detail:
+    'fine' (commodity, channel, interval length, customer class) and 'coarse' (without class)."""
+    valid = frame["status"].eq("valid").to_numpy() & ~np.isnan(frame["value"].to_numpy(dtype="float64"))
+    valid &= ~frame["outage"].to_numpy(dtype=bool) & ~frame["context"].to_numpy(dtype=bool)
+    rows = frame[valid]
+    out = {}
+    for level in ("fine", "coarse"):
+        key = rows[f"class_{level}"].to_numpy() * SLOTS + rows["slot"].to_numpy()
+        out[level] = pd.Series(rows["value"].to_numpy()).groupby(key).mean()
+    return out
+
+
+def class_profile(frame: pd.DataFrame, profiles: dict[str, pd.Series] | None) -> None:
+    """E5: no usable history: the class's average shape today (the coarser class when the
+    customer class has none), scaled to the meter's own valid intervals when it has enough."""
+    if not profiles:
+        return
+    for level in ("fine", "coarse"):
+        todo = _open(frame)
         if not todo.any():
             return
-        _class_profile(frame, todo, cls)
-
-
-def _class_profile(frame: pd.DataFrame, todo: np.ndarray, cls: list[str]) -> None:
-    day = frame[~frame["context"]]
-    valid = day[day["status"].eq("valid") & day["value"].notna() & ~day["outage"]]
-    profile = valid.groupby([*cls, "slot"], sort=False)["value"].mean()
-    if profile.empty:
-        return
-    key = pd.MultiIndex.from_arrays([frame[c] for c in [*cls, "slot"]])
-    base = key.map(profile).to_numpy(dtype="float64")
-    # scale: the meter's valid sum over the class profile at the same slots
-    vkey = pd.MultiIndex.from_arrays([valid[c] for c in [*cls, "slot"]])
-    own = valid.assign(prof=vkey.map(profile).to_numpy(dtype="float64"))
-    sums = own.groupby(SERIES).agg(own_sum=("value", "sum"), prof_sum=("prof", "sum"), n=("value", "size"))
-    expected = day.groupby(SERIES).size()
-    enough = sums["n"] >= 0.25 * expected.reindex(sums.index)
-    sums["factor"] = np.where(enough & (sums["prof_sum"] > 0), sums["own_sum"] / sums["prof_sum"], 1.0)
-    skey = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
-    factor = pd.Series(skey.map(sums["factor"]), dtype="float64").fillna(1.0).to_numpy()
-    _fill(frame, todo, base * factor, "class_profile", "class average shape of today")
+        profile = profiles[level]
+        key = frame[f"class_{level}"].to_numpy() * SLOTS + frame["slot"].to_numpy()
+        base = lookup(key, profile.index.to_numpy(), profile.to_numpy())
+        # scale: the meter's valid sum over the class profile at the same slots
+        own = frame["status"].eq("valid").to_numpy() & ~np.isnan(frame["value"].to_numpy(dtype="float64"))
+        own &= ~frame["context"].to_numpy(dtype=bool) & ~np.isnan(base)
+        sid = frame["sid"].to_numpy()
+        sums = pd.DataFrame(
+            {
+                "s": sid,
+                "own": np.where(own, frame["value"].to_numpy(dtype="float64"), 0.0),
+                "prof": np.where(own, base, 0.0),
+                "n": own,
+                "all": ~frame["context"].to_numpy(dtype=bool),
+            }
+        )
+        g = sums.groupby("s").sum()
+        factor = np.where(
+            (g["n"] >= 0.25 * g["all"]) & (g["prof"] > 0), g["own"] / g["prof"].where(g["prof"] > 0, 1), 1.0
+        )
+        scale = lookup(sid, g.index.to_numpy(), factor, fill=1.0)
+        _fill(frame, todo, base * scale, "class_profile", "class average shape of today")
 
 
 def average_daily_load(frame: pd.DataFrame, history: pd.DataFrame | None) -> None:
     """E8, last resort: the meter's average interval value over its valid history."""
-    todo = needs_estimate(frame) & frame["est_method"].isna().to_numpy()
+    todo = _open(frame)
     if not todo.any() or history is None or history.empty:
         return
     usable = history[history["usable"]]
-    mean = usable.groupby(SERIES)["value"].mean()
-    key = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
-    _fill(frame, todo, key.map(mean).to_numpy(dtype="float64"), "average_daily_load", "mean of valid history")
+    mean = usable.groupby("sid")["value"].mean()
+    _fill(
+        frame,
+        todo,
+        lookup(frame["sid"].to_numpy(), mean.index.to_numpy(), mean.to_numpy()),
+        "average_daily_load",
+        "mean of valid history",
+    )
 
 
-def scale_to_register(frame: pd.DataFrame, expected_totals: pd.Series) -> None:
+def scale_to_register(frame: pd.DataFrame, expected_totals: tuple[np.ndarray, np.ndarray] | None) -> None:
     """E6 (T12): when register reads bracket the day, make the day total equal the register
     advance × multiplier: scale the estimates, or spread the remainder equally over intervals
     no earlier method could fill."""
-    if expected_totals is None or expected_totals.empty:
+    if expected_totals is None or len(expected_totals[0]) == 0:
         return
-    day = ~frame["context"].to_numpy()
+    day = ~frame["context"].to_numpy(dtype=bool)
     est = needs_estimate(frame) & day
-    key = pd.MultiIndex.from_arrays([frame["meter_id"], frame["channel"]])
-    target = key.map(expected_totals).to_numpy(dtype="float64")
-    known = np.where(day & ~est, frame["value"].fillna(0).to_numpy(dtype="float64"), 0.0)
+    sid = frame["sid"].to_numpy()
+    target = lookup(sid, expected_totals[0], expected_totals[1])
+    known = np.where(day & ~est, np.nan_to_num(frame["value"].to_numpy(dtype="float64")), 0.0)
     estv = np.where(est, frame["est_value"].to_numpy(dtype="float64"), np.nan)
-    series = (frame["meter_id"] + "\x1f" + frame["channel"]).to_numpy()
     agg = pd.DataFrame(
-        {
-            "s": series,
-            "known": known,
-            "est": np.nan_to_num(estv),
-            "n_est": est,
-            "n_empty": est & np.isnan(estv),
-        }
+        {"s": sid, "known": known, "est": np.nan_to_num(estv), "n_est": est, "n_empty": est & np.isnan(estv)}
     )
     sums = agg.groupby("s", sort=False)[["known", "est", "n_est", "n_empty"]].transform("sum")
     remainder = target - sums["known"].to_numpy()
@@ -238,16 +259,17 @@ def run_chain(
     weekday: int,
     expected_totals,
     methods: tuple[str, ...] = CHAIN,
+    profiles: dict | None = None,
 ) -> pd.DataFrame:
     """Run the chain's steps in order (``methods`` selects a subset, e.g. an operator's request)."""
     frame["est_value"] = np.nan
-    frame["est_method"] = pd.Series(pd.NA, index=frame.index, dtype="object")
-    frame["est_inputs"] = pd.Series(pd.NA, index=frame.index, dtype="object")
+    frame["est_method"] = pd.Series(None, index=frame.index, dtype="object")
+    frame["est_inputs"] = pd.Series(None, index=frame.index, dtype="object")
     steps = {
         "zero_fill": lambda: zero_fill_outages(frame),
         "linear": lambda: linear(frame, rules),
         "like_day": lambda: like_day(frame, history, rules, day_type, weekday),
-        "class_profile": lambda: class_profile(frame),
+        "class_profile": lambda: class_profile(frame, profiles),
         "register_scaling": lambda: (
             scale_to_register(frame, expected_totals) if rules.scale_to_register else None
         ),
@@ -256,3 +278,6 @@ def run_chain(
     for name in methods:
         steps[name]()
     return frame
+
+
+__all__ = ["CHAIN", "class_profiles", "group_bounds", "needs_estimate", "run_chain"]

@@ -4,6 +4,8 @@ The expected grid comes from the meter master and installation history: every ch
 every AMI interval meter installed during the local day, one row per interval end (DST-aware:
 92/96/100 quarter-hours). A meter exchanged mid-day contributes the intervals before its
 removal; its successor those after its installation (per meter activation, vee.md T15).
+
+All joins run on integer keys (``sid`` series id, ``t`` epoch seconds; see keys.py).
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from smartmdm_pipelines.domain.timeutil import epoch_seconds, interval_ends
+from smartmdm_pipelines.domain.timeutil import interval_ends
+from smartmdm_pipelines.domain.vee.keys import Catalog, epoch
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 
 KEY = ["meter_id", "channel", "interval_end"]
+IKEY = ["sid", "t"]
 
 
 def expected_grid(
-    meters: pd.DataFrame, installs: pd.DataFrame, day: dt.date, tz: str, meter_tz: pd.Series | None = None
+    meters: pd.DataFrame,
+    installs: pd.DataFrame,
+    day: dt.date,
+    tz: str,
+    meter_tz: pd.Series | None = None,
+    catalog: Catalog | None = None,
 ) -> pd.DataFrame:
-    """meter_id, channel, interval_end, interval_seconds, unit for every expected interval of ``day``.
+    """meter_id, channel, interval_end, interval_seconds (+ sid, t) for every expected interval of ``day``.
 
     ``meters``: meter_id, kind, commodity, channels (';'-joined), interval_seconds, unit.
     ``installs``: meter_id, installed_at, removed_at (UTC; NaT = still installed). Meters with no
@@ -30,15 +39,18 @@ def expected_grid(
     local midnight of the meter's own time zone (``meter_tz``: meter_id -> IANA zone), shorter ones
     are on the grid of the utility's operating day.
     """
+    catalog = catalog or Catalog(meters["meter_id"])
     interval = meters[(meters["kind"] == "ami") & meters["interval_seconds"].notna()]
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in [*KEY, "interval_seconds"]})
     if interval.empty:
-        return pd.DataFrame(columns=[*KEY, "interval_seconds"])
+        return empty.assign(sid=pd.Series(dtype="int64"), t=pd.Series(dtype="int64"))
     channels = interval.assign(channel=interval["channels"].str.split(";")).explode("channel")
-    channels = channels[channels["channel"].str.len() > 0]
-    channels = channels.assign(zone=tz)
+    channels = channels[channels["channel"].str.len() > 0].copy()
+    channels["zone"] = tz
     if meter_tz is not None and len(meter_tz):
         daily = channels["interval_seconds"] >= 86400
         channels.loc[daily, "zone"] = channels.loc[daily, "meter_id"].map(meter_tz).fillna(tz)
+    channels["sid"] = catalog.sid(channels["meter_id"], channels["channel"])
     parts = []
     for (seconds, zone), group in channels.groupby(["interval_seconds", "zone"], sort=True):
         ends = interval_ends(day, zone, int(seconds))
@@ -46,34 +58,58 @@ def expected_grid(
         parts.append(
             pd.DataFrame(
                 {
-                    "meter_id": np.repeat(group["meter_id"].to_numpy(), m),
-                    "channel": np.repeat(group["channel"].to_numpy(), m),
-                    "interval_end": np.tile(ends.to_numpy(), n),
+                    "sid": np.repeat(group["sid"].to_numpy(), m),
+                    "t": np.tile(epoch(pd.Series(ends)), n),
                     "interval_seconds": np.int32(seconds),
                 }
             )
         )
     grid = pd.concat(parts, ignore_index=True)
-    grid["interval_end"] = pd.to_datetime(grid["interval_end"], utc=True)
-    return _within_installations(grid, installs)
+    grid = _within_installations(grid, installs, catalog)
+    grid = grid.sort_values(IKEY, kind="stable").reset_index(drop=True)
+    return _with_text_keys(grid, catalog)
 
 
-def _within_installations(grid: pd.DataFrame, installs: pd.DataFrame) -> pd.DataFrame:
+def _with_text_keys(frame: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    sid = frame["sid"].to_numpy()
+    frame["meter_id"] = pd.array(catalog.meter_of(sid), dtype="str")
+    frame["channel"] = pd.array(Catalog.channel_of(sid), dtype="str")
+    frame["interval_end"] = pd.to_datetime(frame["t"].to_numpy(), unit="s", utc=True).as_unit("us")
+    return frame
+
+
+def _within_installations(grid: pd.DataFrame, installs: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
     if installs is None or installs.empty:
         return grid
-    spans = installs[["meter_id", "installed_at", "removed_at"]]
-    installed = grid["meter_id"].isin(spans["meter_id"])
+    spans = installs[["meter_id", "installed_at", "removed_at"]].copy()
+    spans["m"] = catalog.meter_codes(spans["meter_id"])
+    spans = spans[~np.isnan(spans["m"])]
+    spans["m"] = spans["m"].astype("int64")
+    spans["a"] = epoch(spans["installed_at"])
+    spans["b"] = np.where(
+        spans["removed_at"].isna(),
+        np.iinfo("int64").max,
+        epoch(spans["removed_at"].fillna(pd.Timestamp(0, tz="UTC"))),
+    )
+    from smartmdm_pipelines.domain.vee.keys import N_CHANNELS
+
+    grid_m = grid["sid"].to_numpy() // N_CHANNELS
+    installed = np.isin(grid_m, spans["m"].to_numpy())
     free = grid[~installed]
-    joined = grid[installed].reset_index().merge(spans, on="meter_id", how="inner")
-    end = joined["interval_end"]
-    start = end - pd.to_timedelta(joined["interval_seconds"], unit="s")
-    inside = (start >= joined["installed_at"]) & (joined["removed_at"].isna() | (end <= joined["removed_at"]))
+    joined = grid[installed].reset_index().assign(m=grid_m[installed]).merge(spans[["m", "a", "b"]], on="m")
+    end = joined["t"].to_numpy()
+    start = end - joined["interval_seconds"].to_numpy(dtype="int64")
+    inside = (start >= joined["a"].to_numpy()) & (end <= joined["b"].to_numpy())
     kept = joined[inside].drop_duplicates("index").set_index("index")[grid.columns]
     return pd.concat([free, kept]).sort_index(kind="stable").reset_index(drop=True)
 
 
 def resolve_reads(
-    reads: pd.DataFrame, tolerance_seconds: int, tz: str = "UTC", meter_tz: pd.Series | None = None
+    reads: pd.DataFrame,
+    tolerance_seconds: int,
+    tz: str = "UTC",
+    meter_tz: pd.Series | None = None,
+    catalog: Catalog | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One winning read per (meter, channel, interval end) and the conflicts worth reporting.
 
@@ -83,51 +119,100 @@ def resolve_reads(
     equals the latest file, then the latest line. Returns (winners, conflicts) where conflicts
     are keys whose competing reads of the best rank disagree in value.
     """
+    catalog = catalog or Catalog(reads["meter_id"])
     if reads.empty:
-        return reads.assign(drift_s=pd.Series(dtype="int64"), rank=pd.Series(dtype="int64")), reads.head(0)
-    reads = reads.reset_index(drop=True)
-    # the grid is aligned in local clock time (daily intervals end at the meter's local midnight)
-    zone = pd.Series(tz, index=reads.index)
-    if meter_tz is not None and len(meter_tz):
-        daily = reads["interval_seconds"] >= 86400
-        zone[daily] = reads.loc[daily, "meter_id"].map(meter_tz).fillna(tz)
-    epoch = np.zeros(len(reads), dtype="int64")
-    zones = zone.to_numpy()
-    for name in pd.unique(zones):
-        rows = np.flatnonzero(zones == name)
-        local = (
-            reads["interval_end"].iloc[rows].dt.tz_convert(name).dt.tz_localize(None).dt.tz_localize("UTC")
+        out = reads.assign(
+            drift_s=pd.Series(dtype="int64"),
+            rank=pd.Series(dtype="int64"),
+            sid=pd.Series(dtype="int64"),
+            t=pd.Series(dtype="int64"),
         )
-        epoch[rows] = epoch_seconds(local)
+        return out, out.head(0)
+    reads = reads.reset_index(drop=True)
+    t = epoch(reads["interval_end"])
     seconds = reads["interval_seconds"].to_numpy(dtype="int64")
-    offset = epoch % seconds
+    # the grid is aligned in local clock time (daily intervals end at the meter's local midnight)
+    local = t + _utc_offsets(reads, tz, meter_tz)
+    offset = local % seconds
     drift = np.where(offset > seconds // 2, offset - seconds, offset)
     snap = np.abs(drift) <= tolerance_seconds
+    t = np.where(snap, t - drift, t)
+    reads["t"] = t
     reads["drift_s"] = drift
-    reads.loc[snap, "interval_end"] = reads.loc[snap, "interval_end"] - pd.to_timedelta(drift[snap], unit="s")
+    reads["sid"] = catalog.sid(reads["meter_id"], reads["channel"])
     reads["rank"] = source_quality_rank(reads["source_quality"], reads["value"])
-    ordered = reads.sort_values(
-        [*KEY, "rank", "file_id", "line"], ascending=[True, True, True, True, False, False]
-    )
-    winners = ordered.drop_duplicates(KEY, keep="first")
-    best = ordered.merge(winners[[*KEY, "rank"]], on=[*KEY, "rank"])
-    spread = (
-        best.groupby(KEY, sort=False)
-        .agg(
-            min=("value", "min"), max=("value", "max"), count=("value", "size"), files=("file_id", "nunique")
+    order = np.lexsort(
+        (
+            -reads["line"].to_numpy(),
+            -reads["file_id"].to_numpy(),
+            reads["rank"].to_numpy(),
+            t,
+            reads["sid"].to_numpy(),
         )
-        .reset_index()
     )
-    conflicts = spread[(spread["count"] > 1) & (spread["max"] - spread["min"] > 1e-9)]
-    return winners.reset_index(drop=True), conflicts
+    ordered = reads.iloc[order].reset_index(drop=True)
+    sid, tt, rank = ordered["sid"].to_numpy(), ordered["t"].to_numpy(), ordered["rank"].to_numpy()
+    first = np.r_[True, (sid[1:] != sid[:-1]) | (tt[1:] != tt[:-1])]
+    winners = ordered[first].reset_index(drop=True)
+    group = np.cumsum(first) - 1
+    best = rank == winners["rank"].to_numpy()[group]
+    value = ordered["value"].to_numpy(dtype="float64")
+    dup = best & ~first  # a competing read of the same rank
+    conflicts = ordered.head(0).assign(files=pd.Series(dtype="int64"))
+    if dup.any():
+        g = group[best]
+        frame = pd.DataFrame({"g": g, "v": value[best], "f": ordered["file_id"].to_numpy()[best]})
+        agg = frame.groupby("g").agg(
+            min=("v", "min"), max=("v", "max"), count=("v", "size"), files=("f", "nunique")
+        )
+        agg = agg[(agg["count"] > 1) & (agg["max"] - agg["min"] > 1e-9)]
+        conflicts = winners.iloc[agg.index.to_numpy()].assign(files=agg["files"].to_numpy())
+    winners["interval_end"] = pd.to_datetime(winners["t"].to_numpy(), unit="s", utc=True).as_unit("us")
+    conflicts = conflicts.assign(
+        interval_end=pd.to_datetime(conflicts["t"].to_numpy(), unit="s", utc=True).as_unit("us")
+    )
+    return winners, conflicts
+
+
+def _utc_offsets(reads: pd.DataFrame, tz: str, meter_tz: pd.Series | None) -> np.ndarray:
+    """UTC offset in seconds at each read's instant, in the zone whose clock its grid follows."""
+    zone = np.full(len(reads), tz, dtype=object)
+    if meter_tz is not None and len(meter_tz):
+        daily = (reads["interval_seconds"] >= 86400).to_numpy()
+        if daily.any():
+            zone[daily] = reads.loc[daily, "meter_id"].map(meter_tz).fillna(tz).to_numpy()
+    out = np.zeros(len(reads), dtype="int64")
+    ends = reads["interval_end"]
+    for name in pd.unique(zone):
+        rows = np.flatnonzero(zone == name)
+        local = ends.iloc[rows].dt.tz_convert(name).dt.tz_localize(None)
+        out[rows] = ((local - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy() - epoch(ends.iloc[rows])
+    return out
 
 
 def align(grid: pd.DataFrame, winners: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grid rows with their winning read (NaN where none) and the reads outside the grid."""
-    cols = [*KEY, "value", "source_quality", "file_id", "line", "drift_s", "rank"]
-    merged = grid.merge(winners[cols], on=KEY, how="left", indicator=True)
-    merged["received"] = merged["_merge"].eq("both")
-    merged = merged.drop(columns="_merge")
-    outside = winners.merge(grid[KEY], on=KEY, how="left", indicator=True)
-    outside = outside[outside["_merge"].eq("left_only")].drop(columns="_merge")
+    gk = grid["sid"].to_numpy() * (1 << 34) + grid["t"].to_numpy()
+    wk = winners["sid"].to_numpy() * (1 << 34) + winners["t"].to_numpy()
+    order = np.argsort(wk, kind="stable")
+    sorted_wk = wk[order]
+    pos = np.clip(np.searchsorted(sorted_wk, gk), 0, max(len(sorted_wk) - 1, 0))
+    hit = (sorted_wk[pos] == gk) if len(sorted_wk) else np.zeros(len(gk), dtype=bool)
+    src = order[pos]
+    merged = grid.copy()
+    for col, fill in (
+        ("value", np.nan),
+        ("file_id", np.nan),
+        ("line", np.nan),
+        ("drift_s", np.nan),
+        ("rank", np.nan),
+    ):
+        values = winners[col].to_numpy(dtype="float64") if len(winners) else np.zeros(0)
+        merged[col] = np.where(hit, values[src] if len(values) else fill, fill)
+    quality = winners["source_quality"].to_numpy(dtype=object) if len(winners) else np.zeros(0, dtype=object)
+    merged["source_quality"] = np.where(hit, quality[src] if len(quality) else "", "")
+    merged["received"] = hit
+    in_grid = np.zeros(len(winners), dtype=bool)
+    in_grid[src[hit]] = True
+    outside = winners[~in_grid]
     return merged, outside

@@ -32,15 +32,20 @@ STATUS_CODES: dict[str, tuple[int | None, str | None]] = {
 }
 
 
-def quality_codes(status: pd.Series, method: pd.Series) -> tuple[pd.Series, pd.Series]:
+def quality_codes(
+    status: pd.Series, method: pd.Series, estimated: np.ndarray | None = None
+) -> tuple[pd.Series, pd.Series]:
     """ESPI and IEC codes per interval, vectorised (estimated rows take their method's codes)."""
-    base = method.fillna("").str.split("+").str[0]
-    espi = status.map({k: v[0] for k, v in STATUS_CODES.items()})
-    iec = status.map({k: v[1] for k, v in STATUS_CODES.items()})
-    estimated = status.eq("estimated").to_numpy()
-    espi = espi.where(~estimated, base.map({k: v[0] for k, v in METHOD_CODES.items()}))
-    iec = iec.where(~estimated, base.map({k: v[1] for k, v in METHOD_CODES.items()}))
-    return espi.astype("Int16"), iec.astype("str").where(iec.notna(), None)
+    status = pd.Series(np.asarray(status, dtype=object))
+    espi = status.map({k: v[0] for k, v in STATUS_CODES.items()}).astype("float64").to_numpy().copy()
+    iec = status.map({k: v[1] for k, v in STATUS_CODES.items()}).to_numpy(dtype=object).copy()
+    est = np.asarray(status == "estimated") if estimated is None else np.asarray(estimated, dtype=bool)
+    rows = np.flatnonzero(est)
+    if len(rows):
+        base = [str(m).split("+")[0] for m in np.asarray(method, dtype=object)[rows]]
+        espi[rows] = [METHOD_CODES.get(b, (np.nan, None))[0] for b in base]
+        iec[rows] = [METHOD_CODES.get(b, (None, None))[1] for b in base]
+    return pd.Series(espi).astype("Int16"), pd.Series(iec, dtype=object)
 
 
 def source_quality_rank(source_quality: pd.Series, value: pd.Series) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.vee.config import MAX_PER_HOUR, RuleSet
+from smartmdm_pipelines.domain.vee.keys import group_bounds, lookup
 from smartmdm_pipelines.domain.vee.quality import is_power_fail_code
 from smartmdm_pipelines.domain.vee.runs import equal_value_runs, group_starts, run_lengths
 
@@ -61,14 +62,12 @@ SUSPECT_RULES = [r for r, (_, suspect, _) in RULES.items() if suspect]
 CAN_RUN_BACKWARDS = {"kwh_net"}
 
 
-def apply_interval_rules(
-    day: pd.DataFrame, rules: RuleSet, hist_max: pd.Series | None = None
-) -> pd.DataFrame:
+def apply_interval_rules(day: pd.DataFrame, rules: RuleSet, hist_max: tuple | None = None) -> pd.DataFrame:
     """Add r_<rule> columns. ``day`` must be sorted by meter, channel, interval_end and hold
     value, received, rank, drift_s, source_quality, unit, interval_seconds, outage."""
     value = day["value"].to_numpy(dtype="float64")
     has_value = ~np.isnan(value)
-    new_series = group_starts(day, SERIES)
+    new_series = group_starts(day, ["sid"])
 
     day["r_missing_interval"] = ~day["received"].to_numpy() | (
         np.isnan(value) & (day["rank"].to_numpy() != 2)
@@ -94,8 +93,8 @@ def apply_interval_rules(
     )
 
     day["r_spike"] = _spike(day, value, rules)
-    if hist_max is not None and len(hist_max):
-        ref = day.set_index(SERIES).index.map(hist_max).to_numpy(dtype="float64")
+    if hist_max is not None and len(hist_max[0]):
+        ref = lookup(day["sid"].to_numpy(), hist_max[0], hist_max[1])
         day["r_spike_history"] = (
             has_value & ~np.isnan(ref) & (ref > 0) & (value > rules.spike_history_factor * ref)
         )
@@ -121,22 +120,25 @@ def apply_interval_rules(
 
 def _spike(day: pd.DataFrame, value: np.ndarray, rules: RuleSet) -> np.ndarray:
     """Oracle form (T5): (max − third highest) / third highest > tolerance flags the day's maximum."""
-    frame = pd.DataFrame({"m": day["meter_id"].to_numpy(), "c": day["channel"].to_numpy(), "v": value})
-    frame = frame[~np.isnan(frame["v"])]
-    if frame.empty:
+    sid = day["sid"].to_numpy()
+    has = ~np.isnan(value)
+    if not has.any():
         return np.zeros(len(day), dtype=bool)
-    ordered = frame.sort_values(["m", "c", "v"], ascending=[True, True, False])
-    nth = ordered.groupby(["m", "c"], sort=False).cumcount()
-    top = ordered[nth == 0].set_index(["m", "c"])["v"]
-    third = ordered[nth == 2].set_index(["m", "c"])["v"]
-    stats = pd.DataFrame({"top": top, "third": third}).dropna()
-    stats = stats[(stats["third"] >= rules.spike_min_value)]
-    pct = (stats["top"] - stats["third"]) / stats["third"] * 100.0
-    spiky = stats[pct > rules.spike_tolerance_pct]
-    if spiky.empty:
+    s, v = sid[has], value[has]
+    order = np.lexsort((-v, s))
+    s, v = s[order], v[order]
+    uniq, starts = group_bounds(s)
+    sizes = np.diff(np.r_[starts, len(s)])
+    enough = sizes >= 3
+    top = v[starts[enough]]
+    third = v[starts[enough] + 2]
+    ids = uniq[enough]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = (top - third) / third * 100.0
+    spiky = (third >= rules.spike_min_value) & (pct > rules.spike_tolerance_pct)
+    if not spiky.any():
         return np.zeros(len(day), dtype=bool)
-    key = pd.MultiIndex.from_arrays([day["meter_id"], day["channel"]])
-    threshold = key.map(spiky["third"] * (1 + rules.spike_tolerance_pct / 100.0)).to_numpy(dtype="float64")
+    threshold = lookup(sid, ids[spiky], third[spiky] * (1 + rules.spike_tolerance_pct / 100.0))
     return ~np.isnan(threshold) & (value > threshold)
 
 
