@@ -320,7 +320,7 @@ def restatements(latest: pd.DataFrame, validation_rows: pd.DataFrame, day: dt.da
         g["intervals"].astype(str) + " billed estimate(s) replaced by actual reads: restate the bill period"
     )
     g["read_day"] = pd.Timestamp(day)
-    key = g["meter_id"] + "|" + g["channel"] + "|" + day.isoformat() + "|billed_estimate_replaced"
+    key = g["meter_id"].astype(str) + "|" + g["channel"].astype(str) + "|" + day.isoformat() + "|billed_estimate_replaced"
     g["exception_id"] = [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key]
     return g[EXCEPTION_COLUMNS]
 

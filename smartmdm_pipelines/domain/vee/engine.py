@@ -19,7 +19,7 @@ import pandas as pd
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee import estimation, rules
 from smartmdm_pipelines.domain.vee.config import VeeConfig
-from smartmdm_pipelines.domain.vee.keys import N_CHANNELS, Catalog, epoch, group_bounds, lookup
+from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, group_bounds, lookup
 from smartmdm_pipelines.domain.vee.prepare import KEY, align, expected_grid, resolve_reads
 from smartmdm_pipelines.domain.vee.quality import quality_codes
 
@@ -44,6 +44,7 @@ EXCEPTION_COLUMNS = [
     "detail",
 ]
 CONTEXT_HOURS = 3
+STATUSES = ["valid", "suspect", "missing", "estimated"]
 # consumption a vacant premise may show per day before it is reported (standby loads; our choice)
 VACANT_DAILY_THRESHOLD = {"kwh_delivered": 5.0, "water": 50.0, "gas": 1.0}
 REGISTER_TOLERANCE = pd.Timedelta(minutes=15)  # a register read this close to a day boundary brackets it
@@ -103,7 +104,7 @@ def validate_day(inp: DayInputs) -> DayResult:
     grid = expected_grid(inp.meters, _installs(inp.installs), inp.day, inp.tz, meter_tz, catalog)
     frame, outside = align(grid, winners)
     frame = _attach_attributes(frame, inp)
-    frame["outage"] = _outage_flags(frame, inp.events)
+    frame["outage"] = _outage_flags(frame, inp.events, catalog)
 
     daily = prepare_daily_history(inp.daily_history, inp.day, inp.holidays)
     hist_max = None
@@ -132,9 +133,7 @@ def validate_day(inp: DayInputs) -> DayResult:
     for rule in rules.SUSPECT_RULES:
         suspect |= frame[f"r_{rule}"].to_numpy()
     status_code = np.where(np.isnan(value), 2, np.where(suspect, 1, 0))
-    frame["status"] = pd.Categorical.from_codes(
-        status_code, categories=["valid", "suspect", "missing"]
-    ).astype("str")
+    frame["status"] = pd.Categorical.from_codes(status_code, categories=STATUSES)
     frame["failed_rules"] = _failed_rules(frame)
 
     exceptions = pd.concat(
@@ -195,20 +194,47 @@ def _installs(installs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
-    cols = ["meter_id", "kind", "commodity", "unit", "multiplier", "dials"] + (
-        ["role"] if "role" in inp.meters else []
+    """Meter and service-point attributes per interval, looked up by meter code (categoricals:
+    cheap to carry through millions of rows)."""
+    catalog = inp.catalog
+    per_meter = inp.meters.copy()
+    if "role" not in per_meter:
+        per_meter["role"] = "customer"
+    per_meter = per_meter.merge(_meter_service_points(inp), on="meter_id", how="left")
+    per_meter["customer_class"] = per_meter["customer_class"].fillna("none")
+    per_meter["role"] = per_meter["role"].fillna("customer")
+    per_meter["has_solar"] = per_meter["has_solar"].fillna(False).astype(bool)
+    per_meter["gas_unit"] = np.where(
+        per_meter["unit"].astype(str).str.lower().str.startswith("therm"), "therm", "CCF"
     )
-    meters = inp.meters[cols].rename(columns={"unit": "meter_unit"})
-    frame = frame.merge(meters, on="meter_id", how="left")
-    unit = frame["channel"].map(CHANNEL_UNITS)
-    gas_unit = np.where(frame["meter_unit"].astype(str).str.lower().str.startswith("therm"), "therm", "CCF")
-    frame["unit"] = unit.where(unit.notna(), pd.Series(gas_unit, index=frame.index))
-    sp = _meter_service_points(inp)
-    frame = frame.merge(sp, on="meter_id", how="left")
-    frame["customer_class"] = frame["customer_class"].fillna("none")
-    frame["role"] = frame["role"].fillna("customer") if "role" in frame else "customer"
-    frame["has_solar"] = frame["has_solar"].fillna(False).astype(bool)
-    return frame
+    codes = catalog.meter_codes(per_meter["meter_id"])
+    keep = ~np.isnan(codes)
+    per_meter, codes = per_meter[keep], codes[keep].astype("int64")
+    m = frame["sid"].to_numpy() // N_CHANNELS
+    for col in ("kind", "commodity", "role", "customer_class", "gas_unit", "service_point_id"):
+        values = per_meter[col].astype("object").where(per_meter[col].notna(), None).to_numpy(dtype=object)
+        cats = pd.Index(pd.unique(values[pd.notna(values)]))
+        idx = lookup(m, codes, cats.get_indexer(values).astype("float64"), fill=-1).astype("int64")
+        frame[col] = pd.Categorical.from_codes(idx, categories=cats)
+    for col in ("multiplier", "dials"):
+        frame[col] = lookup(m, codes, per_meter[col].to_numpy(dtype="float64"))
+    frame["has_solar"] = lookup(m, codes, per_meter["has_solar"].to_numpy(dtype="float64"), fill=0.0) == 1
+    frame["customer_class"] = (
+        frame["customer_class"].cat.add_categories(["none"]).fillna("none")
+        if "none" not in frame["customer_class"].cat.categories
+        else frame["customer_class"].fillna("none")
+    )
+    frame["role"] = (
+        frame["role"].cat.add_categories(["customer"]).fillna("customer")
+        if "customer" not in frame["role"].cat.categories
+        else frame["role"].fillna("customer")
+    )
+    channel_units = np.array([CHANNEL_UNITS.get(c) for c in CHANNEL_ORDER], dtype=object)
+    unit = channel_units[frame["sid"].to_numpy() % N_CHANNELS]
+    gas = pd.isna(unit)
+    unit[gas] = frame["gas_unit"].astype(object).to_numpy()[gas]
+    frame["unit"] = pd.Categorical(unit)
+    return frame.drop(columns=["gas_unit"])
 
 
 def _meter_zones(inp: DayInputs) -> pd.Series:
@@ -234,7 +260,7 @@ def _meter_service_points(inp: DayInputs) -> pd.DataFrame:
     )[cols]
 
 
-def _outage_flags(frame: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+def _outage_flags(frame: pd.DataFrame, events: pd.DataFrame, catalog: Catalog) -> np.ndarray:
     """Intervals overlapping an outage (outage event until the next restore of the same meter)."""
     flags = np.zeros(len(frame), dtype=bool)
     if events is None or events.empty or frame.empty:
@@ -249,11 +275,33 @@ def _outage_flags(frame: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
     spans = ev[ev["event_type"] == "outage"].copy()
     open_end = pd.Timestamp.max.tz_localize("UTC")
     spans["until"] = spans["next_at"].where(spans["next_type"] == "restore", open_end)
-    idx = frame.reset_index()[["index", "meter_id", "interval_end", "interval_seconds"]]
-    joined = idx.merge(spans[["meter_id", "event_at", "until"]], on="meter_id")
-    start = joined["interval_end"] - pd.to_timedelta(joined["interval_seconds"], unit="s")
-    hit = joined[(start < joined["until"]) & (joined["interval_end"] > joined["event_at"])]
-    flags[hit["index"].to_numpy()] = True
+    spans["m"] = catalog.meter_codes(spans["meter_id"])
+    spans = spans[~np.isnan(spans["m"])]
+    m = frame["sid"].to_numpy() // N_CHANNELS
+    rows = np.flatnonzero(np.isin(m, spans["m"].to_numpy().astype("int64")))  # only meters with outages
+    if not len(rows):
+        return flags
+    idx = pd.DataFrame(
+        {
+            "row": rows,
+            "m": m[rows],
+            "t": frame["t"].to_numpy()[rows],
+            "secs": frame["interval_seconds"].to_numpy()[rows],
+        }
+    )
+    spans = spans.assign(
+        m=spans["m"].astype("int64"),
+        a=epoch(spans["event_at"]),
+        b=np.where(
+            spans["until"] == open_end,
+            np.iinfo("int64").max,
+            epoch(spans["until"].where(spans["until"] != open_end, spans["event_at"])),
+        ),
+    )
+    joined = idx.merge(spans[["m", "a", "b"]], on="m")
+    start = joined["t"] - joined["secs"]
+    hit = joined[(start < joined["b"]) & (joined["t"] > joined["a"])]
+    flags[hit["row"].to_numpy()] = True
     return flags
 
 
@@ -426,13 +474,15 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
                 add(sub, rule, sub["n"].astype(str) + f" {rule.replace('_', ' ')} event(s) from the meter")
 
     # missing sibling channels: some channel of a meter sent data, another configured one nothing
-    got = frame.groupby(["meter_id", "channel"])["received"].any().reset_index()
-    meter_any = got.groupby("meter_id")["received"].transform("any")
-    silent = got[~got["received"] & meter_any]
+    got = pd.Series(frame["received"].to_numpy(dtype=bool)).groupby(frame["sid"].to_numpy()).any()
+    sids, received = got.index.to_numpy(), got.to_numpy()
+    meter_any = pd.Series(received).groupby(sids // N_CHANNELS).transform("any").to_numpy()
+    quiet = sids[~received & meter_any]
+    silent = pd.DataFrame({"meter_id": inp.catalog.meter_of(quiet), "channel": Catalog.channel_of(quiet)})
     add(
         silent,
         "missing_channel",
-        "channel " + silent["channel"] + " sent no data while the meter's other channels did",
+        "channel " + silent["channel"].astype(str) + " sent no data while the meter's other channels did",
     )
 
     add_inactive = _vacant_usage(frame, inp)
@@ -805,15 +855,18 @@ def estimate_day(
     est = est & ~bad_estimate
     frame["est_method"] = np.where(est, est_method, None)
     frame["final_value"] = np.where(est, est_value, frame["value"].to_numpy(dtype="float64"))
-    frame["final_status"] = np.where(est, "estimated", frame["status"].to_numpy(dtype=object))
+    status = pd.Categorical(frame["status"], categories=STATUSES)
+    frame["final_status"] = pd.Categorical.from_codes(
+        np.where(est, STATUSES.index("estimated"), status.codes), categories=STATUSES
+    )
     frame["estimation_method"] = frame["est_method"]
     frame["estimation_inputs"] = np.where(est, est_inputs, None)
     espi, iec = quality_codes(frame["final_status"], frame["estimation_method"], est)
     frame["espi_quality"], frame["iec_quality"] = espi, iec
     n = len(frame)
-    filled = np.isin(frame["final_status"].to_numpy(dtype=object), ["valid", "estimated"]) & ~np.isnan(
-        frame["final_value"].to_numpy(dtype="float64")
-    )
+    filled = np.isin(
+        frame["final_status"].cat.codes.to_numpy(), [0, STATUSES.index("estimated")]
+    ) & ~np.isnan(frame["final_value"].to_numpy(dtype="float64"))
     due = (
         ~frame["r_awaiting_data"].to_numpy(dtype=bool)
         if "r_awaiting_data" in frame

@@ -64,6 +64,15 @@ def lookup(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray, f
     )
     if len(table_keys) == 0 or len(keys) == 0:
         return out
+    table_keys = np.asarray(table_keys)
+    keys = np.asarray(keys)
+    low, high = int(table_keys.min()), int(table_keys.max())
+    if low >= 0 and high < max(4 * len(keys), 1 << 20):  # dense ids (meter codes, series ids): index directly
+        dense = np.full(high + 1, fill, dtype=out.dtype)
+        dense[table_keys] = table_values
+        inside = (keys >= 0) & (keys <= high)
+        out[inside] = dense[keys[inside]]
+        return out
     order = np.argsort(table_keys, kind="stable")
     sorted_keys = np.asarray(table_keys)[order]
     pos = np.searchsorted(sorted_keys, keys)

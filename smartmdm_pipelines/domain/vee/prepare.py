@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
-from smartmdm_pipelines.domain.vee.keys import Catalog, epoch
+from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 
 KEY = ["meter_id", "channel", "interval_end"]
@@ -72,8 +72,8 @@ def expected_grid(
 
 def _with_text_keys(frame: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
     sid = frame["sid"].to_numpy()
-    frame["meter_id"] = pd.array(catalog.meter_of(sid), dtype="str")
-    frame["channel"] = pd.array(Catalog.channel_of(sid), dtype="str")
+    frame["meter_id"] = pd.Categorical.from_codes(sid // N_CHANNELS, categories=catalog.meters.to_pylist())
+    frame["channel"] = pd.Categorical.from_codes(sid % N_CHANNELS, categories=CHANNEL_ORDER)
     frame["interval_end"] = pd.to_datetime(frame["t"].to_numpy(), unit="s", utc=True).as_unit("us")
     return frame
 
@@ -91,8 +91,6 @@ def _within_installations(grid: pd.DataFrame, installs: pd.DataFrame, catalog: C
         np.iinfo("int64").max,
         epoch(spans["removed_at"].fillna(pd.Timestamp(0, tz="UTC"))),
     )
-    from smartmdm_pipelines.domain.vee.keys import N_CHANNELS
-
     grid_m = grid["sid"].to_numpy() // N_CHANNELS
     installed = np.isin(grid_m, spans["m"].to_numpy())
     free = grid[~installed]
@@ -141,6 +139,10 @@ def resolve_reads(
     reads["drift_s"] = drift
     reads["sid"] = catalog.sid(reads["meter_id"], reads["channel"])
     reads["rank"] = source_quality_rank(reads["source_quality"], reads["value"])
+    reads["source_quality"] = reads["source_quality"].astype("category")
+    reads = reads[
+        ["sid", "t", "interval_seconds", "value", "source_quality", "file_id", "line", "drift_s", "rank"]
+    ]
     order = np.lexsort(
         (
             -reads["line"].to_numpy(),
@@ -167,10 +169,8 @@ def resolve_reads(
         )
         agg = agg[(agg["count"] > 1) & (agg["max"] - agg["min"] > 1e-9)]
         conflicts = winners.iloc[agg.index.to_numpy()].assign(files=agg["files"].to_numpy())
-    winners["interval_end"] = pd.to_datetime(winners["t"].to_numpy(), unit="s", utc=True).as_unit("us")
-    conflicts = conflicts.assign(
-        interval_end=pd.to_datetime(conflicts["t"].to_numpy(), unit="s", utc=True).as_unit("us")
-    )
+    winners = _with_text_keys(winners, catalog)
+    conflicts = _with_text_keys(conflicts.reset_index(drop=True), catalog)
     return winners, conflicts
 
 

@@ -36,9 +36,16 @@ def quality_codes(
     status: pd.Series, method: pd.Series, estimated: np.ndarray | None = None
 ) -> tuple[pd.Series, pd.Series]:
     """ESPI and IEC codes per interval, vectorised (estimated rows take their method's codes)."""
-    status = pd.Series(np.asarray(status, dtype=object))
-    espi = status.map({k: v[0] for k, v in STATUS_CODES.items()}).astype("float64").to_numpy().copy()
-    iec = status.map({k: v[1] for k, v in STATUS_CODES.items()}).to_numpy(dtype=object).copy()
+    cat = (
+        status.array
+        if isinstance(getattr(status, "dtype", None), pd.CategoricalDtype)
+        else pd.Categorical(np.asarray(status, dtype=object))
+    )
+    espi_table = np.array([STATUS_CODES.get(c, (None, None))[0] for c in cat.categories], dtype="float64")
+    iec_table = np.array([STATUS_CODES.get(c, (None, None))[1] for c in cat.categories], dtype=object)
+    espi = espi_table[cat.codes] if len(espi_table) else np.full(len(cat), np.nan)
+    iec = iec_table[cat.codes] if len(iec_table) else np.full(len(cat), None, dtype=object)
+    status = pd.Series(np.asarray(cat))
     est = np.asarray(status == "estimated") if estimated is None else np.asarray(estimated, dtype=bool)
     rows = np.flatnonzero(est)
     if len(rows):
