@@ -59,7 +59,9 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
     )
     generated = generate(
         sim_dir,
-        SimulationSpec(meters=options.meters, start=options.start, days=options.days, seed=options.seed),
+        SimulationSpec(
+            meters=options.meters, start=options.start, days=options.days, seed=options.seed, formats="mix"
+        ),
     )
     _land(sim_dir, cfg)
     echo(f"  {len(generated.files)} head-end files landed in {cfg.landing_dir}")

@@ -43,6 +43,12 @@ HEADEND_WATER = "ami-water"
 HEADEND_GAS = "gas-amr"
 HEADEND_HANDHELD = "handheld"
 INTERVAL_HEADENDS = (HEADEND_ELECTRIC, HEADEND_WATER, HEADEND_GAS)
+# Optional second electric AMI head-end: when ``SimulationSpec.formats`` names it, the electric AMI
+# meters of a share of the service points in the utility's own time zone report through it
+# (``master_data.Population.headend_of``); otherwise it does not exist and they report to ami-east.
+HEADEND_SOUTH = "ami-south"
+SOUTH_SHARE = 0.1
+HEADENDS = (HEADEND_ELECTRIC, HEADEND_SOUTH, HEADEND_WATER, HEADEND_GAS, HEADEND_HANDHELD)
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ class _Planner:
 
     def file_of(self, meter: int, col: int, record: str = RECORD_INTERVALS) -> str:
         grid = self.grid(meter)
-        headend = c.SEGMENTS[self.pop.meter_segment[meter]].headend
+        headend = self.pop.headend_of(meter)
         return self.path_for(Delivery(headend, record, grid.day_label(int(grid.day_of_col[col]))))
 
     def add(
@@ -287,7 +287,7 @@ class _Planner:
             f = self.add("multiplier_change", meter, col, col, old_multiplier=old, new_multiplier=new)
             day = int(grid.day_of_col[col]) + 1
             f.file = (
-                self.path_for(Delivery(c.HEADEND_ELECTRIC, RECORD_REGISTERS, grid.day_label(day)))
+                self.path_for(Delivery(self.pop.headend_of(meter), RECORD_REGISTERS, grid.day_label(day)))
                 if day < self.spec.days
                 else ""
             )
@@ -309,7 +309,9 @@ class _Planner:
                 fraction=float(self.rng.uniform(0.2, 0.8)),
             )
             f.end = int(grid.day_starts[read])
-            f.file = self.path_for(Delivery(c.HEADEND_ELECTRIC, RECORD_REGISTERS, grid.day_label(read)))
+            f.file = self.path_for(
+                Delivery(self.pop.headend_of(meter), RECORD_REGISTERS, grid.day_label(read))
+            )
 
     def moves(self) -> None:
         if self.spec.days < 2:

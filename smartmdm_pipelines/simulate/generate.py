@@ -6,6 +6,11 @@ registers, zone sums and data faults, and appending its rows to every (head-end,
 then the zone bulk meters (whose volume is the sum of their zones, complete only after all
 chunks); finally re-deliveries, events, the duplicate delivery, CIS, ground truth, manifest.
 
+Formats: each head-end writes in ``spec.format_of(head-end)``. Unless every head-end is generic
+CSV, a ``writers.mixed.MixedWriter`` routes the deliveries and splits off what a format cannot
+carry into generic CSV files of the same delivery; the faults' ``file`` is then re-pointed at the
+file that holds their rows (``locate_faults``).
+
 Every random draw is either made before the chunks (seeded ``numpy`` generators over the whole
 population) or a hash of (seed, premise, instant), and rows are written in (meter, channel,
 instant) order, so the files do not depend on the chunk size.
@@ -13,6 +18,7 @@ instant) order, so the files do not depend on the chunk size.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -34,6 +40,7 @@ from .spec import GenerationSummary, SimulationSpec
 from .time_grid import TimeGrid, build_grid, iso_utc
 from .writers import get_writer
 from .writers.base import RECORD_EVENTS, RECORD_INTERVALS, RECORD_REGISTERS, Delivery, HeadEndWriter
+from .writers.mixed import MixedWriter
 
 CELL_BUDGET = 24_000_000  # (meters x 15-min intervals) per chunk: bounds memory on long windows
 TRUTH_SLICE = 1_000_000
@@ -45,9 +52,22 @@ class _Run:
     def __init__(self, out_dir: Path, spec: SimulationSpec) -> None:
         self.out_dir = out_dir
         self.spec = spec
-        self.writer: HeadEndWriter = get_writer(spec.output_format, out_dir)
+        self.headends = (c.HEADEND_ELECTRIC, c.HEADEND_SOUTH) if spec.south else (c.HEADEND_ELECTRIC,)
+        self.interval_headends = self.headends + c.INTERVAL_HEADENDS[1:]
+        formats = {h: spec.format_of(h) for h in (*self.interval_headends, c.HEADEND_HANDHELD)}
+        self.writer: HeadEndWriter = (
+            get_writer(spec.output_format, out_dir)
+            if set(formats.values()) == {"generic_csv"}
+            else MixedWriter(out_dir, formats, spec.output_format, spec.timezone)
+        )
         self.pop: Population = build_population(spec, replacements_needed(spec), vacancy_needed(spec))
         self.faults: list[Fault] = plan_faults(spec, self.pop, self.writer.path_for)
+        if isinstance(self.writer, MixedWriter):
+            self.writer.watch(
+                (str(self.pop.meter_id[f.meter]), c.CHANNELS[f.channel])
+                for f in self.faults
+                if f.meter >= 0 and f.channel >= 0
+            )
         self.by_meter: dict[int, list[Fault]] = defaultdict(list)
         for fault in self.faults:
             if fault.meter >= 0:
@@ -105,11 +125,11 @@ class _Run:
     def open_deliveries(self) -> None:
         """Create every regular delivery up front: a day without rows is still a (header-only) file."""
         labels = [self.water_grid.day_label(d) for d in range(self.spec.days)]
-        for headend in c.INTERVAL_HEADENDS:
+        for headend in self.interval_headends:
             for label in labels:
                 self.writer.open(Delivery(headend, RECORD_INTERVALS, label))
                 self.writer.open(Delivery(headend, RECORD_EVENTS, label))
-                if headend == c.HEADEND_ELECTRIC:
+                if headend in self.headends:  # electric AMI: daily register reads
                     self.writer.open(Delivery(headend, RECORD_REGISTERS, label))
         for month in sorted({label[:6] for label in labels}):
             self.writer.open(Delivery(c.HEADEND_HANDHELD, RECORD_REGISTERS, month))
@@ -176,9 +196,12 @@ class _Run:
         handheld_blocks: list[Block] = []
         seg = pop.meter_segment[meters]
         tz = pop.meter_tz(meters)
-        for s, z in sorted(set(zip(seg.tolist(), tz.tolist(), strict=True))):
+        south = pop.south(meters)
+        for s, z, h in sorted(set(zip(seg.tolist(), tz.tolist(), south.tolist(), strict=True))):
             segment = c.SEGMENTS[s]
-            group = meters[(seg == s) & (tz == z)]
+            if h:  # blocks of one head-end each: ami-south meters in blocks of their own
+                segment = dataclasses.replace(segment, headend=c.HEADEND_SOUTH)
+            group = meters[(seg == s) & (tz == z) & (south == h)]
             grid = self.grid(pop.timezones[z], segment.step)
             blocks = self.group_blocks(segment, grid, group, ctx)
             (ctx.blocks if segment.writes_intervals else handheld_blocks).extend(blocks)
@@ -191,13 +214,15 @@ class _Run:
         ctx.blocks.extend(ctx.new_blocks)
 
         self.add_to_zones(ctx.blocks)
-        register_parts: dict[int, list[Rows]] = defaultdict(list)
+        register_parts: dict[tuple[str, int], list[Rows]] = defaultdict(list)
         for block in ctx.blocks:
             if block.segment.code in c.ELECTRIC_AMI and block.channel == c.CH_DELIVERED and block.truth:
                 reads = registers.ami_daily(block, pop, faults)
                 days = block.grid.day_of_instant(reads.t)
                 for d in np.unique(days):
-                    register_parts[int(d)].append(reads.take(np.nonzero(days == d)[0]))
+                    register_parts[(block.segment.headend, int(d))].append(
+                        reads.take(np.nonzero(days == d)[0])
+                    )
 
         for f in faults:
             if f.fault_type in DATA:
@@ -224,9 +249,9 @@ class _Run:
                 for z in np.unique(zones):
                     total[z] += micro[zones == z].sum(axis=0)
 
-    def emit(self, blocks: list[Block], register_parts: dict[int, list[Rows]]) -> None:
+    def emit(self, blocks: list[Block], register_parts: dict[tuple[str, int], list[Rows]]) -> None:
         """Append the chunk's rows to every (head-end, day) file, and its truth rows."""
-        for headend in c.INTERVAL_HEADENDS:
+        for headend in self.interval_headends:
             mine = [b for b in blocks if b.segment.headend == headend]
             if not mine:
                 continue
@@ -234,9 +259,9 @@ class _Run:
                 label = self.water_grid.day_label(day)
                 rows = concat_sorted([r for b in mine if (r := b.day_rows(day)) is not None])
                 self.write(Delivery(headend, RECORD_INTERVALS, label), rows)
-        for day, parts in sorted(register_parts.items()):
+        for (headend, day), parts in sorted(register_parts.items()):
             if 0 <= day < self.spec.days:
-                delivery = Delivery(c.HEADEND_ELECTRIC, RECORD_REGISTERS, self.water_grid.day_label(day))
+                delivery = Delivery(headend, RECORD_REGISTERS, self.water_grid.day_label(day))
                 self.write(delivery, concat_sorted(parts, by_time=True))
         self.write_truth(concat_sorted([r for b in blocks if (r := b.truth_rows()) is not None]))
 
@@ -300,13 +325,36 @@ class _Run:
             segment = c.SEGMENTS[pop.meter_segment[meter]]
             grid = self.grid(pop.timezones[pop.meter_tz(np.array([meter]))[0]], segment.step)
             day = int(np.clip(grid.day_of_instant(at), 0, self.spec.days - 1))
-            grouped[Delivery(segment.headend, RECORD_EVENTS, grid.day_label(day))].append(
+            grouped[Delivery(pop.headend_of(meter), RECORD_EVENTS, grid.day_label(day))].append(
                 (meter, at, event_type)
             )
         for delivery in sorted(grouped):
             e = np.array(grouped[delivery], dtype=np.int64)
             self.writer.write(delivery, event_table(e[:, 0], e[:, 1], e[:, 2], pop.meter_id))
         return len(self.events)
+
+    def locate_faults(self, writer: MixedWriter) -> None:
+        """Name the files the faults' rows actually went to (a delivery may be split into its
+        format's file and a generic CSV complement, see ``writers.mixed``)."""
+        for f in self.faults:
+            if f.fault_type == "duplicate_file":
+                source, target = f.params["source"], f.params["target"]
+                f.file = writer.files_of(target).get("main", f.file)
+                f.detail["original_file"] = writer.files_of(source).get("main", f.detail["original_file"])
+                if len(writer.files_of(source)) > 1:  # the resend repeats every file of the delivery
+                    f.detail["files"] = sorted(writer.files_of(target).values())
+                    f.detail["original_files"] = sorted(writer.files_of(source).values())
+                continue
+            if f.meter < 0 or f.channel < 0 or f.start is None or f.end is None:
+                continue
+            meter, channel = str(self.pop.meter_id[f.meter]), c.CHANNELS[f.channel]
+            margin = int(c.SEGMENTS[self.pop.meter_segment[f.meter]].step)
+            if f.file:
+                f.file = writer.locate(f.file, meter, channel, f.start, f.end, margin)
+            if "original_file" in f.detail:
+                f.detail["original_file"] = writer.locate(
+                    f.detail["original_file"], meter, channel, f.start, f.end, margin
+                )
 
     def write_faults(self) -> None:
         for fault in self.faults:
@@ -346,6 +394,11 @@ class _Run:
                 self.writer.duplicate(source, target)
                 self.rows_written[target] = self.rows_written[source]
         files = self.writer.close()
+        if isinstance(self.writer, MixedWriter):
+            self.locate_faults(self.writer)
+            file_formats = dict(sorted(self.writer.file_formats.items()))
+        else:
+            file_formats = dict.fromkeys(files, self.spec.output_format)
         self.write_truth(None, final=True)
         if self.truth is not None:
             self.truth.close()
@@ -369,6 +422,7 @@ class _Run:
             register_reads=sum(n for d, n in self.rows_written.items() if d.record == RECORD_REGISTERS),
             events=n_events,
             files=files,
+            file_formats=file_formats,
             faults=len(self.faults),
             faults_by_type=by_type,
             truth_reads=self.truth_rows,

@@ -21,11 +21,13 @@ import holidays
 import numpy as np
 
 from . import catalog as c
+from . import noise
 from .spec import SimulationSpec
 from .time_grid import DAY, local_midnights_utc
 
 NO_END = np.iinfo(np.int64).max  # "never removed / never vacated"
 N_CYCLES = 20
+SOUTH_STREAM = 9  # noise stream of the ami-south draw (generate.py uses 8 for handheld read times)
 
 _FIRST_NAMES = np.array(
     [
@@ -224,6 +226,8 @@ class Population:
     # changes made by the fault plan, completed during generation
     multiplier_changes: dict[int, dict] = field(default_factory=dict)  # meter -> {at, old, new, register}
     end_registers: dict[int, float] = field(default_factory=dict)  # meter -> register at removal
+    # service points whose electric AMI meters report through ami-south (all False without it)
+    sp_south: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n_meters(self) -> int:
@@ -243,6 +247,18 @@ class Population:
 
     def bulk_meters(self) -> np.ndarray:
         return np.arange(self.n_regular, self.n_meters)
+
+    def south(self, meters: np.ndarray) -> np.ndarray:
+        """Whether each meter reports through ami-south (its service point is a south one)."""
+        if not len(self.sp_south):
+            return np.zeros(len(meters), dtype=bool)
+        return self.sp_south[self.meter_sp[meters]] & np.isin(self.meter_segment[meters], c.ELECTRIC_AMI)
+
+    def headend_of(self, meter: int) -> str:
+        """The head-end that reads ``meter``."""
+        if self.south(np.array([meter]))[0]:
+            return c.HEADEND_SOUTH
+        return c.SEGMENTS[self.meter_segment[meter]].headend
 
 
 def segment_counts(n_customer: int) -> dict[int, int]:
@@ -552,4 +568,18 @@ def build_population(spec: SimulationSpec, n_replacement: int, n_vacant_min: int
         zone_name=zone_name,
         zone_bulk_meter=zone_bulk_meter,
         cycle_read_dates=_cycle_read_dates(spec),
+        sp_south=_south_service_points(spec, sp_segment, sp_tz),
     )
+
+
+def _south_service_points(spec: SimulationSpec, sp_segment: np.ndarray, sp_tz: np.ndarray) -> np.ndarray:
+    """``catalog.SOUTH_SHARE`` of the electric AMI service points in the utility's zone (at least 2),
+    by a hash of (seed, service point): the ami-south territory. Empty without ami-south."""
+    if not spec.south:
+        return np.zeros(0, dtype=bool)
+    candidates = np.nonzero(np.isin(sp_segment, c.ELECTRIC_AMI) & (sp_tz == 0))[0]
+    n = min(len(candidates), max(2, round(c.SOUTH_SHARE * len(candidates))))
+    draw = noise.uniform(spec.seed, SOUTH_STREAM, candidates.astype(np.int64), np.zeros(1, dtype=np.int64))
+    south = np.zeros(len(sp_segment), dtype=bool)
+    south[candidates[np.argsort(draw, kind="stable")[:n]]] = True
+    return south

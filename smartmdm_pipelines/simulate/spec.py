@@ -10,6 +10,19 @@ from zoneinfo import ZoneInfo
 
 MIN_METERS = 50
 
+# Head-end -> format presets for ``SimulationSpec(formats=...)`` (``smartmdm generate --formats mix``).
+# "mix": every supported format at once. ami-east delivers CMEP (its kwh_received and events go to
+# generic CSV files of the same delivery), ami-south (a share of the electric AMI meters) NEM12,
+# ami-water BEACON-style CSV, gas-amr Green Button; handheld keeps ``output_format``.
+FORMAT_PRESETS: dict[str, dict[str, str]] = {
+    "mix": {
+        "ami-east": "cmep",
+        "ami-south": "nem12",
+        "ami-water": "beacon_csv",
+        "gas-amr": "green_button",
+    },
+}
+
 
 @dataclass(frozen=True)
 class SimulationSpec:
@@ -21,7 +34,11 @@ class SimulationSpec:
     ``chunk_meters`` bounds memory: meters are generated and written in chunks of that many.
     ``truth_values`` also writes the clean (pre-fault) interval values to
     ``ground_truth/truth_intervals.parquet``. ``output_format`` names a head-end writer
-    (see ``smartmdm_pipelines.simulate.writers``).
+    (see ``smartmdm_pipelines.simulate.writers``); ``formats`` maps head-end names to writers
+    (or names a preset of ``FORMAT_PRESETS``, e.g. ``"mix"``) and ``output_format`` serves the
+    head-ends it does not map. Mapping ``ami-south`` creates that head-end (``catalog.HEADEND_SOUTH``).
+    When any head-end is not generic CSV, what its format cannot carry is delivered in generic
+    CSV files of the same head-end (``writers.mixed``), so nothing is lost.
     """
 
     meters: int = 500
@@ -34,8 +51,24 @@ class SimulationSpec:
     truth_values: bool = True
     holiday_country: str = "US"
     output_format: str = "generic_csv"
+    formats: dict[str, str] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
+        from .catalog import HEADENDS
+        from .writers import REGISTRY
+
+        if isinstance(self.formats, str):
+            if self.formats not in FORMAT_PRESETS:
+                raise ValueError(f"unknown formats preset {self.formats!r}; known: {sorted(FORMAT_PRESETS)}")
+            object.__setattr__(self, "formats", dict(FORMAT_PRESETS[self.formats]))
+        elif self.formats is not None:
+            object.__setattr__(self, "formats", dict(self.formats))
+        for name in [self.output_format, *(self.formats or {}).values()]:
+            if name not in REGISTRY:
+                raise ValueError(f"unknown head-end format {name!r}; known: {sorted(REGISTRY)}")
+        unknown = sorted(set(self.formats or {}) - set(HEADENDS))
+        if unknown:
+            raise ValueError(f"unknown head-end(s) {unknown} in formats; known: {list(HEADENDS)}")
         if self.meters < MIN_METERS:
             raise ValueError(f"meters must be >= {MIN_METERS} (got {self.meters})")
         if self.days < 1:
@@ -50,6 +83,15 @@ class SimulationSpec:
             ZoneInfo(self.timezone)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"unknown time zone {self.timezone!r}") from exc
+
+    def format_of(self, headend: str) -> str:
+        """The format head-end ``headend`` delivers in."""
+        return (self.formats or {}).get(headend, self.output_format)
+
+    @property
+    def south(self) -> bool:
+        """Whether the optional ``ami-south`` head-end exists (``formats`` maps it)."""
+        return "ami-south" in (self.formats or {})
 
     @property
     def end(self) -> dt.date:
@@ -75,6 +117,7 @@ class GenerationSummary:
     register_reads: int = 0
     events: int = 0
     files: list[str] = field(default_factory=list)
+    file_formats: dict[str, str] = field(default_factory=dict)  # file -> writer format that wrote it
     faults: int = 0
     faults_by_type: dict[str, int] = field(default_factory=dict)
     truth_reads: int = 0

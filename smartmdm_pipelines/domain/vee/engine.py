@@ -902,10 +902,10 @@ def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.
         ["sid", "commodity", "kind", "customer_class", "unit", "class_fine", "class_coarse"]
     ]
     ctx = near[
-        ["sid", "meter_id", "channel", "interval_end", "t", "interval_seconds", "value", "status", "slot"]
+        ["sid", "meter_id", "channel", "interval_end", "t", "interval_seconds", "value", "status", "slot", "outage"]
     ].merge(attrs, on="sid")
     ctx["status"] = np.where(ctx["status"].isin(["valid", "edited", "verified"]), "valid", "context_other")
-    ctx["outage"] = near.set_index("sid").loc[ctx["sid"], "outage"].to_numpy() if len(ctx) else False
+    ctx["outage"] = ctx["outage"].fillna(False).astype(bool)
     ctx["context"] = True
     ctx["received"] = True
     ctx["row"] = -1

@@ -1,5 +1,6 @@
 """Head-end file writers by format name. Add a format: one module with a ``HeadEndWriter``
-subclass, registered here."""
+subclass, registered here (and its limits in ``mixed.CARRIES``/``mixed.CARRY``). ``MixedWriter``
+puts each head-end in its own format, with generic CSV for what a format cannot carry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .beacon_csv import BeaconCsvWriter
 from .cmep import CmepWriter
 from .generic_csv import GenericCsvWriter
 from .green_button import GreenButtonWriter
+from .mixed import MixedWriter
 from .nem12 import Nem12Writer
 
 REGISTRY: dict[str, Callable[[Path], HeadEndWriter]] = {
@@ -31,4 +33,4 @@ def get_writer(name: str, out_dir: Path) -> HeadEndWriter:
     return factory(out_dir)
 
 
-__all__ = ["REGISTRY", "SCHEMAS", "Delivery", "HeadEndWriter", "get_writer"]
+__all__ = ["REGISTRY", "SCHEMAS", "Delivery", "HeadEndWriter", "MixedWriter", "get_writer"]

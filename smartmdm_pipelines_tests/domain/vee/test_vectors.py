@@ -348,3 +348,14 @@ def test_t15_sum_check_runs_per_meter_activation() -> None:
     failed = validated.exceptions[validated.exceptions["rule"] == "sum_check"]
     assert failed["meter_id"].tolist() == ["OLD"]
     assert "register advance × multiplier = 30.0" in failed["detail"].iloc[0]
+
+
+def test_previous_days_intervals_are_end_points_across_midnight() -> None:
+    today = {i: 1.0 + (i % 3) / 10 for i in range(96)}
+    today[0] = None  # 00:00–00:15 never arrived
+    yesterday = history_from(day_reads({i: 0.5 + (i % 2) / 10 for i in range(96)}, day=DAY - dt.timedelta(days=1)))
+    _, est = run(inputs([meter()], day_reads(today), history=yesterday))
+    first = est.intervals.iloc[0]
+    assert first["estimation_method"] == "linear"
+    # between yesterday's last interval (0.6) and today's second (1.1)
+    assert first["final_value"] == pytest.approx((0.6 + 1.1) / 2)
