@@ -51,8 +51,10 @@ class RuleSet:
     """CA DASMMD: gaps ≤ 2 h use point-to-point linear interpolation (vee.md §1.3, E1)."""
     outage_is_endpoint: bool = False
     """CA rule: a power-failure interval is not an interpolation end point (T4); switch for the contested variant."""
-    like_days: int = 3
-    """Itron Historical: average of the 3 nearest like days (E2, T11)."""
+    like_days: int = 7
+    """Like days averaged (E2). Itron Historical uses the 3 nearest (T11); our backtest on the simulator
+    (smartmdm backtest-estimation) found 7 beats the California baseline at every gap length while 3
+    loses to it at 24 h, because averaging fewer days keeps more of each day's noise."""
     reference_weeks: int = 5
     """How far back like days, history spikes and high/low usage look."""
     like_day_mode: str = "day_type"

@@ -539,7 +539,11 @@ def _day_totals(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
         g["reg_end"] = _register_at(g["sid"].to_numpy(), g["span_end"].to_numpy(), rsid, rt, rv)
     inst = _installs(inp.installs)
     if len(inst):
-        spans = inst.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
+        # the installation active during this day (a multiplier change splits installations)
+        day_start, day_end = int(g["span_start"].min()), int(g["span_end"].max())
+        removed = epoch(inst["removed_at"].fillna(pd.Timestamp.max.tz_localize("UTC").floor("s")))
+        active = (epoch(inst["installed_at"]) < day_end) & (removed > day_start)
+        spans = inst[active].sort_values("installed_at").drop_duplicates("meter_id", keep="last")
         m = inp.catalog.meter_codes(spans["meter_id"])
         known = ~np.isnan(m)
         spans, m = spans[known], m[known].astype("int64")
@@ -724,9 +728,13 @@ def daily_usage(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
 
 
 def _slots(instants: pd.Series, seconds: pd.Series | np.ndarray, tz: str) -> tuple[pd.Series, np.ndarray]:
-    """Local start of each interval and its minute of the local day."""
-    start = (instants - pd.to_timedelta(np.asarray(seconds), unit="s")).dt.tz_convert(tz)
-    return start, (start.dt.hour * 60 + start.dt.minute).to_numpy(dtype="int64")
+    """Local start of each interval and its minute of the local day. A daily interval (nominally
+    86,400 s, 23 or 25 h on DST days) is dated to the local day that ends at its end, slot 0."""
+    seconds = np.asarray(seconds, dtype="int64")
+    daily = seconds >= 86400
+    start = (instants - pd.to_timedelta(np.where(daily, 1, seconds), unit="s")).dt.tz_convert(tz)
+    slot = np.where(daily, 0, (start.dt.hour * 60 + start.dt.minute).to_numpy(dtype="int64"))
+    return start, slot
 
 
 def prepare_history(
@@ -902,7 +910,18 @@ def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.
         ["sid", "commodity", "kind", "customer_class", "unit", "class_fine", "class_coarse"]
     ]
     ctx = near[
-        ["sid", "meter_id", "channel", "interval_end", "t", "interval_seconds", "value", "status", "slot", "outage"]
+        [
+            "sid",
+            "meter_id",
+            "channel",
+            "interval_end",
+            "t",
+            "interval_seconds",
+            "value",
+            "status",
+            "slot",
+            "outage",
+        ]
     ].merge(attrs, on="sid")
     ctx["status"] = np.where(ctx["status"].isin(["valid", "edited", "verified"]), "valid", "context_other")
     ctx["outage"] = ctx["outage"].fillna(False).astype(bool)

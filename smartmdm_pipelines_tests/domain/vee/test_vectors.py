@@ -193,7 +193,7 @@ def test_t11_like_day_excludes_outage_days() -> None:
         if weeks == 4:
             h.loc[h.index[10], "failed_rules"] = "power_outage"
         history.append(h)
-    rules = RuleSet(linear_max_gap_minutes=0, like_day_mode="same_weekday")
+    rules = RuleSet(linear_max_gap_minutes=0, like_day_mode="same_weekday", like_days=3)  # Itron: 3 nearest
     _, est = run(inputs([meter()], day_reads(target), history=pd.concat(history), rules=rules))
     assert est.intervals["final_value"].iloc[72] == pytest.approx(1.2)
     assert est.intervals["estimation_method"].iloc[72] == "like_day"
@@ -353,9 +353,22 @@ def test_t15_sum_check_runs_per_meter_activation() -> None:
 def test_previous_days_intervals_are_end_points_across_midnight() -> None:
     today = {i: 1.0 + (i % 3) / 10 for i in range(96)}
     today[0] = None  # 00:00–00:15 never arrived
-    yesterday = history_from(day_reads({i: 0.5 + (i % 2) / 10 for i in range(96)}, day=DAY - dt.timedelta(days=1)))
+    yesterday = history_from(
+        day_reads({i: 0.5 + (i % 2) / 10 for i in range(96)}, day=DAY - dt.timedelta(days=1))
+    )
     _, est = run(inputs([meter()], day_reads(today), history=yesterday))
     first = est.intervals.iloc[0]
     assert first["estimation_method"] == "linear"
     # between yesterday's last interval (0.6) and today's second (1.1)
     assert first["final_value"] == pytest.approx((0.6 + 1.1) / 2)
+
+
+def test_daily_intervals_on_dst_days_keep_their_local_day_and_slot() -> None:
+    from smartmdm_pipelines.domain.vee.engine import _slots
+
+    ends = pd.Series(
+        pd.to_datetime(["2024-03-11T05:00:00Z", "2024-11-04T06:00:00Z", "2024-03-12T05:15:00Z"], utc=True)
+    )
+    start, slot = _slots(ends, [86400, 86400, 900], "America/Chicago")
+    assert start.dt.date.tolist()[:2] == [dt.date(2024, 3, 10), dt.date(2024, 11, 3)]
+    assert slot.tolist() == [0, 0, 0]  # the 15-minute interval 00:00–00:15 is slot 0 too
