@@ -58,6 +58,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         faults=not args.no_faults,
         truth_values=args.truth_values,
+        output_format="generic_csv" if args.formats == "mix" else args.formats,
+        formats="mix" if args.formats == "mix" else None,
     )
     summary = generate(Path(args.out), spec)
     print(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -193,6 +195,36 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
         store.dispose()
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Hide known-good intervals, estimate them (chain and California baseline), report the accuracy."""
+    from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
+    from smartmdm_pipelines.services.backtest import BacktestError, run_backtest
+    from smartmdm_pipelines.store.store import Store
+
+    cfg = _config(args)
+    url = os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
+    store = Store(url)
+    options = BacktestOptions(
+        seed=args.seed, max_series=args.max_series, days_from=args.days_from, days_to=args.days_to
+    )
+    try:
+        result = run_backtest(store, cfg, options)
+    except BacktestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.dispose()
+    if args.json:
+        print(json.dumps(result.report))
+    else:
+        print(result.table())
+        print(
+            "\nNMAE = sum|est - true| / sum|true|, bias = (sum est - sum true) / sum|true| over the "
+            f"masked intervals; seed {args.seed}, {result.seconds:.1f} s"
+        )
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from smartmdm_pipelines.store import migrate
     from smartmdm_pipelines.store.engine import create_store_engine, database_url
@@ -248,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default="America/Chicago")
     p.add_argument("--no-faults", action="store_true")
     p.add_argument("--truth-values", action="store_true", help="also write the clean interval values")
+    p.add_argument(
+        "--formats",
+        choices=["generic_csv", "cmep", "green_button", "nem12", "beacon_csv", "mix"],
+        default="generic_csv",
+        help="head-end file format; mix = each head-end in another format (what a format cannot carry "
+        "goes to generic CSV files of the same head-end)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("inspect", help="JSON summary of what a head-end file holds, without loading it")
@@ -295,6 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
                 help="linear | like_day | class_profile | average_daily_load | zero_fill",
             )
     p.set_defaults(func=cmd_exceptions)
+
+    p = sub.add_parser(
+        "backtest-estimation", help="mask known-good intervals, estimate them, report accuracy per gap length"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--days-from", type=date, help="first operating day that may hold a gap")
+    p.add_argument("--days-to", type=date, help="last operating day that may hold a gap")
+    p.add_argument("--max-series", type=int, default=200, help="gaps (one per series) per gap length")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])
