@@ -67,15 +67,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csvtools import BOM, decode_check
-from smartmdm_pipelines.adapters.validation import RowReasons
+from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check
+from smartmdm_pipelines.adapters.validation import (
+    RowReasons,
+    SparseReasons,
+    cast_text,
+    may_have_space,
+    pandas_numbers,
+)
 from smartmdm_pipelines.domain.readings import (
+    CANONICAL_UNITS,
     INTERVAL_READ_COLUMNS,
     INTERVAL_SECONDS,
     REGISTER_READ_COLUMNS,
     REJECTED_COLUMNS,
     conform,
-    normalise_units,
+    unit_conversion,
 )
 
 RECORD_TYPE = "MEPMD01"
@@ -157,7 +164,9 @@ class CmepAdapter:
         split, unbalanced = _split_fields(lines)
         lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        flat = pc.utf8_trim_whitespace(split.flatten())
+        flat = split.flatten()
+        if may_have_space(flat):  # most exports hold no whitespace to trim
+            flat = pc.utf8_trim_whitespace(flat)
         fields = _Fields(flat, starts, lengths)
 
         rtype = fields.header(0)
@@ -169,7 +178,7 @@ class CmepAdapter:
                 int(line_no[0]),
             )
         reasons = RowReasons(n)
-        reasons.check(unbalanced, "a quoted field is not closed on this line (unbalanced double quote)")
+        reasons.check(unbalanced, UNTERMINATED_QUOTE)
         reasons.check(
             upper_type.ne(RECORD_TYPE),
             "record type '"
@@ -396,7 +405,7 @@ class _Triplets:
     line: np.ndarray  # index of the line
     pos: np.ndarray  # 0-based position in the line
     utc: np.ndarray  # int64 epoch seconds (NAT when unknown)
-    quality: np.ndarray  # object
+    quality: pa.Array  # protocol text (source_quality)
     value: np.ndarray  # float64, NaN = no read
 
     @classmethod
@@ -410,101 +419,139 @@ class _Triplets:
         pos = np.arange(total, dtype=np.int64) - first
         at = np.repeat(fields.starts, count) + HEADER_FIELDS + 3 * pos
         ts_text = fields.take(at)
-        quality = fields.take(at + 1).to_numpy(zero_copy_only=False).astype(object)
+        quality = fields.take(at + 1)
         value_text = fields.take(at + 2)
-        trip = RowReasons(total)
+        trip = SparseReasons(total)
         utc = _times(ts_text, line, pos, head, trip, tz)
 
-        klass = pd.Series(quality, dtype="str").str.slice(0, 1).str.upper().to_numpy(dtype=object)
-        _fail(
-            trip,
-            (quality != "") & ~np.isin(klass, QUALITY_CLASSES),
-            lambda i: _where(pos[i], 1) + "protocol text '" + _clip(quality[i]) + "' is not R…, E…, A… or N…",
+        # a file holds a handful of protocol texts: each is classified once
+        encoded = pc.dictionary_encode(quality)
+        code = encoded.indices.to_numpy(zero_copy_only=False)
+        texts = encoded.dictionary
+        klass = pc.utf8_upper(pc.utf8_slice_codeunits(texts, 0, 1)).to_numpy(zero_copy_only=False)
+        no_text = pc.equal(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)
+        trip.fail(
+            (~no_text & ~np.isin(klass.astype(object), QUALITY_CLASSES))[code],
+            lambda i: (
+                _where(pos[i], 1)
+                + "protocol text '"
+                + _clip(_texts(quality, i))
+                + "' is not R…, E…, A… or N…"
+            ),
         )
-        value = _numbers(value_text)
-        no_read = klass == "N"
-        empty_value = pc.equal(pc.utf8_length(value_text), 0).to_numpy(zero_copy_only=False)
+        empty_value = pc.equal(pc.binary_length(value_text), 0).to_numpy(zero_copy_only=False)
+        value = cast_text(
+            pa.chunked_array([value_text]), empty_value, pa.float64(), pandas_numbers
+        ).to_numpy()
+        no_read = (klass == "N")[code]
         bad_value = ~no_read & ~empty_value & ~np.isfinite(value)
-        text = value_text.to_numpy(zero_copy_only=False).astype(object)
-        _fail(
-            trip,
+        trip.fail(
             bad_value,
-            lambda i: _where(pos[i], 2) + "value '" + _clip(text[i]) + "' is not a finite number",
+            lambda i: (
+                _where(pos[i], 2) + "value '" + _clip(_texts(value_text, i)) + "' is not a finite number"
+            ),
         )
         value = np.where(no_read | empty_value | bad_value, np.nan, value)
-        quality = np.where(empty_value & (quality == ""), "N", quality).astype(object)
+        unmarked = empty_value & no_text[code]
+        if unmarked.any():  # an empty value without protocol text is a no-read
+            quality = pc.if_else(pa.array(unmarked), pa.scalar("N", quality.type), quality)
         # the first failing reading names the line's reason
-        failed = np.flatnonzero(trip.bad)
+        failed, why = trip.failures()
         if len(failed):
             lines_failed, first_idx = np.unique(line[failed], return_index=True)
             mask = np.zeros(len(count), dtype=bool)
             mask[lines_failed] = True
             by_line = np.full(len(count), None, dtype=object)
-            by_line[lines_failed] = trip.reasons[failed[first_idx]]
+            by_line[lines_failed] = why[first_idx]
             reasons.check(mask, pd.Series(by_line))
         return cls(line=line, pos=pos, utc=utc, quality=quality, value=value)
 
     def frames(
         self, ok: np.ndarray, head: _LineHeader, line_no: np.ndarray
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        line = self.line[ok]
-        value = self.value[ok] * head.constant[line]
-        channel = pd.Series(head.channel[line], dtype="str")
-        value, unit, _ = normalise_units(
-            pd.Series(value), pd.Series(head.unit_key[line], dtype="str"), channel
-        )
-        instants = pd.Series(self.utc[ok].view("datetime64[s]")).dt.tz_localize("UTC")
-        frame = pd.DataFrame(
-            {
-                "line": line_no[line],
-                "meter_id": head.meter[line],
-                "channel": channel,
-                "value": value,
-                "unit": unit,
-                "source_unit": head.source_unit[line],
-                "source_quality": self.quality[ok],
-            }
-        )
-        register = head.is_register[line]
-        intervals = frame.loc[~register].assign(
-            interval_end=instants[~register], interval_seconds=head.interval_seconds[line][~register]
-        )
-        registers = frame.loc[register].assign(read_at=instants[register])
+        """The loaded readings (of lines ``ok``): interval and register frames."""
+        rows = np.flatnonzero(ok)
+        register = head.is_register[self.line[rows]]
+        # units per line (as normalise_units does per reading), then the factor of each reading
+        codes, uniques = pd.factorize(pd.Series(head.unit_key, dtype="str"))
+        units = unit_conversion(codes, uniques, head.channel == "gas")
+        intervals = self._frame(rows[~register], head, line_no, units, "interval_end")
+        registers = self._frame(rows[register], head, line_no, units, "read_at")
         return conform(intervals, INTERVAL_READ_COLUMNS), conform(registers, REGISTER_READ_COLUMNS)
+
+    def _frame(
+        self,
+        rows: np.ndarray,
+        head: _LineHeader,
+        line_no: np.ndarray,
+        units: tuple[np.ndarray, np.ndarray],
+        time_column: str,
+    ) -> pd.DataFrame:
+        """The readings ``rows``: per-line columns are worked out per line, then taken per reading."""
+        every = len(rows) == len(self.line)  # the usual file: every reading loads, no copy
+        line = self.line if every else self.line[rows]
+        take = pa.array(line)
+        factor = units[0][line]
+        value = (self.value if every else self.value[rows]) * head.constant[line]
+        value = value * np.where(np.isnan(factor), 1.0, factor)
+        utc = self.utc if every else self.utc[rows]
+        text = pa.large_string()
+        columns = {
+            "line": line_no[line],
+            "meter_id": pa.array(head.meter, text).take(take),
+            "channel": pa.array(head.channel, text).take(take),
+            "value": value,
+            "unit": pa.array(CANONICAL_UNITS, text).take(pa.array(units[1][line])),
+            "source_unit": pa.array(head.source_unit, text).take(take),
+            "source_quality": (self.quality if every else self.quality.take(pa.array(rows))).cast(text),
+            time_column: pa.array(utc.view("datetime64[s]").astype("datetime64[us]"), from_pandas=True).cast(
+                pa.timestamp("us", "UTC")
+            ),
+        }
+        if time_column == "interval_end":
+            columns["interval_seconds"] = head.interval_seconds[line]
+        return pa.table(columns).to_pandas(use_threads=False, split_blocks=True)
+
+
+def _texts(values: pa.Array, rows: np.ndarray) -> np.ndarray:
+    """The texts of ``values`` at ``rows`` (a few failing rows)."""
+    return values.take(pa.array(rows)).to_numpy(zero_copy_only=False)
 
 
 def _times(
-    ts_text: pa.Array, line: np.ndarray, pos: np.ndarray, head: _LineHeader, trip: RowReasons, tz: str
+    ts_text: pa.Array, line: np.ndarray, pos: np.ndarray, head: _LineHeader, trip: SparseReasons, tz: str
 ) -> np.ndarray:
     """UTC epoch seconds of every triplet (NAT where it cannot be known; the reason is recorded)."""
     n = len(line)
     idx = np.arange(n)
-    explicit = pc.greater(pc.utf8_length(ts_text), 0).to_numpy(zero_copy_only=False)
-    well_formed = pc.match_substring_regex(ts_text, r"^\d{12}$").to_numpy(zero_copy_only=False)
-    parsed = pc.strptime(ts_text, format="%Y%m%d%H%M", unit="s", error_is_null=True)
+    # the readings of a file share few distinct times (every meter reads at the same instants):
+    # each distinct text is parsed once
+    encoded = pc.dictionary_encode(ts_text)
+    code = encoded.indices.to_numpy(zero_copy_only=False)
+    texts = encoded.dictionary
+    explicit = pc.greater(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)[code]
+    well_formed = pc.match_substring_regex(texts, r"^\d{12}$").to_numpy(zero_copy_only=False)
+    parsed = pc.strptime(texts, format="%Y%m%d%H%M", unit="s", error_is_null=True)
     # strptime rolls impossible dates over (Feb 30 -> Mar 1): it must format back to the text
-    exact = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y%m%d%H%M"), ts_text), False)
+    exact = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y%m%d%H%M"), texts), False)
     naive = pc.fill_null(parsed.cast(pa.int64()), NAT).to_numpy(zero_copy_only=False)
-    naive = np.where(well_formed & exact.to_numpy(zero_copy_only=False), naive, NAT).astype(np.int64)
-    text = ts_text.to_numpy(zero_copy_only=False).astype(object)
+    naive = np.where(well_formed & exact.to_numpy(zero_copy_only=False), naive, NAT).astype(np.int64)[code]
+    text = _TimeTexts(ts_text)
 
     step = head.step[line]
     calendar = head.calendar[line]
-    _fail(
-        trip,
+    trip.fail(
         (pos == 0) & ~explicit,
         lambda i: _where(pos[i], 0) + "no timestamp; the first reading of a record must carry one",
     )
-    _fail(
-        trip,
+    trip.fail(
         ~explicit & (pos > 0) & (step == 0) & ~calendar,
         lambda i: (
             _where(pos[i], 0)
             + "no timestamp, and the record has no interval (field 13) to add to the previous one"
         ),
     )
-    _fail(
-        trip,
+    trip.fail(
         explicit & (naive == NAT),
         lambda i: _where(pos[i], 0) + "timestamp '" + _clip(text[i]) + "' is not a valid CCYYMMDDHHMM time",
     )
@@ -519,11 +566,12 @@ def _times(
         naive[i] = _add_calendar(
             naive[anchor[i]], steps[i] * head.cal_months[line[i]], steps[i] * head.cal_days[line[i]]
         )
-        text[i] = pd.Series(naive[i].view("datetime64[s]")).dt.strftime("%Y%m%d%H%M").to_numpy(dtype=object)
+        text.replace(
+            i, pd.Series(naive[i].view("datetime64[s]")).dt.strftime("%Y%m%d%H%M").to_numpy(dtype=object)
+        )
 
     utc, gap = localise_sequences(naive, line, pos, step, tz)
-    _fail(
-        trip,
+    trip.fail(
         gap,
         lambda i: (
             _where(pos[i], 0)
@@ -541,8 +589,7 @@ def _times(
     # the readings of a line must be in time order
     later = np.zeros(n, dtype=bool)
     later[1:] = (pos[1:] > 0) & (utc[1:] != NAT) & (utc[:-1] != NAT) & (utc[1:] <= utc[:-1])
-    _fail(
-        trip,
+    trip.fail(
         later,
         lambda i: (
             _where(pos[i], 0)
@@ -552,6 +599,27 @@ def _times(
         ),
     )
     return utc
+
+
+class _TimeTexts:
+    """The time text of each reading, for the reasons of the few failing ones (the computed time
+    where a blank one was filled in on the calendar)."""
+
+    def __init__(self, texts: pa.Array) -> None:
+        self.texts = texts
+        self.filled = np.zeros(0, dtype=np.int64)
+        self.filled_texts = np.zeros(0, dtype=object)
+
+    def replace(self, rows: np.ndarray, texts: np.ndarray) -> None:
+        self.filled, self.filled_texts = rows, texts
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        out = self.texts.take(pa.array(rows)).to_numpy(zero_copy_only=False).astype(object)
+        if len(self.filled):
+            at = np.minimum(np.searchsorted(self.filled, rows), len(self.filled) - 1)
+            hit = self.filled[at] == rows
+            out[hit] = self.filled_texts[at[hit]]
+        return out
 
 
 def localise_sequences(
@@ -570,13 +638,15 @@ def localise_sequences(
     around it cannot be placed and reads as daylight time.
     """
     has = naive != NAT
-    series = pd.Series(naive.view("datetime64[s]"))
-    utc = _epochs(series.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT"))
+    # readings share few distinct local times: each is converted once
+    code, distinct = pd.factorize(naive)
+    local = pd.Series(distinct.view("datetime64[s]"))
+    utc = _epochs(local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT"))[code]
     gap = np.zeros(len(naive), dtype=bool)
     problem = np.flatnonzero(has & (utc == NAT))
     if len(problem) == 0:
         return utc, gap
-    sub = series.iloc[problem]
+    sub = pd.Series(naive[problem].view("datetime64[s]"))
     early = _epochs(sub.dt.tz_localize(tz, ambiguous=np.ones(len(sub), bool), nonexistent="NaT"))
     late = _epochs(sub.dt.tz_localize(tz, ambiguous=np.zeros(len(sub), bool), nonexistent="NaT"))
     missing = early == NAT
@@ -629,16 +699,6 @@ def _add_calendar(naive: np.ndarray, months: np.ndarray, days: np.ndarray) -> np
     return target.astype("datetime64[s]").view(np.int64) + into + days * DAY
 
 
-def _numbers(text: pa.Array) -> np.ndarray:
-    """Decimal strings -> float64 (NaN where empty or not a number)."""
-    cleaned = pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, pa.string()), text)
-    try:
-        return cleaned.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        numbers = pd.to_numeric(pd.Series(cleaned.to_numpy(zero_copy_only=False)), errors="coerce")
-        return numbers.to_numpy(dtype="float64", na_value=np.nan)
-
-
 def _where(pos: np.ndarray, offset: int) -> pd.Series:
     """'reading 3 (field 21): ' for 0-based positions; offset 0 time, 1 protocol text, 2 value."""
     reading = pd.Series(pos + 1).astype("str")
@@ -650,14 +710,6 @@ def _mask(n: int, idx: np.ndarray) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     out[idx] = True
     return out
-
-
-def _fail(trip: RowReasons, mask: np.ndarray, make) -> None:
-    """Record a reason for rows of ``mask`` that have none yet, building texts only for them."""
-    mask = np.asarray(mask, dtype=bool) & ~trip.bad
-    if mask.any():
-        i = np.flatnonzero(mask)
-        trip.reasons[i] = np.asarray(make(i), dtype=object)
 
 
 CMEP = CmepAdapter()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 OFFSET_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
@@ -55,3 +59,232 @@ def parse_numbers(text: pd.Series, column: str, reasons: RowReasons, allow_empty
 
 def _quoted(values: pd.Series) -> pd.Series:
     return "'" + values.str.slice(0, 40) + "'"
+
+
+# --- Arrow-native checks: the per-row work runs in pyarrow.compute, reasons only for failing rows ---
+
+Reason = str | Callable[[np.ndarray], "pa.Array | np.ndarray | list[str]"]
+_LEAF_ROWS = 64  # pieces of a chunk Arrow cannot cast are halved down to this size
+
+
+class SparseReasons:
+    """The first failing reason per row, for files where most rows pass: a mask, plus the
+    reasons of the failing rows only (a reason may be a function of the failing row indices,
+    so its text is built for those rows alone)."""
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self._rows: list[np.ndarray] = []
+        self._texts: list[np.ndarray] = []
+
+    def fail(self, failed: np.ndarray | pa.Array | pa.ChunkedArray | None, reason: Reason) -> None:
+        if failed is None:
+            return
+        if isinstance(failed, pa.Array | pa.ChunkedArray):
+            failed = arrow_mask(failed)
+            if failed is None:
+                return
+        rows = np.flatnonzero(np.asarray(failed, dtype=bool) & ~self.bad)
+        if len(rows) == 0:
+            return
+        self.bad[rows] = True
+        if isinstance(reason, str):
+            texts = np.full(len(rows), reason, dtype=object)
+        else:
+            made = reason(rows)
+            if isinstance(made, pa.Array | pa.ChunkedArray):
+                made = made.to_numpy(zero_copy_only=False)
+            texts = np.asarray(made, dtype=object)
+        self._rows.append(rows)
+        self._texts.append(texts)
+
+    def failures(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices in order, their reasons)."""
+        if not self._rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+        rows = np.concatenate(self._rows)
+        texts = np.concatenate(self._texts)
+        order = np.argsort(rows, kind="stable")
+        return rows[order], texts[order]
+
+
+def arrow_mask(mask: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """A boolean Arrow array as a numpy mask (null = False), or None when no row is set."""
+    if not pc.any(mask).as_py():
+        return None
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def constant(text: pa.ChunkedArray) -> str | None:
+    """The value of every row when they are all the same (e.g. a file of one unit), else None."""
+    if len(text) == 0 or text.null_count:
+        return None
+    first = text[0].as_py()
+    return first if pc.all(pc.equal(text, pa.scalar(first, text.type))).as_py() else None
+
+
+def is_empty(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    lengths = pc.binary_length(text)
+    if len(text) == 0 or pc.min(lengths).as_py() > 0:  # the usual column: no empty field
+        return np.zeros(len(text), dtype=bool)
+    return lengths.to_numpy(zero_copy_only=False) == 0
+
+
+def trim(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``utf8_trim_whitespace`` of the chunks that may need it: a chunk whose bytes are all
+    printable ASCII other than space (the usual export) has nothing to trim."""
+    chunks = [pc.utf8_trim_whitespace(c) if may_have_space(c) else c for c in text.chunks]
+    return pa.chunked_array(chunks, type=text.type)
+
+
+def may_have_space(chunk: pa.Array) -> bool:
+    """False when every byte of the strings is printable ASCII other than space (nothing to trim)."""
+    data = chunk.buffers()[2]
+    if data is None:
+        return False
+    values = np.frombuffer(data, dtype=np.uint8)
+    for start in range(0, len(values), 1 << 20):  # in cache-sized pieces
+        piece = values[start : start + (1 << 20)]
+        if piece.min() <= 0x20 or piece.max() >= 0x7F:
+            return True
+    return False
+
+
+def message(
+    *parts: str | pa.ChunkedArray | pa.Array, clip: int | None = None
+) -> Callable[[np.ndarray], pa.Array]:
+    """A reason built from literal texts and the failing rows' values of columns (each value
+    cut to ``clip`` characters when given), e.g. ``message("unit '", unit, "' is unknown")``."""
+
+    def make(rows: np.ndarray) -> pa.Array:
+        index = pa.array(rows)
+        pieces = []
+        for part in parts:
+            if isinstance(part, str):
+                pieces.append(pa.scalar(part, pa.large_string()))
+                continue
+            values = part.take(index).cast(pa.large_string())
+            if clip is not None:
+                values = pc.utf8_slice_codeunits(values, 0, clip)
+            pieces.append(values)
+        return pc.binary_join_element_wise(*pieces, pa.scalar("", pa.large_string()))
+
+    return make
+
+
+def cast_text(
+    text: pa.ChunkedArray,
+    empty: np.ndarray,
+    target: pa.DataType,
+    fallback: Callable[[pa.Array], pa.Array],
+) -> pa.ChunkedArray:
+    """Cast strings to ``target`` with empty strings as nulls. Each chunk is cast by Arrow in one
+    call; a chunk holding a value Arrow refuses is halved until the pieces that fail are small,
+    and those pieces alone go, in one call, to ``fallback`` (text -> ``target`` values, null where
+    not parseable): a few bad values cost a few small casts, not a slow path for the file."""
+    done: list[pa.Array | None] = []
+    failed: list[pa.Array] = []
+    start = 0
+    for chunk in text.chunks:
+        n = len(chunk)
+        _bisect_cast(_null_where(chunk, empty[start : start + n]), target, done, failed)
+        start += n
+    if failed:
+        fixed = fallback(pa.concat_arrays(failed))
+        pieces = iter(failed)
+        offset = 0
+        for i, piece in enumerate(done):
+            if piece is None:
+                size = len(next(pieces))
+                done[i] = fixed.slice(offset, size)
+                offset += size
+    return pa.chunked_array(done, type=target)
+
+
+def _bisect_cast(
+    piece: pa.Array, target: pa.DataType, done: list[pa.Array | None], failed: list[pa.Array]
+) -> None:
+    try:
+        done.append(piece.cast(target))
+        return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if len(piece) <= _LEAF_ROWS:
+        done.append(None)
+        failed.append(piece)
+        return
+    half = len(piece) // 2
+    _bisect_cast(piece.slice(0, half), target, done, failed)
+    _bisect_cast(piece.slice(half), target, done, failed)
+
+
+def _null_where(chunk: pa.Array, null: np.ndarray) -> pa.Array:
+    if not null.any():
+        return chunk
+    if chunk.null_count == 0 and chunk.offset == 0:  # attach a validity bitmap, no string copy
+        validity = pa.array(~null).buffers()[1]
+        return pa.Array.from_buffers(chunk.type, len(chunk), [validity, *chunk.buffers()[1:]])
+    return pc.if_else(pa.array(null), pa.scalar(None, chunk.type), chunk)
+
+
+def arrow_numbers(
+    text: pa.ChunkedArray, column: str, reasons: SparseReasons, allow_empty: bool, *, few: bool = False
+) -> np.ndarray:
+    """float64 of trimmed decimal ``text`` (NaN where empty); the checks of ``parse_numbers``.
+    ``few``: the column usually holds one value (e.g. an interval length), converted once."""
+    value = constant(text) if few else None
+    if value is not None:
+        empty = np.full(len(text), value == "")
+        one = pa.chunked_array([pa.array([value], text.type)])
+        number = cast_text(one, empty[:1], pa.float64(), pandas_numbers).to_numpy()[0]
+        values = np.full(len(text), number, dtype=np.float64)
+    else:
+        empty = is_empty(text)
+        values = cast_text(text, empty, pa.float64(), pandas_numbers).to_numpy()
+    if not allow_empty:
+        reasons.fail(empty, f"{column} is empty (expected a number)")
+    reasons.fail(np.isnan(values) & ~empty, message(f"{column} '", text, "' is not a number", clip=40))
+    reasons.fail(np.isinf(values), message(f"{column} '", text, "' is not a finite number", clip=40))
+    return values
+
+
+def pandas_numbers(text: pa.Array) -> pa.Array:
+    """float64 of text by pandas (NaN where not a number): for the texts Arrow's cast refuses."""
+    numbers = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object), errors="coerce")
+    return pa.array(numbers.to_numpy(dtype="float64", na_value=np.nan), pa.float64())
+
+
+def arrow_utc_instants(text: pa.ChunkedArray, column: str, reasons: SparseReasons) -> pa.ChunkedArray:
+    """UTC ``timestamp[us]`` of trimmed ISO-8601 ``text``; the checks of ``parse_utc_instants``.
+    Arrow's cast accepts what pandas' ISO-8601 parser does for the usual forms ('Z', '+HH:MM',
+    '+HHMM', 'T' or space, fractions to microseconds) with the same instant; any other text goes
+    through pandas, so the outcome of every row is that of ``parse_utc_instants``."""
+    empty = is_empty(text)
+    zulu = pc.ends_with(text, "Z").to_numpy(zero_copy_only=False)
+    has_offset = zulu
+    if not zulu.all():
+        others = np.flatnonzero(~zulu)
+        has_offset = zulu.copy()
+        matched = pc.match_substring_regex(text.take(pa.array(others)), OFFSET_SUFFIX)
+        has_offset[others] = matched.to_numpy(zero_copy_only=False)
+    utc = pa.timestamp("us", "UTC")
+    parsed = cast_text(text, empty | ~has_offset, utc, _pandas_instants)
+    reasons.fail(empty, f"{column} is empty (expected an ISO-8601 instant with offset)")
+    reasons.fail(
+        ~has_offset,
+        message(column + " '", text, "' has no UTC offset (expected e.g. 2024-03-10T06:15:00Z)", clip=40),
+    )
+    reasons.fail(
+        pc.is_null(parsed), message(column + " '", text, "' is not a valid ISO-8601 instant", clip=40)
+    )
+    return parsed
+
+
+def _pandas_instants(text: pa.Array) -> pa.Array:
+    parsed = pd.to_datetime(
+        pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
+        format="ISO8601",
+        utc=True,
+        errors="coerce",
+    )
+    return pa.array(parsed.astype("datetime64[us, UTC]"), pa.timestamp("us", "UTC"))

@@ -6,10 +6,13 @@ only these. Times are UTC; an interval is identified by its end instant.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 UTC_TS = "datetime64[us, UTC]"
 
@@ -104,6 +107,10 @@ GAS_UNIT_CONVERSIONS: dict[str, tuple[str, float]] = {
 }
 
 
+# canonical unit names, indexed by the codes ``unit_conversion`` returns ('' = unknown unit)
+CANONICAL_UNITS = ["", *sorted({u for u, _ in (*UNIT_CONVERSIONS.values(), *GAS_UNIT_CONVERSIONS.values())})]
+
+
 def normalise_units(
     values: pd.Series, units: pd.Series, channels: pd.Series | None = None
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -112,17 +119,43 @@ def normalise_units(
     Rows whose unit is unknown keep their value, get an empty unit and are flagged so
     the adapter can reject them with a reason.
     """
-    key = units.astype("str").str.strip().str.lower()
-    canon = key.map({k: v[0] for k, v in UNIT_CONVERSIONS.items()})
-    factor = key.map({k: v[1] for k, v in UNIT_CONVERSIONS.items()})
-    if channels is not None:
-        is_gas = channels.astype("str").eq("gas").to_numpy()
-        if is_gas.any():
-            canon = canon.where(~is_gas, key.map({k: v[0] for k, v in GAS_UNIT_CONVERSIONS.items()}))
-            factor = factor.where(~is_gas, key.map({k: v[1] for k, v in GAS_UNIT_CONVERSIONS.items()}))
-    unknown = canon.isna()
-    out = values.astype("float64") * factor.fillna(1.0).astype("float64")
-    return out, canon.fillna("").astype("str"), unknown
+    codes, uniques = pd.factorize(units.astype("str"))
+    is_gas = None if channels is None else channels.astype("str").eq("gas").to_numpy()
+    factor, canon = unit_conversion(codes, uniques, is_gas)
+    unknown = np.isnan(factor)
+    out = values.astype("float64") * pd.Series(np.where(unknown, 1.0, factor), index=units.index)
+    unit = pd.Series(pc.take(pa.array(CANONICAL_UNITS), pa.array(canon)), index=units.index, dtype="str")
+    return out, unit, pd.Series(unknown, index=units.index)
+
+
+def unit_conversion(
+    codes: np.ndarray, uniques: Sequence[object] | pa.Array, is_gas: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, from its source unit given as ``uniques[codes]`` (code -1 = missing): the factor to
+    the canonical unit (NaN = unknown unit) and the code of the canonical unit in
+    ``CANONICAL_UNITS`` (0 = unknown). Gas rows (``is_gas``) use the gas conversions.
+
+    The work is per distinct unit (a file holds a handful), then one numpy take per row.
+    """
+    names = (
+        uniques if isinstance(uniques, pa.Array) else pa.array(list(uniques), pa.string(), from_pandas=True)
+    )
+    keys = pc.utf8_lower(pc.utf8_trim_whitespace(names)).to_pylist() + [None]  # the last: missing
+    index = {name: i for i, name in enumerate(CANONICAL_UNITS)}
+
+    def table(conversions: dict[str, tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+        found = [conversions.get(k) if k is not None else None for k in keys]
+        factor = np.array([f[1] if f else np.nan for f in found], dtype=np.float64)
+        canon = np.array([index[f[0]] if f else 0 for f in found], dtype=np.int8)
+        return factor, canon
+
+    rows = np.where(codes < 0, len(keys) - 1, codes) if (codes < 0).any() else codes
+    factor, canon = (a[rows] for a in table(UNIT_CONVERSIONS))
+    if is_gas is not None and is_gas.any():
+        gas_factor, gas_canon = table(GAS_UNIT_CONVERSIONS)
+        factor = np.where(is_gas, gas_factor[rows], factor)
+        canon = np.where(is_gas, gas_canon[rows], canon)
+    return factor, canon
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
@@ -131,9 +164,10 @@ def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
 
 
 def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """Select and cast a frame to a canonical schema (missing optional columns become null)."""
+    """Select and cast a frame to a canonical schema (missing optional columns become null).
+    Columns that already have their dtype are not copied."""
     out = {}
     for col, dtype in columns.items():
         series = frame[col] if col in frame else pd.Series(np.nan, index=frame.index)
-        out[col] = series.astype(dtype)
-    return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+        out[col] = series if series.dtype == dtype else series.astype(dtype)
+    return pd.DataFrame(out, index=frame.index, copy=False).reset_index(drop=True)

@@ -62,6 +62,19 @@ def local_date(instants: pd.Series, tz: str) -> pd.Series:
     Returned as naive ``datetime64`` midnights (cheap, columnar); the store casts them
     to ``DATE``. Use ``.dt.date`` where Python dates are wanted.
     """
+    if len(instants) > _FEW_DISTINCT_FROM:
+        # A file's reads share few distinct instants (a day of intervals has 96): convert those.
+        codes, uniques = pd.factorize(instants, use_na_sentinel=False)
+        if len(uniques) * 8 <= len(instants):
+            dates = _local_date(pd.Series(uniques), tz).to_numpy()
+            return pd.Series(dates[codes], index=instants.index, name=instants.name)
+    return _local_date(instants, tz)
+
+
+_FEW_DISTINCT_FROM = 10_000
+
+
+def _local_date(instants: pd.Series, tz: str) -> pd.Series:
     return instants.dt.tz_convert(tz).dt.tz_localize(None).dt.floor("D")
 
 

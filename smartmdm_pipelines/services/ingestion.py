@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.registry import parse_file
@@ -56,7 +57,38 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def summarise(path: Path, sha: str, parsed: ParsedFile, utility_tz: str) -> FileSummary:
+@dataclass(frozen=True)
+class ReadDays:
+    """The operating day of every read of a parsed file, worked out once per file (a per-row
+    time-zone conversion) for its summary, its rows in the store and the days VEE must run."""
+
+    intervals: pd.Series
+    registers: pd.Series
+    events: pd.Series
+
+    @classmethod
+    def of(cls, parsed: ParsedFile, tz: str) -> ReadDays:
+        iv, reg, ev = parsed.intervals, parsed.registers, parsed.events
+        return cls(
+            intervals=operating_day(iv["interval_end"], iv["interval_seconds"], tz),
+            registers=register_day(reg["read_at"], tz),
+            events=local_date(ev["event_at"], tz),
+        )
+
+    def interval_days(self) -> list[dt.date]:
+        return _dates(self.intervals)
+
+    def touched(self) -> list[dt.date]:
+        return sorted(set(_dates(self.intervals)) | set(_dates(self.registers)) | set(_dates(self.events)))
+
+
+def _dates(days: pd.Series) -> list[dt.date]:
+    return sorted(pd.Timestamp(d).date() for d in days.unique()) if len(days) else []
+
+
+def summarise(
+    path: Path, sha: str, parsed: ParsedFile, utility_tz: str, days: ReadDays | None = None
+) -> FileSummary:
     iv = parsed.intervals
     meters = pd.concat([iv["meter_id"], parsed.registers["meter_id"], parsed.events["meter_id"]]).nunique()
     channels = sorted(set(iv["channel"].unique()) | set(parsed.registers["channel"].unique()))
@@ -81,7 +113,7 @@ def summarise(path: Path, sha: str, parsed: ParsedFile, utility_tz: str) -> File
         channels=[str(c) for c in channels],
         first_interval_end=iv["interval_end"].min().isoformat() if len(iv) else None,
         last_interval_end=iv["interval_end"].max().isoformat() if len(iv) else None,
-        read_days=[d.isoformat() for d in touched_days(parsed, utility_tz)],
+        read_days=[d.isoformat() for d in touched_days(parsed, utility_tz, days)],
         errors=errors,
     )
 
@@ -93,17 +125,8 @@ def inspect_file(path: Path, config: UtilityConfig) -> FileSummary:
     return summarise(path, sha256_of(path), parsed, config.utility.timezone)
 
 
-def touched_days(parsed: ParsedFile, tz: str) -> list[dt.date]:
-    days: set = set()
-    if len(parsed.intervals):
-        days |= set(
-            operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz).unique()
-        )
-    if len(parsed.registers):
-        days |= set(register_day(parsed.registers["read_at"], tz).unique())
-    if len(parsed.events):
-        days |= set(local_date(parsed.events["event_at"], tz).unique())
-    return sorted(pd.Timestamp(d).date() for d in days)
+def touched_days(parsed: ParsedFile, tz: str, days: ReadDays | None = None) -> list[dt.date]:
+    return (days or ReadDays.of(parsed, tz)).touched()
 
 
 def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: bool = True) -> FileSummary:
@@ -125,7 +148,8 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
     source: SourceConfig = config.source_for(path.name)
     parsed = parse_file(path, source)
     tz = config.utility.timezone
-    summary = summarise(path, sha, parsed, tz)
+    days = ReadDays.of(parsed, tz)
+    summary = summarise(path, sha, parsed, tz, days)
     received = pd.Timestamp.now(tz="UTC")
     with store.begin() as conn:
         file_id = int(store.execute("SELECT nextval('headend_file_id_seq')", conn=conn).scalar_one())
@@ -160,25 +184,9 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
             ]
         )
         store.bulk_insert("headend_files", registry, conn)
-        store.bulk_insert(
-            "raw_reads",
-            _with_file(
-                parsed.intervals,
-                file_id,
-                operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz),
-            ),
-            conn,
-        )
-        store.bulk_insert(
-            "register_reads",
-            _with_file(parsed.registers, file_id, register_day(parsed.registers["read_at"], tz)),
-            conn,
-        )
-        store.bulk_insert(
-            "meter_events",
-            _with_file(parsed.events, file_id, local_date(parsed.events["event_at"], tz)),
-            conn,
-        )
+        store.bulk_insert("raw_reads", _with_file(parsed.intervals, file_id, days.intervals), conn)
+        store.bulk_insert("register_reads", _with_file(parsed.registers, file_id, days.registers), conn)
+        store.bulk_insert("meter_events", _with_file(parsed.events, file_id, days.events), conn)
         rejected = parsed.rejected
         if parsed.fatal:
             rejected = pd.DataFrame(
@@ -191,7 +199,7 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
                 ]
             )
         store.bulk_insert("rejected_rows", rejected.assign(file_id=file_id), conn)
-    summary.vee_days = days_to_validate(store, parsed, summary.read_days, tz)
+    summary.vee_days = days_to_validate(store, parsed, summary.read_days, tz, days)
     if archive:
         target = (
             config.quarantine_dir
@@ -206,26 +214,33 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
     return summary
 
 
-def days_to_validate(store: Store, parsed: ParsedFile, touched: list[str], tz: str) -> list[str]:
+def days_to_validate(
+    store: Store, parsed: ParsedFile, touched: list[str], tz: str, days_of_reads: ReadDays | None = None
+) -> list[str]:
     """The operating days VEE must (re)run for: those with interval reads in the file, plus days
     touched only by registers or events that already hold interval reads (a register or an outage
     event changes their validation); other days wait until their intervals arrive."""
-    days: set[str] = set()
-    if len(parsed.intervals):
-        op_days = operating_day(parsed.intervals["interval_end"], parsed.intervals["interval_seconds"], tz)
-        days = {pd.Timestamp(d).date().isoformat() for d in op_days.unique()}
+    days_of_reads = days_of_reads or ReadDays.of(parsed, tz)
+    days = {d.isoformat() for d in days_of_reads.interval_days()}
     others = sorted(set(touched) - days)
     if others:
+        # one index probe per day (a scan of every raw read for DISTINCT took seconds on PostgreSQL)
         known = store.read_frame(
-            "SELECT DISTINCT read_day FROM raw_reads WHERE read_day IN (SELECT unnest(:days))",
+            "SELECT d AS read_day FROM unnest(:days) AS t(d)"
+            " WHERE EXISTS (SELECT 1 FROM raw_reads r WHERE r.read_day = t.d)",
             {"days": [dt.date.fromisoformat(d) for d in others]},
         )
         days |= {pd.Timestamp(d).date().isoformat() for d in known["read_day"]}
     return sorted(days)
 
 
-def _with_file(frame: pd.DataFrame, file_id: int, read_day: pd.Series) -> pd.DataFrame:
-    return frame.assign(file_id=file_id, read_day=read_day.to_numpy())
+def _with_file(frame: pd.DataFrame, file_id: int, read_day: pd.Series) -> pa.Table:
+    """The rows as Arrow (the store's bulk path), with their file and operating day."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    n = table.num_rows
+    return table.append_column("file_id", pa.repeat(pa.scalar(file_id, pa.int64()), n)).append_column(
+        "read_day", pa.array(read_day.to_numpy())
+    )
 
 
 def _error_text(parsed: ParsedFile) -> str | None:

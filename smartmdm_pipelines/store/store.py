@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
@@ -182,11 +183,24 @@ def _duckdb_insert(conn: sa.Connection, target: sa.Table, batch: pa.Table) -> No
 def _postgres_copy(conn: sa.Connection, target: sa.Table, batch: pa.Table) -> None:
     buffer = io.BytesIO()
     # Strings are quoted, NULLs are bare empty fields: PostgreSQL's CSV COPY tells them apart.
-    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    pacsv.write_csv(
+        _utc_text(batch), buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    )
     buffer.seek(0)
     cols = ", ".join(f'"{c}"' for c in batch.column_names)
     with conn.connection.driver_connection.cursor() as cur:
         cur.copy_expert(f'COPY "{target.name}" ({cols}) FROM STDIN WITH (FORMAT csv)', buffer)
+
+
+def _utc_text(batch: pa.Table) -> pa.Table:
+    """Zoned timestamps as UTC text ('2024-03-12 06:15:00.000000Z'): pyarrow's CSV writer formats
+    zoned timestamps some twenty times slower than this (it was most of a large COPY's time)."""
+    for i, column in enumerate(batch.schema):
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            wall = pc.cast(batch.column(i).cast(pa.timestamp(column.type.unit)), pa.string())
+            text = pc.binary_join_element_wise(wall, pa.scalar("Z"), pa.scalar(""))
+            batch = batch.set_column(i, column.name, text)
+    return batch
 
 
 def _predicate(target: sa.Table, where: Where) -> sa.ColumnElement[bool]:

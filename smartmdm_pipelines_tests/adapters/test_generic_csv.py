@@ -149,3 +149,55 @@ def _source(fmt: str):
 def test_header_only_file_loads_nothing_and_rejects_nothing(tmp_path: Path) -> None:
     parsed = parse_file(write(tmp_path, "meter_id,event_at,event_type,code\n"))
     assert parsed.status == "loaded" and parsed.records == 0 and len(parsed.events) == 0
+
+
+def test_a_quoted_field_left_open_is_rejected_on_its_own_line(tmp_path: Path) -> None:
+    # pyarrow would read the open field on through the following lines, losing rows and
+    # shifting every line number after it; each such line is rejected by itself instead
+    body = (
+        HEADER
+        + "E1,kwh_delivered,2024-03-10T06:15:00Z,900,1,kWh,\n"  # 2 ok
+        + '"E1,kwh_delivered,2024-03-10T06:30:00Z,900,2,kWh,\n'  # 3 open quote
+        + "E1,kwh_delivered,2024-03-10T06:45:00Z,900,3,kWh,\n"  # 4 ok
+        + 'E1,kwh_delivered,2024-03-10T07:00:00Z,900,4,"kWh,\n'  # 5 open quote
+        + 'E1,kwh_delivered,2024-03-10T07:15:00Z,900,5,kWh,5/8" dial\n'  # 6 a stray quote is text
+        + 'E1,kwh_delivered,2024-03-10T07:30:00Z,900,6,"kWh",\n'  # 7 ok, quoted
+        + 'E1,kwh_delivered,2024-03-10T07:45:00Z,900,7,kW"h,"E\n'  # 8 even count, still open
+        + "E1,kwh_delivered,2024-03-10T08:00:00Z,900,8,kWh,\n"  # 9 ok
+    )
+    parsed = parse_file(write(tmp_path, body))
+    assert parsed.intervals["line"].tolist() == [2, 4, 6, 7, 9]
+    assert parsed.intervals["value"].tolist() == [1.0, 3.0, 5.0, 6.0, 8.0]
+    assert parsed.intervals["source_quality"].tolist() == ["", "", '5/8" dial', "", ""]
+    reasons = dict(zip(parsed.rejected["line"], parsed.rejected["reason"], strict=True))
+    assert reasons == {
+        3: "a quoted field is not closed on this line (unbalanced double quote)",
+        5: "a quoted field is not closed on this line (unbalanced double quote)",
+        8: "a quoted field is not closed on this line (unbalanced double quote)",
+    }
+    raw = dict(zip(parsed.rejected["line"], parsed.rejected["raw_text"], strict=True))
+    assert raw[5] == 'E1,kwh_delivered,2024-03-10T07:00:00Z,900,4,"kWh,'
+    assert parsed.records == len(parsed.intervals) + len(parsed.rejected) == 8
+
+
+def test_the_issue_repro_keeps_every_line_and_its_number(tmp_path: Path) -> None:
+    from smartmdm_pipelines.adapters.csvtools import read_string_table
+
+    data = b'a,b,c\n1,2,3\n"4,5,6\n7,8,9\n10,11,12\n13,"14,15\n16,17,18\n'
+    table, lines, bad = read_string_table(data, ["a", "b", "c"])
+    assert table.column("a").to_pylist() == ["1", "7", "10", "16"]
+    assert lines.tolist() == [2, 4, 5, 7]
+    assert [(line, text) for line, text, _ in bad] == [(3, '"4,5,6'), (6, '13,"14,15')]
+
+
+def test_malformed_rows_of_a_large_file_keep_their_line_numbers(tmp_path: Path) -> None:
+    # a file of several pyarrow blocks, parsed in parallel: malformed rows come back out of order
+    good = "E1,kwh_delivered,2024-03-10T06:15:00Z,900,1,kWh,\n"
+    lines = [good] * 120_000
+    for i in (5, 40_000, 70_000, 119_990):
+        lines[i] = f"E1,kwh_delivered,2024-03-10T06:15:00Z,900,{i}\n"
+    parsed = parse_file(write(tmp_path, HEADER + "".join(lines)))
+    assert parsed.rejected["line"].tolist() == [7, 40_002, 70_002, 119_992]
+    assert parsed.rejected["raw_text"].tolist()[1] == "E1,kwh_delivered,2024-03-10T06:15:00Z,900,40000"
+    assert len(parsed.intervals) == 120_000 - 4
+    assert parsed.intervals["line"].iloc[-1] == 120_001

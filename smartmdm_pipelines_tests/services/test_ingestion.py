@@ -81,3 +81,17 @@ def test_inspect_does_not_load(config, tmp_path: Path) -> None:
     assert summary["interval_reads"] == 3 * 100 and summary["meters"] == 3
     assert summary["first_interval_end"] == "2024-11-03T05:15:00+00:00"
     assert summary["status"] == "loaded" and path.exists()
+
+
+def test_registers_and_events_rerun_only_days_that_hold_interval_reads(store: Store, config) -> None:
+    intervals = ingest_file(store, interval_file(config.landing_dir / "iv.csv", ["E1"], "2024-03-11"), config)
+    assert intervals.read_days == intervals.vee_days == ["2024-03-11"]
+    registers = config.landing_dir / "reg.csv"
+    registers.write_text(
+        "meter_id,channel,read_at,value,unit,quality\n"
+        "E1,kwh_delivered,2024-03-11T18:00:00Z,100.0,kWh,\n"  # 2024-03-11: has interval reads
+        "E1,kwh_delivered,2024-03-13T18:00:00Z,101.0,kWh,\n"  # 2024-03-13: none yet
+    )
+    summary = ingest_file(store, registers, config)
+    assert summary.read_days == ["2024-03-11", "2024-03-13"]
+    assert summary.vee_days == ["2024-03-11"]
