@@ -109,10 +109,24 @@ def read_string_table(
     # blank lines parse as all-empty rows: drop them (they are not records)
     blank = _blank_rows(table, columns)
     if blank is not None:
-        keep = ~blank
-        table = table.filter(pa.array(keep))
-        line_numbers = line_numbers[: len(keep)][keep]
+        table = drop_rows(table, blank)
+        line_numbers = line_numbers[: len(blank)][~blank]
     return table, line_numbers[: table.num_rows], bad
+
+
+def drop_rows(table: pa.Table, drop: np.ndarray, *, max_slices: int = 1_000) -> pa.Table:
+    """``table`` without the rows of ``drop``. When there are at most ``max_slices`` of them (blank
+    lines, rejected rows) the rest is kept as zero-copy slices (one chunk each): a filter copies
+    every column, which took 0.7-2 s for a 6.5-million-row file with 0.1 % rejected rows."""
+    rows = np.flatnonzero(drop)
+    if len(rows) == 0:
+        return table
+    if len(rows) > max_slices:
+        return table.filter(pa.array(~drop))
+    starts = np.concatenate([[0], rows + 1])
+    ends = np.concatenate([rows, [table.num_rows]])
+    pieces = [table.slice(start, end - start) for start, end in zip(starts, ends, strict=True) if end > start]
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
 
 
 class _Body:

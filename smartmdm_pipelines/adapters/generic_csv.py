@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csvtools import decode_check, header_line, read_string_table
+from smartmdm_pipelines.adapters.csvtools import decode_check, drop_rows, header_line, read_string_table
 from smartmdm_pipelines.adapters.validation import (
     SparseReasons,
     arrow_numbers,
@@ -84,9 +84,7 @@ class GenericCsv:
         result.rejected = conform(rejected.sort_values("line", kind="stable"), REJECTED_COLUMNS)
         result.records = table.num_rows + len(malformed)
         good["line"] = pa.array(lines)
-        kept = pa.table(good)
-        if len(rows):
-            kept = kept.filter(pa.array(~reasons.bad))
+        kept = drop_rows(pa.table(good), reasons.bad, max_slices=20_000)  # chunks cost little from here
         # no threads, no block consolidation: every column is wrapped, not copied (several times faster)
         frame = kept.to_pandas(use_threads=False, split_blocks=True)
         if self.name == "generic_interval_csv":
