@@ -11,13 +11,11 @@ import argparse
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg2
-import sqlalchemy as sa
+from pg import Postgres
 
 from smartmdm_pipelines.store.store import Store
 
@@ -73,22 +71,16 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["duckdb"] = bench(f"duckdb:///{Path(tmp) / 'bench.duckdb'}", data)
-    admin = sa.engine.make_url(args.postgres)
-    name = f"smartmdm_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        conn = psycopg2.connect(
-            host=admin.host, port=admin.port or 5432, user=admin.username, dbname=admin.database
-        )
-    except psycopg2.OperationalError as exc:
-        results["postgresql"] = f"skipped: {exc}".strip()
+    postgres = Postgres(args.postgres)
+    if postgres.problem:
+        results["postgresql"] = postgres.problem
     else:
-        conn.autocommit = True
-        conn.cursor().execute(f"CREATE DATABASE {name}")
+        name, url = postgres.database()
         try:
-            results["postgresql"] = bench(str(admin.set(database=name)), data)
+            results["postgresql"] = bench(url, data)
         finally:
-            conn.cursor().execute(f"DROP DATABASE {name}")
-            conn.close()
+            postgres.drop(name)
+            postgres.close()
     print(json.dumps(results, indent=2))
 
 

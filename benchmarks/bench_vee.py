@@ -17,11 +17,9 @@ import datetime as dt
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg2
-import sqlalchemy as sa
+from pg import Postgres
 
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.vee.engine import estimate_day, validate_day
@@ -83,22 +81,16 @@ def main() -> None:
         if "duckdb" in args.backends:
             results["duckdb"] = bench(f"duckdb:///{Path(tmp) / 'vee.duckdb'}", sim, Path(tmp) / "d")
         if "postgresql" in args.backends:
-            admin = sa.engine.make_url(args.postgres)
-            name = f"smartmdm_bench_{uuid.uuid4().hex[:8]}"
-            try:
-                conn = psycopg2.connect(
-                    host=admin.host, port=admin.port or 5432, user=admin.username, dbname=admin.database
-                )
-            except psycopg2.OperationalError as exc:
-                results["postgresql"] = f"skipped: {exc}".strip()
+            postgres = Postgres(args.postgres)
+            if postgres.problem:
+                results["postgresql"] = postgres.problem
             else:
-                conn.autocommit = True
-                conn.cursor().execute(f"CREATE DATABASE {name}")
+                name, url = postgres.database()
                 try:
-                    results["postgresql"] = bench(str(admin.set(database=name)), sim, Path(tmp) / "p")
+                    results["postgresql"] = bench(url, sim, Path(tmp) / "p")
                 finally:
-                    conn.cursor().execute(f"DROP DATABASE {name}")
-                    conn.close()
+                    postgres.drop(name)
+                    postgres.close()
     print(json.dumps(results, indent=2))
 
 
