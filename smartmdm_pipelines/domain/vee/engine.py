@@ -349,6 +349,20 @@ def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EXCEPTION_COLUMNS)
 
 
+def _series_spans(rows: pd.DataFrame, **extra) -> pd.DataFrame:
+    """Per meter and channel: first and last interval end and how many rows (plus ``extra`` aggregates)."""
+    return (
+        rows.groupby(["meter_id", "channel"], observed=True)
+        .agg(
+            period_start=("interval_end", "min"),
+            period_end=("interval_end", "max"),
+            n=("interval_end", "size"),
+            **extra,
+        )
+        .reset_index()
+    )
+
+
 def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -> pd.DataFrame:
     rows: list[pd.DataFrame] = []
 
@@ -369,16 +383,7 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
         for rule, subset in (("clock_drift", outside[drift]), ("usage_on_inactive", outside[~drift])):
             if subset.empty:
                 continue
-            g = (
-                subset.groupby(["meter_id", "channel"])
-                .agg(
-                    period_start=("interval_end", "min"),
-                    period_end=("interval_end", "max"),
-                    n=("interval_end", "size"),
-                    drift=("drift_s", lambda s: int(s.abs().max())),
-                )
-                .reset_index()
-            )
+            g = _series_spans(subset, drift=("drift_s", lambda s: int(s.abs().max())))
             text = (
                 g["n"].astype(str) + " read(s) up to " + g["drift"].astype(str) + " s off the interval grid"
                 if rule == "clock_drift"
@@ -394,15 +399,7 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
         ):
             if subset.empty:
                 continue
-            g = (
-                subset.groupby(["meter_id", "channel"])
-                .agg(
-                    period_start=("interval_end", "min"),
-                    period_end=("interval_end", "max"),
-                    n=("interval_end", "size"),
-                )
-                .reset_index()
-            )
+            g = _series_spans(subset)
             add(
                 g,
                 rule,
