@@ -103,6 +103,26 @@ zones = sa.Table(
     _ts("synced_at"),
 )
 
+service_point_history = sa.Table(
+    "service_point_history",
+    metadata,
+    sa.Column("service_point_id", sa.String, nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=False, comment="first day this version applies (inclusive)"),
+    sa.Column("valid_to", sa.Date, comment="first day it no longer applies (exclusive); NULL = current"),
+    sa.Column("commodity", sa.String, nullable=False),
+    sa.Column("timezone", sa.String, nullable=False),
+    sa.Column("rate_code", sa.String),
+    sa.Column("billing_cycle", sa.String),
+    sa.Column("route", sa.String),
+    sa.Column("zone_id", sa.String),
+    sa.Column("customer_class", sa.String),
+    sa.Column("has_solar", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.String, nullable=False, server_default="active"),
+    _ts("synced_at"),
+    sa.PrimaryKeyConstraint("service_point_id", "valid_from"),
+    comment="Effective-dated history of service points (rate, cycle, status changes); never overwritten.",
+)
+
 # --- Ingestion ------------------------------------------------------------------------------------
 
 headend_file_id_seq = sa.Sequence("headend_file_id_seq", metadata=metadata)
@@ -277,6 +297,80 @@ billing_determinants = sa.Table(
     sa.Column("is_correction", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("content_hash", sa.String),
     _ts("created_at", nullable=False),
+    sa.Column("tou_period", sa.SmallInteger, comment="0-based tariff period for TOU determinants"),
+    sa.Column("source", sa.String, comment="interval | register"),
+)
+
+tariffs = sa.Table(
+    "tariffs",
+    metadata,
+    sa.Column("rate_code", sa.String, nullable=False),
+    sa.Column("effective_from", sa.Date, nullable=False),
+    sa.Column("effective_to", sa.Date, comment="exclusive; NULL = still in force"),
+    sa.Column("label", sa.String, comment="URDB label"),
+    sa.Column("name", sa.String),
+    sa.Column("utility", sa.String),
+    sa.Column("holidays", sa.String, nullable=False, comment="holiday calendar mapped to the weekend schedule"),
+    sa.Column("netting", sa.String, nullable=False, comment="per_period | per_interval | buy_all_sell_all"),
+    sa.Column("demand_window_minutes", sa.Integer, nullable=False),
+    sa.Column("demand_method", sa.String, nullable=False, comment="block | rolling"),
+    sa.Column("urdb_json", sa.Text, nullable=False, comment="the tariff as imported"),
+    sa.Column("content_hash", sa.String, nullable=False),
+    _ts("loaded_at"),
+    sa.PrimaryKeyConstraint("rate_code", "effective_from"),
+)
+
+tariff_schedules = sa.Table(
+    "tariff_schedules",
+    metadata,
+    sa.Column("rate_code", sa.String, nullable=False),
+    sa.Column("effective_from", sa.Date, nullable=False),
+    sa.Column("kind", sa.String, nullable=False, comment="energy | demand"),
+    sa.Column("month", sa.SmallInteger, nullable=False, comment="1..12"),
+    sa.Column("daytype", sa.String, nullable=False, comment="weekday | weekend (holidays use weekend)"),
+    sa.Column("hour", sa.SmallInteger, nullable=False, comment="local clock hour the interval starts in"),
+    sa.Column("period", sa.SmallInteger, nullable=False, comment="0-based URDB period index"),
+    sa.PrimaryKeyConstraint("rate_code", "effective_from", "kind", "month", "daytype", "hour"),
+    comment="URDB 12x24 schedules in long form, for set-based TOU bucketing in dbt.",
+)
+
+tariff_holidays = sa.Table(
+    "tariff_holidays",
+    metadata,
+    sa.Column("rate_code", sa.String, nullable=False),
+    sa.Column("effective_from", sa.Date, nullable=False),
+    sa.Column("holiday", sa.Date, nullable=False),
+    sa.Column("name", sa.String),
+    sa.PrimaryKeyConstraint("rate_code", "effective_from", "holiday"),
+)
+
+system_peaks = sa.Table(
+    "system_peaks",
+    metadata,
+    sa.Column("program", sa.String, nullable=False, comment="e.g. ERCOT-4CP"),
+    _ts("interval_end", nullable=False),
+    sa.Column("interval_seconds", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("program", "interval_end"),
+    comment="System-peak intervals for coincident-peak demand (an external input).",
+)
+
+billing_closes = sa.Table(
+    "billing_closes",
+    metadata,
+    sa.Column("cycle_id", sa.String, nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    _ts("closed_at", nullable=False),
+    sa.Column("outcome", sa.String, nullable=False, comment="closed | corrected | unchanged | refused"),
+    sa.Column("closed_by", sa.String, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("completeness", sa.Double),
+    sa.Column("accounts", sa.Integer),
+    sa.Column("new_versions", sa.Integer),
+    sa.Column("export_path", sa.String),
+    sa.Column("reason", sa.Text),
+    sa.PrimaryKeyConstraint("cycle_id", "period_start", "closed_at"),
+    comment="Every close or re-close of a billing cycle period, including refusals.",
 )
 
 outbound_messages = sa.Table(

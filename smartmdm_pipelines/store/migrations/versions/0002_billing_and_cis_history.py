@@ -1,0 +1,49 @@
+"""billing tables and effective-dated CIS history
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-28
+
+Service-point history (rate, cycle and status changes kept with effective dates),
+tariffs with their 12x24 schedules and holiday calendars in long form (for set-based
+TOU bucketing in dbt), system-peak intervals for coincident-peak demand, the log of
+billing-cycle closes, and two columns on ``billing_determinants`` (TOU period, source).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from smartmdm_pipelines.store import schema
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+_NEW_TABLES = (
+    "service_point_history",
+    "tariffs",
+    "tariff_schedules",
+    "tariff_holidays",
+    "system_peaks",
+    "billing_closes",
+)
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    for name in _NEW_TABLES:
+        schema.metadata.tables[name].create(bind)
+    op.add_column("billing_determinants", sa.Column("tou_period", sa.SmallInteger(), nullable=True))
+    op.add_column("billing_determinants", sa.Column("source", sa.String(), nullable=True))
+
+
+def downgrade() -> None:
+    # DuckDB cannot drop a column that an index depends on
+    op.drop_index("ix_billing_determinants_cycle", table_name="billing_determinants")
+    op.drop_column("billing_determinants", "source")
+    op.drop_column("billing_determinants", "tou_period")
+    op.create_index("ix_billing_determinants_cycle", "billing_determinants", ["cycle_id", "period_start"])
+    bind = op.get_bind()
+    for name in reversed(_NEW_TABLES):
+        schema.metadata.tables[name].drop(bind)
