@@ -61,11 +61,51 @@ class SourceSettings(_Strict):
     _zone = field_validator("timezone")(_valid_zone)
 
 
+class CisSettings(_Strict):
+    """Where CIS master data comes from: the CSV drop, or the CIS REST API."""
+
+    source: str = "csv"  # csv | rest
+    base_url: str | None = None  # for rest; the token comes from $SMARTMDM_CIS_TOKEN
+    page_size: int = 1000
+    timeout_seconds: float = 30.0
+    retries: int = 3
+    export: Path = Path("outbox/cis")  # batch files of billing determinants for the CIS
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value not in ("csv", "rest"):
+            raise ValueError(f"cis.source must be 'csv' or 'rest', not {value!r}")
+        return value
+
+
+class TariffSettings(_Strict):
+    """One rate code's tariff: a URDB JSON file plus what URDB cannot say."""
+
+    rate_code: str
+    file: Path  # URDB JSON; relative paths resolve against the config folder
+    effective_from: dt.date = dt.date(2000, 1, 1)
+    holidays: str = "NERC"  # mapped to the weekend schedule: NERC, none, or a holidays country code
+    netting: str | None = None  # per_period | per_interval | buy_all_sell_all (default from dgrules)
+    demand_method: str = "block"  # block | rolling
+    unit: str | None = None  # billing unit when not kWh (e.g. CCF, kgal, therm)
+
+
+class BillingSettings(_Strict):
+    grace_days: int = 3  # the close schedule waits this long after a cycle's read date
+    completeness_threshold: float = 0.98  # share of expected intervals present before a close is allowed
+    estimated_share_limit: float = 0.10  # above this a determinant set is flagged for review
+    tariffs: list[TariffSettings] = Field(default_factory=list)
+
+
 class UtilityConfig(_Strict):
     utility: UtilitySettings
     landing: LandingSettings = Field(default_factory=LandingSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
     vee: dict = Field(default_factory=dict)
+    cis: CisSettings = Field(default_factory=CisSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
+    config_dir: Path = DEFAULT_CONFIG.parent
     data_dir: Path = Path("data")
 
     def vee_config(self) -> VeeConfig:
@@ -96,6 +136,13 @@ class UtilityConfig(_Strict):
     def cis_drop_dir(self) -> Path:
         return self.resolve(self.landing.cis_drop)
 
+    @property
+    def cis_export_dir(self) -> Path:
+        return self.resolve(self.cis.export)
+
+    def tariff_path(self, tariff: TariffSettings) -> Path:
+        return tariff.file if tariff.file.is_absolute() else (self.config_dir / tariff.file).resolve()
+
     def source_for(self, file_name: str) -> SourceConfig:
         """The configured source whose pattern matches the file name (else the utility default)."""
         for src in self.sources:
@@ -109,6 +156,7 @@ def load_config(path: Path | str | None = None, data_dir: Path | str | None = No
     path = Path(path or os.environ.get("SMARTMDM_CONFIG") or DEFAULT_CONFIG)
     raw = yaml.safe_load(path.read_text()) or {}
     raw.setdefault("data_dir", str(data_dir or os.environ.get("SMARTMDM_DATA_DIR", "data")))
+    raw.setdefault("config_dir", str(path.resolve().parent))
     try:
         cfg = UtilityConfig.model_validate(raw)
         cfg.vee_config()
