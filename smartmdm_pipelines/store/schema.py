@@ -299,6 +299,9 @@ billing_determinants = sa.Table(
     _ts("created_at", nullable=False),
     sa.Column("tou_period", sa.SmallInteger, comment="0-based tariff period for TOU determinants"),
     sa.Column("source", sa.String, comment="interval | register"),
+    sa.Column("rate_code", sa.String, comment="tariff of this segment of the period"),
+    sa.Column("segment_start", sa.Date, comment="first local day of the segment (rate change, move-in/out)"),
+    sa.Column("segment_end", sa.Date, comment="last local day of the segment (inclusive)"),
 )
 
 tariffs = sa.Table(
@@ -314,6 +317,7 @@ tariffs = sa.Table(
     sa.Column("netting", sa.String, nullable=False, comment="per_period | per_interval | buy_all_sell_all"),
     sa.Column("demand_window_minutes", sa.Integer, nullable=False),
     sa.Column("demand_method", sa.String, nullable=False, comment="block | rolling"),
+    sa.Column("billing_unit", sa.String, nullable=False, comment="unit the tariff bills in: kWh, CCF, kgal, therm …"),
     sa.Column("urdb_json", sa.Text, nullable=False, comment="the tariff as imported"),
     sa.Column("content_hash", sa.String, nullable=False),
     _ts("loaded_at"),

@@ -7,7 +7,7 @@ Create Date: 2026-11-28
 Service-point history (rate, cycle and status changes kept with effective dates),
 tariffs with their 12x24 schedules and holiday calendars in long form (for set-based
 TOU bucketing in dbt), system-peak intervals for coincident-peak demand, the log of
-billing-cycle closes, and two columns on ``billing_determinants`` (TOU period, source).
+billing-cycle closes, and columns on ``billing_determinants`` (TOU period, source, rate segment).
 """
 
 import sqlalchemy as sa
@@ -36,12 +36,16 @@ def upgrade() -> None:
         schema.metadata.tables[name].create(bind)
     op.add_column("billing_determinants", sa.Column("tou_period", sa.SmallInteger(), nullable=True))
     op.add_column("billing_determinants", sa.Column("source", sa.String(), nullable=True))
+    op.add_column("billing_determinants", sa.Column("rate_code", sa.String(), nullable=True))
+    op.add_column("billing_determinants", sa.Column("segment_start", sa.Date(), nullable=True))
+    op.add_column("billing_determinants", sa.Column("segment_end", sa.Date(), nullable=True))
 
 
 def downgrade() -> None:
     # DuckDB cannot drop a column that an index depends on
     op.drop_index("ix_billing_determinants_cycle", table_name="billing_determinants")
-    op.drop_column("billing_determinants", "source")
+    for column in ("segment_end", "segment_start", "rate_code", "source"):
+        op.drop_column("billing_determinants", column)
     op.drop_column("billing_determinants", "tou_period")
     op.create_index("ix_billing_determinants_cycle", "billing_determinants", ["cycle_id", "period_start"])
     bind = op.get_bind()
