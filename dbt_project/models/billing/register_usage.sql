@@ -1,0 +1,90 @@
+-- Consumption of manual and AMR meters from register reads: for each meter installed at the
+-- service point during a segment, the register at the segment's start and end (the install's
+-- start/end register when the meter was installed or removed inside it, otherwise the read
+-- nearest the boundary within register_read_tolerance_days), rollover-aware
+-- (+10^dials when the end reads below the start) and times the install's multiplier.
+-- A meter exchange sums the meters.
+with installs as (
+    select
+        s.account_id, s.service_point_id, s.cycle_id, s.period_start, s.rate_code, s.segment_start,
+        s.billing_unit,
+        mi.meter_id, mi.multiplier, mi.start_register, mi.end_register, m.dials, m.unit,
+        (mi.installed_at > s.window_start) as installed_inside,
+        (mi.removed_at is not null and mi.removed_at < s.window_end) as removed_inside,
+        case when mi.installed_at > s.window_start then mi.installed_at else s.window_start end as t_from,
+        case when mi.removed_at is not null and mi.removed_at < s.window_end then mi.removed_at
+             else s.window_end end as t_to
+    from {{ ref('bill_segments') }} as s
+    inner join {{ source('smartmdm', 'meter_installs') }} as mi
+        on mi.service_point_id = s.service_point_id
+        and mi.installed_at < s.window_end
+        and (mi.removed_at is null or mi.removed_at > s.window_start)
+    inner join {{ source('smartmdm', 'meters') }} as m
+        on m.meter_id = mi.meter_id and m.kind in ('manual', 'amr')
+),
+
+reads as (
+    select meter_id, read_at, value
+    from {{ source('smartmdm', 'register_reads') }}
+    where channel in ('kwh_delivered', 'water', 'gas') and value is not null
+),
+
+boundaries as (
+    select account_id, service_point_id, cycle_id, period_start, segment_start, meter_id,
+        'start' as boundary, t_from as at
+    from installs
+    union all
+    select account_id, service_point_id, cycle_id, period_start, segment_start, meter_id,
+        'end' as boundary, t_to as at
+    from installs
+),
+
+nearest as (
+    select
+        b.*,
+        r.value,
+        row_number() over (
+            partition by b.account_id, b.service_point_id, b.cycle_id, b.period_start, b.segment_start,
+                b.meter_id, b.boundary
+            order by abs({{ epoch_s('r.read_at') }} - {{ epoch_s('b.at') }}), r.read_at desc
+        ) as rn
+    from boundaries as b
+    inner join reads as r
+        on r.meter_id = b.meter_id
+        and abs({{ epoch_s('r.read_at') }} - {{ epoch_s('b.at') }})
+            <= {{ var('register_read_tolerance_days') }} * 86400
+),
+
+per_meter as (
+    select
+        i.*,
+        case when i.installed_inside and i.start_register is not null then i.start_register
+             else s.value end as register_start,
+        case when i.removed_inside and i.end_register is not null then i.end_register
+             else e.value end as register_end
+    from installs as i
+    left join nearest as s
+        on s.meter_id = i.meter_id and s.account_id = i.account_id and s.segment_start = i.segment_start
+        and s.cycle_id = i.cycle_id and s.period_start = i.period_start and s.boundary = 'start' and s.rn = 1
+    left join nearest as e
+        on e.meter_id = i.meter_id and e.account_id = i.account_id and e.segment_start = i.segment_start
+        and e.cycle_id = i.cycle_id and e.period_start = i.period_start and e.boundary = 'end' and e.rn = 1
+)
+
+select
+    p.account_id,
+    p.service_point_id,
+    p.cycle_id,
+    p.period_start,
+    p.rate_code,
+    p.segment_start,
+    p.meter_id,
+    p.register_start,
+    p.register_end,
+    (p.register_end - p.register_start
+        + case when p.register_end < p.register_start and p.dials is not null
+               then power(10, p.dials) else 0 end)
+        * p.multiplier * coalesce(c.factor, 1) as quantity,
+    p.billing_unit as unit
+from per_meter as p
+left join {{ ref('unit_conversions') }} as c on c.from_unit = p.unit and c.to_unit = p.billing_unit

@@ -1,0 +1,49 @@
+"""Run the dbt billing models outside Dagster (CLI, tests, benchmarks) on the store's database.
+
+Dagster runs the same project through ``DbtCliResource`` (defs/billing/dbt_assets.py); both
+release the store's connections first, because DuckDB allows one process to hold the file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, dbt_vars
+from smartmdm_pipelines.store.store import Store
+
+
+class DbtFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class DbtRun:
+    command: list[str]
+    output: str
+
+
+def run_dbt(store: Store, cycle_id: str, period_start: str, command: str = "build") -> DbtRun:
+    """``dbt build`` (models and their tests) of the billing models for one billing period."""
+    store.dispose()
+    dbt = Path(sys.executable).with_name("dbt")
+    argv = [
+        str(dbt),
+        command,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--vars",
+        dbt_vars(cycle_id, period_start),
+        "--quiet" if command == "build" else "--no-quiet",
+    ]
+    env = {**os.environ, **dbt_environment(store.url), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    proc = subprocess.run(argv, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise DbtFailed(f"dbt {command} failed for {cycle_id} {period_start}:\n{output[-4000:]}")
+    return DbtRun(argv, output)
