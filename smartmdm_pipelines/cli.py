@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from smartmdm_pipelines import cli_billing
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -344,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days-to", type=date, help="last operating day that may hold a gap")
     p.add_argument("--max-series", type=int, default=200, help="gaps (one per series) per gap length")
     p.set_defaults(func=cmd_backtest)
+
+    cli_billing.register(sub)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])

@@ -1,0 +1,589 @@
+"""OpenEI URDB rate JSON -> a validated :class:`Tariff`.
+
+The parser is tolerant about the *shape* of the input (a dict, a JSON string, a double-encoded
+JSON string, the API's ``{"items": [...]}`` wrapper, lower-case API keys or the web export's
+camelCase keys) and strict about the *content*: every problem raises :class:`TariffError`
+naming the source and the path of the bad field, e.g.
+``fpl.json: energyratestructure[0][1].rate: expected a number, got "abc"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+UNLIMITED = math.inf
+_UNLIMITED_FROM = 1e37  # URDB / SAM write "no upper bound" as 1e38 (or 9.99e37)
+
+ENERGY_UNITS = {
+    "kwh": "kWh",
+    "kwh/kw": "kWh/kW",
+    "kwh daily": "kWh daily",
+    "kwh/kw daily": "kWh/kW daily",
+    # volume / gas units for water and gas tariffs (same URDB structure, other commodities)
+    "gal": "gal",
+    "kgal": "kgal",
+    "mgal": "Mgal",
+    "ccf": "CCF",
+    "hcf": "CCF",
+    "cf": "ft3",
+    "ft3": "ft3",
+    "mcf": "MCF",
+    "m3": "m3",
+    "l": "L",
+    "therm": "therm",
+    "therms": "therm",
+}
+DEMAND_UNITS = {
+    "kw": "kW",
+    "hp": "hp",
+    "kva": "kVA",
+    "kw daily": "kW daily",
+    "hp daily": "hp daily",
+    "kva daily": "kVA daily",
+}
+CHARGE_UNITS = {"$/month": "$/month", "$/day": "$/day", "$/year": "$/year"}
+NETTING_RULES = ("per_period", "per_interval", "buy_all_sell_all")
+DG_RULES = {
+    "net metering": ("per_period", None),
+    "net billing instantaneous": ("per_interval", None),
+    "net billing hourly": ("per_interval", 3600),
+    "buy all sell all": ("buy_all_sell_all", None),
+}
+
+# Non-standard spellings seen in real records -> the API's key (after lower-casing).
+_ALIASES = {
+    "flatdemandunits": "flatdemandunit",
+    "demandrateunits": "demandrateunit",
+    "demandreactpwrcharge": "demandreactivepowercharge",
+    "coincidentrateunits": "coincidentrateunit",
+    "supercedes": "supersedes",
+    "energytoulabel": "energytoulabels",
+}
+
+
+class TariffError(ValueError):
+    """A URDB tariff that cannot be used; the message names the source and the field path."""
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One block of a rate structure. ``max`` is the cumulative upper bound in the billing period
+    (``inf`` = unlimited); ``rate`` is the effective price ``rate + adj``."""
+
+    max: float
+    rate: float
+    base_rate: float = 0.0
+    adj: float = 0.0
+    sell: float = 0.0
+    unit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max": None if math.isinf(self.max) else self.max,
+            "rate": self.rate,
+            "base_rate": self.base_rate,
+            "adj": self.adj,
+            "sell": self.sell,
+            "unit": self.unit,
+        }
+
+
+def tier_bounds(tiers: list[Tier]) -> np.ndarray:
+    return np.array([t.max for t in tiers], dtype="float64")
+
+
+def tier_rates(tiers: list[Tier]) -> np.ndarray:
+    return np.array([t.rate for t in tiers], dtype="float64")
+
+
+@dataclass
+class Tariff:
+    source: str
+    label: str | None = None
+    name: str | None = None
+    utility: str | None = None
+    sector: str | None = None
+    servicetype: str | None = None
+    startdate: dt.date | None = None
+    enddate: dt.date | None = None
+    energy_periods: list[list[Tier]] = field(default_factory=list)
+    energy_weekday: np.ndarray | None = None  # (12, 24) int
+    energy_weekend: np.ndarray | None = None
+    energy_labels: list[str] | None = None
+    demand_periods: list[list[Tier]] = field(default_factory=list)  # TOU demand
+    demand_weekday: np.ndarray | None = None
+    demand_weekend: np.ndarray | None = None
+    demand_unit: str = "kW"
+    flat_demand_periods: list[list[Tier]] = field(default_factory=list)
+    flat_demand_months: list[int] | None = None  # 12 period indices
+    flat_demand_unit: str = "kW"
+    coincident_periods: list[list[Tier]] = field(default_factory=list)
+    coincident_schedule: np.ndarray | None = None
+    coincident_unit: str = "kW"
+    demand_window: int | None = None  # minutes
+    ratchet_percentages: list[float] | None = None  # 12 fractions (0..1)
+    lookback_percent: float | None = None  # fraction
+    lookback_range: int | None = None  # months
+    lookback_months: list[bool] | None = None
+    reactive_charge: float | None = None  # $/kVAR
+    fixed_charge: float = 0.0
+    fixed_charge_unit: str = "$/month"
+    min_charge: float = 0.0
+    min_charge_unit: str = "$/month"
+    annual_min_charge: float = 0.0
+    dgrules: str | None = None
+    netting: str = "per_period"
+    netting_interval_seconds: int | None = None  # None = the meter's interval
+    use_net_metering: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def energy_unit(self) -> str:
+        """The unit energy/volume quantities are billed in (tier units; kWh unless a volume unit)."""
+        for tiers in self.energy_periods:
+            for t in tiers:
+                if t.unit and not t.unit.startswith("kWh"):
+                    return t.unit
+        return "kWh"
+
+    @property
+    def has_energy(self) -> bool:
+        return bool(self.energy_periods)
+
+    @property
+    def has_ratchet(self) -> bool:
+        pct = self.ratchet_percentages
+        return bool(pct and any(p > 0 for p in pct)) or bool(self.lookback_percent)
+
+    def to_dict(self) -> dict[str, Any]:
+        def periods(ps: list[list[Tier]]) -> list[dict[str, Any]]:
+            return [{"period": i, "tiers": [t.to_dict() for t in tiers]} for i, tiers in enumerate(ps)]
+
+        def sched(a: np.ndarray | None) -> list[list[int]] | None:
+            return None if a is None else a.astype(int).tolist()
+
+        return {
+            "source": self.source,
+            "label": self.label,
+            "name": self.name,
+            "utility": self.utility,
+            "sector": self.sector,
+            "servicetype": self.servicetype,
+            "startdate": self.startdate.isoformat() if self.startdate else None,
+            "enddate": self.enddate.isoformat() if self.enddate else None,
+            "energy": {
+                "unit": self.energy_unit,
+                "labels": self.energy_labels,
+                "periods": periods(self.energy_periods),
+                "weekday_schedule": sched(self.energy_weekday),
+                "weekend_schedule": sched(self.energy_weekend),
+            },
+            "demand": {
+                "unit": self.demand_unit,
+                "window_minutes": self.demand_window,
+                "periods": periods(self.demand_periods),
+                "weekday_schedule": sched(self.demand_weekday),
+                "weekend_schedule": sched(self.demand_weekend),
+                "flat_unit": self.flat_demand_unit,
+                "flat_periods": periods(self.flat_demand_periods),
+                "flat_months": self.flat_demand_months,
+                "ratchet_percentages": self.ratchet_percentages,
+                "lookback_percent": self.lookback_percent,
+                "lookback_range": self.lookback_range,
+                "lookback_months": self.lookback_months,
+                "reactive_charge_per_kvar": self.reactive_charge,
+                "coincident_unit": self.coincident_unit,
+                "coincident_periods": periods(self.coincident_periods),
+                "coincident_schedule": sched(self.coincident_schedule),
+            },
+            "fixed_charge": {"amount": self.fixed_charge, "unit": self.fixed_charge_unit},
+            "min_charge": {"amount": self.min_charge, "unit": self.min_charge_unit},
+            "annual_min_charge": self.annual_min_charge,
+            "dgrules": self.dgrules,
+            "netting": self.netting,
+            "netting_interval_seconds": self.netting_interval_seconds,
+        }
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+class _Ctx:
+    def __init__(self, source: str, keys: dict[str, str]):
+        self.source = source
+        self.keys = keys  # normalised key -> key as written in the file
+
+    def path(self, key: str, *rest: int | str) -> str:
+        out = self.keys.get(key, key)
+        for r in rest:
+            out += f"[{r}]" if isinstance(r, int) else f".{r}"
+        return out
+
+    def fail(self, path: str, message: str) -> TariffError:
+        return TariffError(f"{self.source}: {path}: {message}")
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _number(ctx: _Ctx, value: Any, path: str, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, str):
+            try:
+                out = float(value.strip())
+            except ValueError:
+                raise ctx.fail(path, f"expected a number, got {_show(value)}") from None
+            if math.isfinite(out):
+                return out
+        raise ctx.fail(path, f"expected a number, got {_show(value)}")
+    if math.isnan(value):
+        raise ctx.fail(path, "expected a number, got NaN")
+    return float(value)
+
+
+def _decode(data: Any, source: str) -> dict[str, Any]:
+    for _ in range(3):  # a JSON string, possibly holding JSON again (double-encoded)
+        if not isinstance(data, str | bytes):
+            break
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise TariffError(f"{source}: not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        items = None
+        for key, value in data.items():
+            if key.lower() == "items" and isinstance(value, list):
+                items = value
+        if items is not None:
+            if len(items) != 1:
+                raise TariffError(f"{source}: items: expected exactly one tariff, got {len(items)}")
+            return _decode(items[0], source)
+        return data
+    if isinstance(data, list) and len(data) == 1:
+        return _decode(data[0], source)
+    raise TariffError(f"{source}: expected a URDB tariff object, got {type(data).__name__}")
+
+
+def _lower_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k).lower(): _lower_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_lower_keys(v) for v in obj]
+    return obj
+
+
+def _structure(ctx: _Ctx, d: dict[str, Any], key: str, units: dict[str, str] | None) -> list[list[Tier]]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ctx.fail(ctx.path(key), f"expected a list of periods, got {_show(value)}")
+    periods: list[list[Tier]] = []
+    for p, tiers in enumerate(value):
+        if not isinstance(tiers, list) or not tiers:
+            raise ctx.fail(ctx.path(key, p), f"expected a non-empty list of tiers, got {_show(tiers)}")
+        out: list[Tier] = []
+        previous = 0.0
+        for t, tier in enumerate(tiers):
+            if not isinstance(tier, dict):
+                raise ctx.fail(ctx.path(key, p, t), f"expected a tier object, got {_show(tier)}")
+            tier = {str(k).lower(): v for k, v in tier.items()}
+            rate = _number(ctx, tier.get("rate", 0.0), ctx.path(key, p, t, "rate"))
+            adj = _number(ctx, tier.get("adj", 0.0), ctx.path(key, p, t, "adj"))
+            sell = _number(ctx, tier.get("sell", 0.0), ctx.path(key, p, t, "sell"))
+            upper = _number(ctx, tier.get("max"), ctx.path(key, p, t, "max"), allow_none=True)
+            if upper is None or upper >= _UNLIMITED_FROM:
+                upper = UNLIMITED
+            elif t > 0 and upper <= previous:
+                raise ctx.fail(
+                    ctx.path(key, p, t, "max"),
+                    f"tier bounds must increase (cumulative); {upper:g} after {previous:g}",
+                )
+            if upper <= 0:
+                raise ctx.fail(ctx.path(key, p, t, "max"), f"must be positive, got {upper:g}")
+            if t < len(tiers) - 1 and math.isinf(upper):
+                raise ctx.fail(ctx.path(key, p, t, "max"), "only the last tier may be unlimited")
+            unit = tier.get("unit")
+            if unit is not None and units is not None:
+                canon = units.get(str(unit).strip().lower())
+                if canon is None:
+                    raise ctx.fail(
+                        ctx.path(key, p, t, "unit"),
+                        f"unknown unit {_show(unit)} (expected one of {', '.join(sorted(set(units.values())))})",
+                    )
+                unit = canon
+            previous = upper
+            out.append(Tier(upper, rate + adj, rate, adj, sell, unit))
+        periods.append(out)
+    return periods
+
+
+def _schedule(ctx: _Ctx, d: dict[str, Any], key: str, n_periods: int, label: str) -> np.ndarray | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 12:
+        n = len(value) if isinstance(value, list) else _show(value)
+        raise ctx.fail(ctx.path(key), f"expected 12 months of 24 hours, got {n} months")
+    out = np.zeros((12, 24), dtype="int64")
+    for m, row in enumerate(value):
+        if not isinstance(row, list) or len(row) != 24:
+            n = len(row) if isinstance(row, list) else _show(row)
+            raise ctx.fail(ctx.path(key, m), f"expected 24 hourly periods, got {n}")
+        for h, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 0:
+                raise ctx.fail(ctx.path(key, m, h), f"expected a period index (integer >= 0), got {_show(v)}")
+            if int(v) >= n_periods:
+                raise ctx.fail(
+                    ctx.path(key, m, h),
+                    f"period {int(v)} does not exist ({label} has {n_periods} period(s))",
+                )
+            out[m, h] = int(v)
+    return out
+
+
+def _unit(ctx: _Ctx, d: dict[str, Any], key: str, units: dict[str, str], default: str) -> str:
+    value = d.get(key)
+    if value is None or value == "":
+        return default
+    canon = units.get(str(value).strip().lower())
+    if canon is None:
+        raise ctx.fail(
+            ctx.path(key),
+            f"unknown unit {_show(value)} (expected one of {', '.join(sorted(set(units.values())))})",
+        )
+    return canon
+
+
+def _date(ctx: _Ctx, d: dict[str, Any], key: str) -> dt.date | None:
+    value = d.get(key)
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            pass
+    seconds = _number(ctx, value, ctx.path(key))
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).date()
+
+
+def _twelve(ctx: _Ctx, d: dict[str, Any], key: str) -> list[float] | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 12:
+        raise ctx.fail(ctx.path(key), f"expected 12 monthly values, got {_show(value)}")
+    return [_number(ctx, v, ctx.path(key, i)) for i, v in enumerate(value)]
+
+
+def _text(d: dict[str, Any], key: str) -> str | None:
+    value = d.get(key)
+    return None if value is None else str(value)
+
+
+def parse_urdb(data: Any, source: str = "<tariff>") -> Tariff:
+    """Parse a URDB tariff (dict, JSON text, double-encoded JSON, ``{"items": [..]}``)."""
+    raw = _decode(data, source)
+    keys: dict[str, str] = {}
+    d: dict[str, Any] = {}
+    for key, value in raw.items():
+        norm = str(key).lower()
+        norm = _ALIASES.get(norm, norm)
+        keys.setdefault(norm, str(key))
+        d.setdefault(norm, _lower_keys(value) if norm.endswith("structure") else value)
+    ctx = _Ctx(source, keys)
+
+    t = Tariff(source=source, raw=raw)
+    t.label, t.name, t.utility = _text(d, "label"), _text(d, "name"), _text(d, "utility")
+    t.sector, t.servicetype = _text(d, "sector"), _text(d, "servicetype")
+    t.startdate, t.enddate = _date(ctx, d, "startdate"), _date(ctx, d, "enddate")
+
+    # energy
+    t.energy_periods = _structure(ctx, d, "energyratestructure", ENERGY_UNITS)
+    n = len(t.energy_periods)
+    t.energy_weekday = _schedule(ctx, d, "energyweekdayschedule", n, "energyratestructure")
+    t.energy_weekend = _schedule(ctx, d, "energyweekendschedule", n, "energyratestructure")
+    if n and (t.energy_weekday is None) != (t.energy_weekend is None):
+        missing = "energyweekendschedule" if t.energy_weekend is None else "energyweekdayschedule"
+        raise ctx.fail(ctx.path(missing), "missing (both weekday and weekend schedules are needed)")
+    if n and t.energy_weekday is None:
+        if n > 1:
+            raise ctx.fail(
+                ctx.path("energyweekdayschedule"), f"missing; needed to choose among {n} energy periods"
+            )
+        t.energy_weekday = np.zeros((12, 24), dtype="int64")
+        t.energy_weekend = np.zeros((12, 24), dtype="int64")
+    labels = d.get("energytoulabels")
+    if labels is not None:
+        if not isinstance(labels, list):
+            raise ctx.fail(ctx.path("energytoulabels"), f"expected a list of names, got {_show(labels)}")
+        t.energy_labels = [str(x) for x in labels]
+
+    # TOU demand
+    t.demand_periods = _structure(ctx, d, "demandratestructure", None)
+    n = len(t.demand_periods)
+    t.demand_weekday = _schedule(ctx, d, "demandweekdayschedule", n, "demandratestructure")
+    t.demand_weekend = _schedule(ctx, d, "demandweekendschedule", n, "demandratestructure")
+    if n and (t.demand_weekday is None or t.demand_weekend is None):
+        missing = "demandweekdayschedule" if t.demand_weekday is None else "demandweekendschedule"
+        raise ctx.fail(ctx.path(missing), "missing; TOU demand needs weekday and weekend schedules")
+    t.demand_unit = _unit(ctx, d, "demandrateunit", DEMAND_UNITS, "kW")
+
+    # flat demand
+    t.flat_demand_periods = _structure(ctx, d, "flatdemandstructure", None)
+    n = len(t.flat_demand_periods)
+    months = d.get("flatdemandmonths")
+    if months is not None:
+        vals = _twelve(ctx, d, "flatdemandmonths") or []
+        out = []
+        for i, v in enumerate(vals):
+            if v != int(v) or v < 0 or int(v) >= max(n, 1):
+                raise ctx.fail(
+                    ctx.path("flatdemandmonths", i),
+                    f"period {v:g} does not exist (flatdemandstructure has {n} period(s))",
+                )
+            out.append(int(v))
+        t.flat_demand_months = out
+    elif n:
+        if n > 1:
+            raise ctx.fail(ctx.path("flatdemandmonths"), f"missing; needed to choose among {n} periods")
+        t.flat_demand_months = [0] * 12
+    t.flat_demand_unit = _unit(ctx, d, "flatdemandunit", DEMAND_UNITS, "kW")
+
+    # coincident
+    t.coincident_periods = _structure(ctx, d, "coincidentratestructure", None)
+    t.coincident_schedule = _schedule(
+        ctx, d, "coincidentrateschedule", len(t.coincident_periods), "coincidentratestructure"
+    )
+    if t.coincident_periods and t.coincident_schedule is None:
+        t.coincident_schedule = np.zeros((12, 24), dtype="int64")
+    t.coincident_unit = _unit(ctx, d, "coincidentrateunit", DEMAND_UNITS, "kW")
+
+    # demand rules
+    window = d.get("demandwindow")
+    if window is not None:
+        w = _number(ctx, window, ctx.path("demandwindow"))
+        if w <= 0 or w != int(w):
+            raise ctx.fail(ctx.path("demandwindow"), f"expected whole minutes > 0, got {_show(window)}")
+        t.demand_window = int(w)
+    pct = _twelve(ctx, d, "demandratchetpercentage")
+    if pct is not None:
+        t.ratchet_percentages = [p / 100.0 if p > 1 else p for p in pct]  # percent or fraction
+    if d.get("lookbackpercent") is not None:
+        lp = _number(ctx, d["lookbackpercent"], ctx.path("lookbackpercent"))
+        t.lookback_percent = lp / 100.0 if lp > 1 else lp
+    if d.get("lookbackrange") is not None:
+        t.lookback_range = int(_number(ctx, d["lookbackrange"], ctx.path("lookbackrange")))
+    lbm = d.get("lookbackmonths")
+    if lbm is not None:
+        if not isinstance(lbm, list) or len(lbm) != 12:
+            raise ctx.fail(ctx.path("lookbackmonths"), f"expected 12 booleans, got {_show(lbm)}")
+        t.lookback_months = [bool(x) for x in lbm]
+    if d.get("demandreactivepowercharge") is not None:
+        t.reactive_charge = _number(
+            ctx, d["demandreactivepowercharge"], ctx.path("demandreactivepowercharge")
+        )
+
+    # fixed and minimum charges
+    if d.get("fixedchargefirstmeter") is not None:
+        t.fixed_charge = _number(ctx, d["fixedchargefirstmeter"], ctx.path("fixedchargefirstmeter"))
+        t.fixed_charge_unit = _unit(ctx, d, "fixedchargeunits", CHARGE_UNITS, "$/month")
+    elif d.get("fixedmonthlycharge") is not None:
+        t.fixed_charge = _number(ctx, d["fixedmonthlycharge"], ctx.path("fixedmonthlycharge"))
+    if d.get("mincharge") is not None:
+        t.min_charge = _number(ctx, d["mincharge"], ctx.path("mincharge"))
+        t.min_charge_unit = _unit(ctx, d, "minchargeunits", CHARGE_UNITS, "$/month")
+    elif d.get("minmonthlycharge") is not None:
+        t.min_charge = _number(ctx, d["minmonthlycharge"], ctx.path("minmonthlycharge"))
+    if d.get("annualmincharge") is not None:
+        t.annual_min_charge = _number(ctx, d["annualmincharge"], ctx.path("annualmincharge"))
+
+    # distributed generation
+    dg = d.get("dgrules")
+    if dg not in (None, ""):
+        rule = DG_RULES.get(str(dg).strip().lower())
+        if rule is None:
+            raise ctx.fail(
+                ctx.path("dgrules"),
+                f"unknown rule {_show(dg)} (expected Net Metering, Net Billing Instantaneous, "
+                "Net Billing Hourly or Buy All Sell All)",
+            )
+        t.dgrules = str(dg)
+        t.netting, t.netting_interval_seconds = rule
+    t.use_net_metering = bool(d.get("usenetmetering") or False)
+    return t
+
+
+def load_tariff(path: Path | str) -> Tariff:
+    """Read and validate a URDB JSON file; errors name the file and the field path."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TariffError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
+    return parse_urdb(text, source=path.name)
+
+
+# --------------------------------------------------------------------------- store frames
+
+SCHEDULE_COLUMNS = ["rate_code", "effective_from", "kind", "month", "daytype", "hour", "period"]
+HOLIDAY_COLUMNS = ["rate_code", "effective_from", "holiday", "name"]
+
+
+def schedule_frame(tariff: Tariff, rate_code: str, effective_from: dt.date) -> pd.DataFrame:
+    """The 12x24 weekday/weekend schedules in long form, for the ``tariff_schedules`` table."""
+    parts = []
+    month = np.repeat(np.arange(1, 13), 24)
+    hour = np.tile(np.arange(24), 12)
+    for kind, wd, we in (
+        ("energy", tariff.energy_weekday, tariff.energy_weekend),
+        ("demand", tariff.demand_weekday, tariff.demand_weekend),
+    ):
+        if wd is None or we is None:
+            continue
+        for daytype, sched in (("weekday", wd), ("weekend", we)):
+            parts.append(
+                pd.DataFrame(
+                    {"kind": kind, "month": month, "daytype": daytype, "hour": hour, "period": sched.ravel()}
+                )
+            )
+    if not parts:
+        frame = pd.DataFrame({c: pd.Series(dtype="object") for c in SCHEDULE_COLUMNS})
+    else:
+        frame = pd.concat(parts, ignore_index=True)
+    frame.insert(0, "effective_from", effective_from)
+    frame.insert(0, "rate_code", rate_code)
+    for col in ("month", "hour", "period"):
+        frame[col] = frame[col].astype("int16")
+    return frame[SCHEDULE_COLUMNS]
+
+
+def holiday_frame(
+    rate_code: str, effective_from: dt.date, calendar: str, first_year: int, last_year: int
+) -> pd.DataFrame:
+    """The tariff's holidays (mapped to the weekend schedule), for the ``tariff_holidays`` table."""
+    from smartmdm_pipelines.domain.billing.tou import holiday_names
+
+    names = holiday_names(calendar, first_year, last_year)
+    days = sorted(names)
+    return pd.DataFrame(
+        {
+            "rate_code": pd.Series([rate_code] * len(days), dtype="object"),
+            "effective_from": pd.Series([effective_from] * len(days), dtype="object"),
+            "holiday": pd.Series(days, dtype="object"),
+            "name": pd.Series([names[d] for d in days], dtype="object"),
+        },
+        columns=HOLIDAY_COLUMNS,
+    )
