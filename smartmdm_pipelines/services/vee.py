@@ -186,12 +186,13 @@ def _validation_versions(frame: pd.DataFrame, latest: pd.DataFrame, day: dt.date
                     *KEY,
                     "version",
                     "value",
+                    "status",
                     "value_val",
                     "status_val",
                     "failed_rules_val",
                     "source_file_id_val",
                 ]
-            ].rename(columns={"value": "current_value"}),
+            ].rename(columns={"value": "current_value", "status": "current_status"}),
             on=KEY,
             how="left",
         )
@@ -201,6 +202,13 @@ def _validation_versions(frame: pd.DataFrame, latest: pd.DataFrame, day: dt.date
             & _text_same(m["status"], m["status_val"])
             & _text_same(m["failed_rules"], m["failed_rules_val"])
             & _same(m["source_file_id"], m["source_file_id_val"])
+        )
+        # an estimate written before VEE ever saw the interval (a forward estimate for billing)
+        # stays current while nothing has been received; the estimation stage may replace it
+        unchanged |= (
+            m["value"].isna().to_numpy()
+            & m["status_val"].isna().to_numpy()
+            & m["current_status"].eq("estimated").to_numpy()
         )
         changed = m[~unchanged].copy()
         changed["previous_value"] = changed["current_value"]
@@ -320,7 +328,14 @@ def restatements(latest: pd.DataFrame, validation_rows: pd.DataFrame, day: dt.da
         g["intervals"].astype(str) + " billed estimate(s) replaced by actual reads: restate the bill period"
     )
     g["read_day"] = pd.Timestamp(day)
-    key = g["meter_id"].astype(str) + "|" + g["channel"].astype(str) + "|" + day.isoformat() + "|billed_estimate_replaced"
+    key = (
+        g["meter_id"].astype(str)
+        + "|"
+        + g["channel"].astype(str)
+        + "|"
+        + day.isoformat()
+        + "|billed_estimate_replaced"
+    )
     g["exception_id"] = [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key]
     return g[EXCEPTION_COLUMNS]
 

@@ -61,6 +61,34 @@ class RuleSet:
     """'day_type': weekday vs weekend/holiday; 'same_weekday': same day of the week only."""
     scale_to_register: bool = True
     """E6: scale estimates so the day total equals the register advance when registers bracket it."""
+    skip_scaling_on_failed_sum_check: bool = True
+    """Do not scale estimates to a register advance that failed sum_check or multiplier_mismatch
+    that day: scaling to a wrong advance spreads its error over the estimates (our choice)."""
+    register_gap_factor: float = 4.0
+    """Sum check on a day with unmeasured intervals (our choice): the register advance is implausible
+    when the unmeasured intervals would each have to hold more than this × the day's highest valid
+    interval, or when the measured intervals alone already exceed it (beyond the tolerance)."""
+    register_gap_min_coverage: float = 0.5
+    """Share of the day's intervals that must be valid for the upper bound above to be judged."""
+    forward_max_days: float = 7.0
+    """Forward estimates (E11) project a silent series at most this far past its last value; a
+    longer silence is left to an operator (Oracle "Create Estimation IMD for Gap": Max hours; our value)."""
+    register_read_window_days: int = 3
+    """A manual/AMR read within this many days of the cycle's read date counts as the scheduled read
+    (V2 Register Gap Check; our value)."""
+    register_lookback_days: int = 45
+    """Scheduled reads this far back from the as-of date are checked and estimated (our value)."""
+    register_adu_sources: tuple[str, ...] = ("recent", "previous_year", "class")
+    """ADU sources in order of preference (E10). AEMO prefers the previous year (type 51) when it
+    exists: ``[previous_year, recent, class]`` in the YAML switches to that."""
+    register_adu_days: int = 90
+    """Recent ADU: actual reads in this many days before the previous actual read (Itron ARLP)."""
+    register_adu_min_days: float = 20.0
+    """An ADU needs reads at least this many days apart."""
+    register_previous_year_tolerance_days: int = 10
+    """Previous-year ADU: reads within this many days of the same span a year earlier."""
+    register_estimate_decimals: int = 0
+    """ADU × days is truncated to this many decimals of a dial unit (CPUC proposal: whole units)."""
     completeness_threshold: float = 0.98
     """Share of expected intervals with a valid or estimated value required in front of billing."""
 
@@ -69,6 +97,7 @@ class RuleSet:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown VEE parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return replace(self, **values)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from smartmdm_pipelines.domain.timeutil import local_day_bounds
+from smartmdm_pipelines.domain.timeutil import local_day_bounds, operating_day
 from smartmdm_pipelines.domain.vee import estimation, rules
 from smartmdm_pipelines.domain.vee.config import VeeConfig
 from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, group_bounds, lookup
@@ -410,7 +410,7 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
     totals = _day_totals(frame, inp)
     for ruleset_key, group in totals.groupby(["commodity", "kind"], sort=False):
         ruleset = inp.config.for_class(ruleset_key[0], ruleset_key[1], None)
-        failed = rules.sum_check(group, ruleset)
+        failed = pd.concat([rules.sum_check(group, ruleset), _partial_sum_check(group, ruleset)])
         for rule in ("sum_check", "multiplier_mismatch"):
             add(failed[failed["rule"] == rule], rule, failed.loc[failed["rule"] == rule, "detail"])
         _usage_vs_history(group, daily, ruleset, add, day_type(pd.Series([inp.day]), inp.holidays).iloc[0])
@@ -518,6 +518,10 @@ def _day_totals(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
             "sid": uniq,
             "interval_sum": np.add.reduceat(np.nan_to_num(value), starts),
             "complete": np.minimum.reduceat(valid.astype("int8"), starts) == 1,
+            "intervals": np.diff(np.r_[starts, len(sid)]),
+            "valid_intervals": np.add.reduceat(valid.astype("int64"), starts),
+            "valid_sum": np.add.reduceat(np.where(valid, np.nan_to_num(value), 0.0), starts),
+            "valid_max": np.maximum.reduceat(np.where(valid, np.nan_to_num(value), 0.0), starts),
             "span_start": t[starts] - firsts["interval_seconds"].to_numpy(dtype="int64"),
             "span_end": t[last],
             "commodity": firsts["commodity"].to_numpy(),
@@ -561,6 +565,69 @@ def _day_totals(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
         mult = lookup(g_m, m, spans["multiplier"].to_numpy(dtype="float64"))
         g["multiplier"] = np.where(np.isnan(mult), g["multiplier"], mult)
     return g
+
+
+def _partial_sum_check(totals: pd.DataFrame, ruleset) -> pd.DataFrame:
+    """The sum check of a day with unmeasured (missing or suspect) intervals, which the full sum
+    check cannot judge. Their true values are unknown but bounded: they cannot be negative, so a
+    register advance × multiplier below the measured intervals (beyond the tolerance) is wrong;
+    and when most of the day was measured, an advance that would need each unmeasured interval to
+    hold more than ``register_gap_factor`` × the day's highest valid interval is implausible. A
+    failing advance whose extrapolated day total matches it with another common multiplier is a
+    ``multiplier_mismatch``, any other a ``sum_check``. Estimates are then not scaled to it."""
+    cols = ["meter_id", "channel", "rule", "detail", "expected", "interval_sum"]
+    t = totals.dropna(subset=["reg_start", "reg_end"])
+    if "valid_intervals" not in t:
+        return pd.DataFrame(columns=cols)
+    t = t[~t["complete"] & (t["valid_intervals"] > 0) & ~t["channel"].isin(rules.CAN_RUN_BACKWARDS)]
+    if t.empty:
+        return pd.DataFrame(columns=cols)
+    dials = t["dials"].fillna(0).astype("int64").to_numpy()
+    advance = (t["reg_end"] - t["reg_start"]).to_numpy(dtype="float64")
+    advance = np.where((advance < 0) & (dials > 0), advance + np.power(10.0, dials), advance)
+    expected = advance * t["multiplier"].fillna(1.0).to_numpy(dtype="float64")
+    measured = t["valid_sum"].to_numpy(dtype="float64")
+    n, n_valid = t["intervals"].to_numpy(dtype="float64"), t["valid_intervals"].to_numpy(dtype="float64")
+    tol = ruleset.sum_check_tolerance_pct / 100.0
+    too_low = measured > expected * (1 + tol) + 1e-9
+    cap = ruleset.register_gap_factor * t["valid_max"].to_numpy(dtype="float64") * (n - n_valid)
+    too_high = (n_valid >= ruleset.register_gap_min_coverage * n) & (expected - measured > cap * (1 + tol))
+    bad = too_low | too_high
+    if not bad.any():
+        return pd.DataFrame(columns=cols)
+    f = t[bad]
+    extrapolated = measured[bad] * n[bad] / n_valid[bad]
+    classify = rules.sum_check(
+        f.assign(interval_sum=extrapolated, complete=True), ruleset.override({"sum_check_tolerance_pct": 0.0})
+    )
+    mismatch = classify[classify["rule"] == "multiplier_mismatch"][["meter_id", "channel", "detail"]]
+    gaps = (n[bad] - n_valid[bad]).astype("int64").astype(str)
+    detail = (
+        "register advance × multiplier = "
+        + pd.Series(expected[bad]).round(3).astype(str).to_numpy()
+        + " is implausible for the "
+        + gaps
+        + " unmeasured interval(s): the measured intervals sum to "
+        + pd.Series(measured[bad]).round(3).astype(str).to_numpy()
+    )
+    out = pd.DataFrame(
+        {
+            "meter_id": f["meter_id"].to_numpy(),
+            "channel": f["channel"].to_numpy(),
+            "rule": "sum_check",
+            "detail": detail,
+            "expected": expected[bad],
+            "interval_sum": measured[bad],
+        }
+    )
+    if len(mismatch):
+        m = out.merge(mismatch, on=["meter_id", "channel"], how="left", suffixes=("", "_m"))
+        hit = m["detail_m"].notna().to_numpy()
+        out.loc[hit, "rule"] = "multiplier_mismatch"
+        out.loc[hit, "detail"] = (
+            "extrapolated over unmeasured intervals, " + m.loc[hit, "detail_m"].to_numpy()
+        )
+    return out[cols]
 
 
 def _register_at(
@@ -830,6 +897,7 @@ def estimate_day(
         adv = (totals["reg_end"] - totals["reg_start"]).to_numpy()
         adv = np.where((adv < 0) & (dials > 0), adv + np.power(10.0, dials), adv)
         expected_totals = (totals["sid"].to_numpy(), adv * totals["multiplier"].fillna(1.0).to_numpy())
+        suspect_registers = _suspect_registers(validated.exceptions, catalog)
         parts = []
         for (commodity, kind, seconds), group in work.groupby(
             ["commodity", "kind", "interval_seconds"], sort=True
@@ -846,6 +914,7 @@ def estimate_day(
                     expected_totals,
                     methods,
                     profiles,
+                    suspect_registers,
                 )
             )
         done = pd.concat(parts, ignore_index=True)
@@ -892,6 +961,22 @@ def estimate_day(
     return DayResult(frame, validated.exceptions, stats)
 
 
+REGISTER_RULES = ("multiplier_mismatch", "sum_check")
+
+
+def _suspect_registers(exceptions: pd.DataFrame, catalog: Catalog) -> tuple[np.ndarray, np.ndarray] | None:
+    """(series ids, failed rule) of the series whose register advance failed today."""
+    if exceptions is None or exceptions.empty or "rule" not in exceptions:
+        return None
+    failed = exceptions[exceptions["rule"].isin(REGISTER_RULES)]
+    if failed.empty:
+        return None
+    failed = failed.sort_values("rule").drop_duplicates(["meter_id", "channel"])
+    sid = catalog.sid(failed["meter_id"], failed["channel"])
+    keep = sid >= 0
+    return sid[keep], failed["rule"].to_numpy(dtype=object)[keep]
+
+
 def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.DataFrame:
     """Neighbouring days' current intervals (a few hours each side) as interpolation end points."""
     if history is None or history.empty or frame.empty:
@@ -926,3 +1011,100 @@ def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.
     ctx["received"] = True
     ctx["row"] = -1
     return ctx
+
+
+# --- forward estimation (billing needs data that has not arrived) -------------------------------------
+
+FORWARD_CHAIN = ("like_day", "class_profile", "average_daily_load")
+FORWARD_METHOD = "forward"
+FORWARD_CODES = (12, "2.12.0")  # ESPI 12 projected (forecast); IEC 61968-9 MDM projected, generic
+
+
+def estimate_forward(
+    targets: pd.DataFrame,
+    history: pd.DataFrame,
+    series: pd.DataFrame,
+    tz: str,
+    holidays: frozenset = frozenset(),
+    config: VeeConfig | None = None,
+) -> pd.DataFrame:
+    """Project intervals that have not arrived (vee.md E11) with the chain's like-day, class-profile
+    and average-daily-load steps (E2/E3/E5/E8).
+
+    ``targets``: meter_id, channel, interval_end, interval_seconds — the intervals to project.
+    ``history``: current intervals of the reference weeks before them (meter_id, channel,
+    interval_end, interval_seconds, value, status, failed_rules, estimation_method).
+    ``series``: meter_id, channel, commodity, kind, customer_class.
+    Returns ``targets`` with value (NaN where nothing could estimate), base_method and inputs.
+    One frame per operating day (like days depend on the day), every series at once.
+    """
+    config = config or VeeConfig()
+    out = targets.reset_index(drop=True).copy()
+    out["value"], out["base_method"], out["inputs"] = np.nan, None, None
+    if out.empty:
+        return out
+    catalog = Catalog(out["meter_id"])
+    attrs = series.drop_duplicates(["meter_id", "channel"])
+    frame = out[["meter_id", "channel", "interval_end", "interval_seconds"]].merge(
+        attrs, on=["meter_id", "channel"], how="left"
+    )
+    frame["interval_end"] = pd.to_datetime(frame["interval_end"], utc=True)
+    frame["row"] = np.arange(len(frame))
+    frame["sid"] = catalog.sid(frame["meter_id"], frame["channel"])
+    frame["t"] = epoch(frame["interval_end"])
+    _, frame["slot"] = _slots(frame["interval_end"], frame["interval_seconds"], tz)
+    for col, fill in (("commodity", "electric"), ("kind", "ami"), ("customer_class", "none")):
+        frame[col] = frame[col].fillna(fill).astype(str) if col in frame else fill
+    frame["local_date"] = operating_day(frame["interval_end"], frame["interval_seconds"], tz).dt.date
+    frame["value"], frame["status"] = np.nan, "missing"
+    frame["outage"], frame["context"] = False, False
+    frame["class_fine"], frame["class_coarse"] = _class_keys(frame)
+    hist = prepare_history(history, tz, holidays, catalog)
+    hist = hist[np.isin(hist["sid"].to_numpy(), frame["sid"].to_numpy())]
+    profiles = _history_profiles(hist, frame) if len(hist) else None
+    parts = []
+    for day, day_frame in frame.groupby("local_date", sort=True):
+        target_type = day_type(pd.Series([day]), holidays).iloc[0]
+        like = None
+        if profiles is not None:
+            like = {
+                level: prof.get(target_type, pd.Series(dtype="float64")) for level, prof in profiles.items()
+            }
+        for (commodity, kind, seconds), group in day_frame.groupby(
+            ["commodity", "kind", "interval_seconds"], sort=True
+        ):
+            ruleset = config.for_class(commodity, kind, int(seconds))
+            group = group.iloc[np.lexsort((group["t"].to_numpy(), group["sid"].to_numpy()))]
+            parts.append(
+                estimation.run_chain(
+                    group.reset_index(drop=True),
+                    hist,
+                    ruleset,
+                    target_type,
+                    day.weekday(),
+                    None,
+                    FORWARD_CHAIN,
+                    like,
+                )
+            )
+    done = pd.concat(parts, ignore_index=True)
+    rows = done["row"].to_numpy(dtype="int64")
+    out.loc[rows, "value"] = done["est_value"].to_numpy(dtype="float64")
+    out.loc[rows, "base_method"] = done["est_method"].to_numpy(dtype=object)
+    out.loc[rows, "inputs"] = done["est_inputs"].to_numpy(dtype=object)
+    negative = (out["value"] < 0) & ~out["channel"].isin(rules.CAN_RUN_BACKWARDS)
+    out.loc[negative, ["value", "base_method", "inputs"]] = [np.nan, None, None]
+    return out
+
+
+def _history_profiles(hist: pd.DataFrame, frame: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
+    """Class average shape per day type from the reference weeks' usable intervals of the series
+    being projected (the class-profile step's input when today holds no valid interval)."""
+    keys = frame.drop_duplicates("sid")[["sid", "class_fine", "class_coarse"]]
+    h = hist[hist["usable"]].merge(keys, on="sid")
+    out: dict[str, dict[str, pd.Series]] = {"fine": {}, "coarse": {}}
+    for kind, rows in h.groupby("day_type"):
+        for level in ("fine", "coarse"):
+            key = rows[f"class_{level}"].to_numpy() * estimation.SLOTS + rows["slot"].to_numpy()
+            out[level][kind] = pd.Series(rows["value"].to_numpy(dtype="float64")).groupby(key).mean()
+    return out

@@ -215,16 +215,36 @@ def average_daily_load(frame: pd.DataFrame, history: pd.DataFrame | None) -> Non
     )
 
 
-def scale_to_register(frame: pd.DataFrame, expected_totals: tuple[np.ndarray, np.ndarray] | None) -> None:
+def scale_to_register(
+    frame: pd.DataFrame,
+    expected_totals: tuple[np.ndarray, np.ndarray] | None,
+    suspect_registers: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
     """E6 (T12): when register reads bracket the day, make the day total equal the register
     advance × multiplier: scale the estimates, or spread the remainder equally over intervals
-    no earlier method could fill."""
+    no earlier method could fill.
+
+    ``suspect_registers`` (series ids, failed rule per id): series whose register advance failed
+    the sum check or the multiplier check that day. Scaling to a wrong advance spreads its error
+    over the estimates, so those series are left unscaled and their estimates say why."""
     if expected_totals is None or len(expected_totals[0]) == 0:
         return
     day = ~frame["context"].to_numpy(dtype=bool)
     est = needs_estimate(frame) & day
     sid = frame["sid"].to_numpy()
     target = lookup(sid, expected_totals[0], expected_totals[1])
+    if suspect_registers is not None and len(suspect_registers[0]):
+        rule = lookup(sid, suspect_registers[0], np.asarray(suspect_registers[1], dtype=object), fill=None)
+        bad = est & pd.notna(rule) & ~np.isnan(target)
+        if bad.any():
+            target = np.where(bad, np.nan, target)
+            noted = bad & frame["est_method"].notna().to_numpy()
+            if noted.any():
+                frame.loc[noted, "est_inputs"] = (
+                    frame.loc[noted, "est_inputs"].astype(str)
+                    + "; not scaled: the register advance failed "
+                    + pd.Series(rule[noted], index=frame.index[noted]).astype(str)
+                )
     known = np.where(day & ~est, np.nan_to_num(frame["value"].to_numpy(dtype="float64")), 0.0)
     estv = np.where(est, frame["est_value"].to_numpy(dtype="float64"), np.nan)
     agg = pd.DataFrame(
@@ -260,8 +280,12 @@ def run_chain(
     expected_totals,
     methods: tuple[str, ...] = CHAIN,
     profiles: dict | None = None,
+    suspect_registers: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """Run the chain's steps in order (``methods`` selects a subset, e.g. an operator's request)."""
+    """Run the chain's steps in order (``methods`` selects a subset, e.g. an operator's request).
+
+    ``suspect_registers``: (series ids, rule) whose register advance is not trusted today
+    (sum_check / multiplier_mismatch): register scaling skips them (see ``scale_to_register``)."""
     frame["est_value"] = np.nan
     frame["est_method"] = pd.Series(None, index=frame.index, dtype="object")
     frame["est_inputs"] = pd.Series(None, index=frame.index, dtype="object")
@@ -271,7 +295,13 @@ def run_chain(
         "like_day": lambda: like_day(frame, history, rules, day_type, weekday),
         "class_profile": lambda: class_profile(frame, profiles),
         "register_scaling": lambda: (
-            scale_to_register(frame, expected_totals) if rules.scale_to_register else None
+            scale_to_register(
+                frame,
+                expected_totals,
+                suspect_registers if rules.skip_scaling_on_failed_sum_check else None,
+            )
+            if rules.scale_to_register
+            else None
         ),
         "average_daily_load": lambda: average_daily_load(frame, history),
     }

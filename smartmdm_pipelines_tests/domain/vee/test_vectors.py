@@ -372,3 +372,52 @@ def test_daily_intervals_on_dst_days_keep_their_local_day_and_slot() -> None:
     start, slot = _slots(ends, [86400, 86400, 900], "America/Chicago")
     assert start.dt.date.tolist()[:2] == [dt.date(2024, 3, 10), dt.date(2024, 11, 3)]
     assert slot.tolist() == [0, 0, 0]  # the 15-minute interval 00:00–00:15 is slot 0 too
+
+
+def _registers(start: float, end: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"meter_id": "M1", "channel": "kwh_delivered", "read_at": pd.Timestamp(t), "value": v}
+            for t, v in (("2024-03-05T00:00Z", start), ("2024-03-06T00:00Z", end))
+        ]
+    )
+
+
+def _gap_day(start: float, end: float, multiplier: float = 1.0):
+    """24 hourly intervals of 1.0 with slots 10 and 11 missing, registers bracketing the day."""
+    reads = day_reads({i: 1.0 for i in range(24) if i not in (10, 11)}, seconds=3600)
+    return run(inputs([meter(seconds=3600, multiplier=multiplier)], reads, registers=_registers(start, end)))
+
+
+def test_a_good_register_advance_scales_the_estimates() -> None:
+    validated, est = _gap_day(1000.0, 1025.0)  # 22 measured + 3 in the gap
+    assert not set(validated.exceptions["rule"]) & {"sum_check", "multiplier_mismatch"}
+    assert at(est, [10, 11]) == pytest.approx([1.5, 1.5])
+    assert at(est, [10], "estimation_method") == ["linear+scaled"]
+    assert est.intervals["final_value"].sum() == pytest.approx(25.0)
+
+
+def test_a_bad_register_advance_on_a_day_with_a_gap_is_not_scaled_to() -> None:
+    validated, est = _gap_day(1000.0, 1100.0)  # the gap would need 39 kWh per hour
+    failed = validated.exceptions[validated.exceptions["rule"] == "sum_check"]
+    assert len(failed) == 1 and "2 unmeasured interval(s)" in failed["detail"].iloc[0]
+    assert at(est, [10, 11]) == pytest.approx([1.0, 1.0])  # the linear estimate, unscaled
+    assert at(est, [10], "estimation_method") == ["linear"]
+    reason = at(est, [10], "estimation_inputs")[0]
+    assert "not scaled: the register advance failed sum_check" in reason
+
+
+def test_a_wrong_multiplier_on_a_day_with_a_gap_is_reported_and_not_scaled_to() -> None:
+    # intervals in kWh, 24 dial units of advance, but the master data says CT ratio 80
+    validated, est = _gap_day(1000.0, 1024.0, multiplier=80.0)
+    rules = validated.exceptions.set_index("rule")
+    assert "multiplier_mismatch" in rules.index and "sum_check" not in rules.index
+    assert "× 1" in rules.loc["multiplier_mismatch", "detail"]
+    assert at(est, [10, 11]) == pytest.approx([1.0, 1.0])
+    assert "failed multiplier_mismatch" in at(est, [11], "estimation_inputs")[0]
+
+
+def test_a_measured_part_above_the_advance_fails_the_sum_check_on_a_gap_day() -> None:
+    validated, est = _gap_day(1000.0, 1010.0)  # 22 kWh measured, 10 kWh on the register
+    assert "sum_check" in set(validated.exceptions["rule"])
+    assert at(est, [10], "estimation_method") == ["linear"]
