@@ -11,8 +11,9 @@ register read lies within ``register_read_window_days`` of it, the register is e
   interval_seconds = the seconds between the two reads, read_day = the read date;
 - status ``estimated``, method ``register_recent`` | ``register_previous_year`` |
   ``register_class``, ESPI 8 / IEC 2.8.0, failed_rules ``missing_register_read``, created_by
-  ``vee:register_estimation``; the estimated register reading itself (dial units), the previous
-  actual, the ADU and its source are in ``reason``.
+  ``vee:register_estimation``; the estimated register reading itself (dial units) is ``register_value``
+  (billing reads it when the scheduled read is missing); the previous actual, the ADU and its
+  source are in ``reason``.
 
 Re-running is idempotent (a version is written only when the estimate changes); a billed or
 edited current version is never rewritten. When the actual read later arrives, the estimate is
@@ -238,6 +239,7 @@ def _estimate_rows(m: pd.DataFrame, now) -> pd.DataFrame:
             "estimation_method": m["method"].to_numpy(),
             "failed_rules": RULE,
             "reason": m["reason"].to_numpy(),
+            "register_value": m["register_value"].to_numpy(dtype="float64"),
         }
     )
 

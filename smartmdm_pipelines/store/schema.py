@@ -236,6 +236,7 @@ intervals = sa.Table(
     sa.Column("reason", sa.Text, comment="why this version exists: estimation inputs, edit reason …"),
     sa.Column("previous_value", sa.Double, comment="value of the version this one supersedes"),
     sa.Column("billed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("register_value", sa.Double, comment="estimated register reading (dial units) of a register estimate"),
     comment="Versioned validated store; every change is a new version. Identity: (meter_id, channel, interval_end, version).",
 )
 

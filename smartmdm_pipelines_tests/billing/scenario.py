@@ -67,16 +67,25 @@ def add_tariff(
             }
         ]
     )
-    frames = [schedule_rows(rate_code, effective_from, "energy", energy_weekday or zero, energy_weekend or zero)]
+    frames = [
+        schedule_rows(rate_code, effective_from, "energy", energy_weekday or zero, energy_weekend or zero)
+    ]
     if demand_weekday is not None:
-        frames.append(schedule_rows(rate_code, effective_from, "demand", demand_weekday, demand_weekend or zero))
+        frames.append(
+            schedule_rows(rate_code, effective_from, "demand", demand_weekday, demand_weekend or zero)
+        )
     store.bulk_insert("tariffs", tariffs)
     store.bulk_insert("tariff_schedules", pd.concat(frames, ignore_index=True))
     if holidays:
         store.bulk_insert(
             "tariff_holidays",
             pd.DataFrame(
-                {"rate_code": rate_code, "effective_from": effective_from, "holiday": list(holidays), "name": "h"}
+                {
+                    "rate_code": rate_code,
+                    "effective_from": effective_from,
+                    "holiday": list(holidays),
+                    "name": "h",
+                }
             ),
         )
 
@@ -103,23 +112,67 @@ def add_service_point(
 ) -> None:
     store.bulk_insert(
         "service_points",
-        pd.DataFrame([{"service_point_id": sp, "commodity": commodity, "timezone": timezone,
-                       "rate_code": rate_code, "billing_cycle": cycle, "has_solar": has_solar,
-                       "status": "active", "synced_at": NOW}]),
+        pd.DataFrame(
+            [
+                {
+                    "service_point_id": sp,
+                    "commodity": commodity,
+                    "timezone": timezone,
+                    "rate_code": rate_code,
+                    "billing_cycle": cycle,
+                    "has_solar": has_solar,
+                    "status": "active",
+                    "synced_at": NOW,
+                }
+            ]
+        ),
     )
     store.bulk_insert(
         "service_point_history",
-        pd.DataFrame([{"service_point_id": sp, "valid_from": dt.date(1900, 1, 1), "valid_to": None,
-                       "commodity": commodity, "timezone": timezone, "rate_code": rate_code,
-                       "billing_cycle": cycle, "has_solar": has_solar, "status": "active", "synced_at": NOW}]),
+        pd.DataFrame(
+            [
+                {
+                    "service_point_id": sp,
+                    "valid_from": dt.date(1900, 1, 1),
+                    "valid_to": None,
+                    "commodity": commodity,
+                    "timezone": timezone,
+                    "rate_code": rate_code,
+                    "billing_cycle": cycle,
+                    "has_solar": has_solar,
+                    "status": "active",
+                    "synced_at": NOW,
+                }
+            ]
+        ),
     )
     store.bulk_insert(
         "accounts",
-        pd.DataFrame([{"account_id": account, "service_point_id": sp, "customer_name": account,
-                       "move_in": move_in, "move_out": move_out, "synced_at": NOW}]),
+        pd.DataFrame(
+            [
+                {
+                    "account_id": account,
+                    "service_point_id": sp,
+                    "customer_name": account,
+                    "move_in": move_in,
+                    "move_out": move_out,
+                    "synced_at": NOW,
+                }
+            ]
+        ),
     )
-    add_meter(store, meter, sp, kind=kind, commodity=commodity, unit=unit, interval_seconds=interval_seconds,
-              installed_at=installed_at, dials=dials, multiplier=multiplier)
+    add_meter(
+        store,
+        meter,
+        sp,
+        kind=kind,
+        commodity=commodity,
+        unit=unit,
+        interval_seconds=interval_seconds,
+        installed_at=installed_at,
+        dials=dials,
+        multiplier=multiplier,
+    )
 
 
 def add_meter(
@@ -140,26 +193,59 @@ def add_meter(
 ) -> None:
     store.bulk_insert(
         "meters",
-        pd.DataFrame([{"meter_id": meter, "kind": kind, "commodity": commodity, "role": "customer",
-                       "channels": "kwh_delivered", "unit": unit, "interval_seconds": interval_seconds,
-                       "multiplier": multiplier, "dials": dials, "headend": "t", "synced_at": NOW}]),
+        pd.DataFrame(
+            [
+                {
+                    "meter_id": meter,
+                    "kind": kind,
+                    "commodity": commodity,
+                    "role": "customer",
+                    "channels": "kwh_delivered",
+                    "unit": unit,
+                    "interval_seconds": interval_seconds,
+                    "multiplier": multiplier,
+                    "dials": dials,
+                    "headend": "t",
+                    "synced_at": NOW,
+                }
+            ]
+        ),
     )
     store.bulk_insert(
         "meter_installs",
-        pd.DataFrame([{"meter_id": meter, "service_point_id": sp,
-                       "installed_at": pd.Timestamp(installed_at),
-                       "removed_at": pd.Timestamp(removed_at) if removed_at else pd.NaT,
-                       "multiplier": multiplier, "start_register": start_register,
-                       "end_register": end_register, "synced_at": NOW}]),
+        pd.DataFrame(
+            [
+                {
+                    "meter_id": meter,
+                    "service_point_id": sp,
+                    "installed_at": pd.Timestamp(installed_at),
+                    "removed_at": pd.Timestamp(removed_at) if removed_at else pd.NaT,
+                    "multiplier": multiplier,
+                    "start_register": start_register,
+                    "end_register": end_register,
+                    "synced_at": NOW,
+                }
+            ]
+        ),
     )
 
 
-def add_cycle(store: Store, cycle: str, period_start: str, period_end: str, read_date: str | None = None) -> None:
+def add_cycle(
+    store: Store, cycle: str, period_start: str, period_end: str, read_date: str | None = None
+) -> None:
     store.bulk_insert(
         "billing_cycles",
-        pd.DataFrame([{"cycle_id": cycle, "period_start": dt.date.fromisoformat(period_start),
-                       "period_end": dt.date.fromisoformat(period_end),
-                       "read_date": dt.date.fromisoformat(read_date or period_end), "synced_at": NOW}]),
+        pd.DataFrame(
+            [
+                {
+                    "cycle_id": cycle,
+                    "period_start": dt.date.fromisoformat(period_start),
+                    "period_end": dt.date.fromisoformat(period_end),
+                    "read_date": dt.date.fromisoformat(read_date or period_end),
+                    "synced_at": NOW,
+                }
+            ]
+        ),
     )
 
 
@@ -216,3 +302,63 @@ def value(frame: pd.DataFrame, determinant: str, tou_period=None, account: str |
     sel = sel[sel.tou_period.isna()] if tou_period is None else sel[sel.tou_period == tou_period]
     assert len(sel) == 1, f"{determinant} p{tou_period}: {len(sel)} rows"
     return float(sel.value.iloc[0])
+
+
+def add_register_reads(
+    store: Store,
+    meter: str,
+    reads: list[tuple[str, float]],
+    channel: str = "kwh_delivered",
+    unit: str = "kWh",
+) -> None:
+    ends = pd.to_datetime([r[0] for r in reads], utc=True)
+    store.bulk_insert(
+        "register_reads",
+        pd.DataFrame(
+            {
+                "file_id": 0,
+                "line": range(1, len(reads) + 1),
+                "meter_id": meter,
+                "channel": channel,
+                "read_at": ends,
+                "value": [r[1] for r in reads],
+                "unit": unit,
+                "source_unit": unit,
+                "source_quality": None,
+                "read_day": ends.tz_convert("America/Chicago").date,
+            }
+        ),
+    )
+
+
+def set_rate_history(
+    store: Store,
+    sp: str,
+    history: list[tuple[str, str | None, str]],
+    *,
+    cycle: str,
+    timezone: str = "America/Chicago",
+    commodity: str = "electric",
+) -> None:
+    """Replace a service point's history with (valid_from, valid_to, rate_code) rows."""
+    store.execute("DELETE FROM service_point_history WHERE service_point_id = :sp", {"sp": sp})
+    store.bulk_insert(
+        "service_point_history",
+        pd.DataFrame(
+            [
+                {
+                    "service_point_id": sp,
+                    "valid_from": dt.date.fromisoformat(a),
+                    "valid_to": dt.date.fromisoformat(b) if b else None,
+                    "commodity": commodity,
+                    "timezone": timezone,
+                    "rate_code": rate,
+                    "billing_cycle": cycle,
+                    "has_solar": False,
+                    "status": "active",
+                    "synced_at": NOW,
+                }
+                for a, b, rate in history
+            ]
+        ),
+    )

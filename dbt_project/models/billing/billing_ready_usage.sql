@@ -2,7 +2,7 @@
 -- during a segment of the closed period, summed per service point and interval (a meter
 -- exchange hands over without overlap), with the interval's TOU energy and demand periods.
 -- Channels stay separate and non-negative (delivered, received); a net-only channel is split
--- by sign. Volumes (water, gas) are converted once to the tariff's billing unit.
+-- by sign. Manual and AMR meters bill from their registers (register_usage). Volumes (water, gas) are converted once to the tariff's billing unit.
 with usage as (
     select
         s.account_id,
@@ -25,7 +25,8 @@ with usage as (
         on mi.meter_id = i.meter_id
         and i.interval_end > mi.installed_at
         and (mi.removed_at is null or i.interval_end <= mi.removed_at)
-    inner join {{ source('smartmdm', 'meters') }} as m on m.meter_id = i.meter_id
+    inner join {{ source('smartmdm', 'meters') }} as m
+        on m.meter_id = i.meter_id and m.kind not in ('manual', 'amr')  -- those bill from registers
     inner join {{ ref('bill_segments') }} as s
         on s.service_point_id = mi.service_point_id
         and i.interval_end > s.window_start
@@ -55,6 +56,8 @@ select
     sum(case when u.status = 'edited' then abs(u.value) else 0 end) as edited_quantity,
     sum(abs(coalesce(u.value, 0))) as total_quantity,
     count(*) as channel_intervals,
+    sum(case when u.channel in ('kwh_delivered', 'kwh_net', 'water', 'gas') and u.value is not null
+             then 1 else 0 end) as primary_present,
     sum(case when u.value is null then 1 else 0 end) as missing_intervals
 from usage as u
 inner join {{ ref('tou_slots') }} as t

@@ -31,6 +31,7 @@ registers as (
     select
         account_id, service_point_id, cycle_id, period_start, segment_start,
         sum(quantity) as quantity,
+        sum(case when estimated then abs(quantity) else 0 end) as estimated_quantity,
         count(*) as meters,
         sum(case when quantity is null then 1 else 0 end) as unread_meters
     from {{ ref('register_usage') }}
@@ -70,8 +71,10 @@ seg as (
             when r.account_id is not null then 'register'
             else 'interval'
         end as source,
-        case when coalesce(e.total_quantity, 0) > 0
-             then e.estimated_quantity / e.total_quantity else 0 end as estimated_share,
+        case when coalesce(e.total_quantity, 0) + abs(coalesce(r.quantity, 0)) > 0
+             then (coalesce(e.estimated_quantity, 0) + coalesce(r.estimated_quantity, 0))
+                / (coalesce(e.total_quantity, 0) + abs(coalesce(r.quantity, 0)))
+             else 0 end as estimated_share,
         case when coalesce(e.total_quantity, 0) > 0
              then e.edited_quantity / e.total_quantity else 0 end as edited_share
     from segs as s
@@ -159,9 +162,9 @@ rows_ as (
     union all
     select seg.*, 'period_days', null, period_days, 'day' from seg
     union all
-    select seg.*, 'estimated_share', null, estimated_share, 'ratio' from seg
+    select seg.*, 'share_estimated', null, estimated_share, 'ratio' from seg
     union all
-    select seg.*, 'edited_share', null, edited_share, 'ratio' from seg
+    select seg.*, 'share_edited', null, edited_share, 'ratio' from seg
 )
 
 select

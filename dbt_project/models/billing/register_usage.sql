@@ -3,6 +3,7 @@
 -- start/end register when the meter was installed or removed inside it, otherwise the read
 -- nearest the boundary within register_read_tolerance_days), rollover-aware
 -- (+10^dials when the end reads below the start) and times the install's multiplier.
+-- A missing scheduled read falls back to the VEE's register estimate (register_value).
 -- A meter exchange sums the meters.
 with installs as (
     select
@@ -24,9 +25,14 @@ with installs as (
 ),
 
 reads as (
-    select meter_id, read_at, value
+    -- actual register reads, and the VEE's register estimates where a scheduled read is missing
+    select meter_id, read_at, value, false as estimated
     from {{ source('smartmdm', 'register_reads') }}
     where channel in ('kwh_delivered', 'water', 'gas') and value is not null
+    union all
+    select meter_id, interval_end as read_at, register_value as value, true as estimated
+    from {{ ref('stg_current_intervals') }}
+    where status = 'estimated' and register_value is not null
 ),
 
 boundaries as (
@@ -43,10 +49,11 @@ nearest as (
     select
         b.*,
         r.value,
+        r.estimated,
         row_number() over (
             partition by b.account_id, b.service_point_id, b.cycle_id, b.period_start, b.segment_start,
                 b.meter_id, b.boundary
-            order by abs({{ epoch_s('r.read_at') }} - {{ epoch_s('b.at') }}), r.read_at desc
+            order by abs({{ epoch_s('r.read_at') }} - {{ epoch_s('b.at') }}), r.estimated, r.read_at desc
         ) as rn
     from boundaries as b
     inner join reads as r
@@ -60,6 +67,8 @@ per_meter as (
         i.*,
         case when i.installed_inside and i.start_register is not null then i.start_register
              else s.value end as register_start,
+        (not (i.installed_inside and i.start_register is not null) and s.estimated)
+            or (not (i.removed_inside and i.end_register is not null) and e.estimated) as estimated,
         case when i.removed_inside and i.end_register is not null then i.end_register
              else e.value end as register_end
     from installs as i
@@ -81,6 +90,7 @@ select
     p.meter_id,
     p.register_start,
     p.register_end,
+    coalesce(p.estimated, false) as estimated,
     (p.register_end - p.register_start
         + case when p.register_end < p.register_start and p.dials is not null
                then power(10, p.dials) else 0 end)

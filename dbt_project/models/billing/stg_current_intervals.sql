@@ -9,7 +9,9 @@ with bounds as (
 ),
 
 window_rows as (
-    select i.meter_id, i.channel, i.interval_end, i.version, i.interval_seconds, i.value, i.status
+    select
+        i.meter_id, i.channel, i.interval_end, i.version, i.interval_seconds, i.value, i.status,
+        i.estimation_method, i.register_value
     from {{ source('smartmdm', 'intervals') }} as i
     inner join bounds as b on i.read_day between b.d0 and b.d1
 ),

@@ -1,0 +1,269 @@
+"""Billing-cycle close: completeness gate, versioned determinants, billed lock, close log.
+
+The set-based work (segments, TOU buckets, demand, registers, completeness) is the dbt
+project; this module turns its fresh ``period_determinants`` into versions of
+``billing_determinants``. An account-period gets a new version only when its determinants
+changed (a content hash over every row), and a new version of a period that was already
+closed is a correction. Re-closing with unchanged data writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from smartmdm_pipelines.store.store import Store
+
+ACCOUNT_KEY = ["account_id", "service_point_id"]
+HASHED = ["segment_start", "rate_code", "determinant", "tou_period", "value", "unit", "source"]
+
+
+class CloseRefused(RuntimeError):
+    """The period's data are not complete enough to bill and no override was given."""
+
+
+@dataclass(frozen=True)
+class Completeness:
+    expected: int
+    present: int
+    service_points: int
+    short_service_points: pd.DataFrame = field(repr=False)
+
+    @property
+    def ratio(self) -> float:
+        return self.present / self.expected if self.expected else 1.0
+
+
+@dataclass
+class CloseResult:
+    cycle_id: str
+    period_start: str
+    outcome: str  # closed | corrected | unchanged | refused
+    completeness: float
+    accounts: int
+    new_versions: int
+    corrections: int
+    determinant_rows: int
+    flagged_for_review: int
+    forced: bool
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_period_key(key: str) -> tuple[str, str]:
+    """``C01|2024-02-01`` -> ("C01", "2024-02-01")."""
+    cycle_id, _, period_start = key.partition("|")
+    if not cycle_id or not period_start:
+        raise ValueError(f"billing period key {key!r}: expected CYCLE|YYYY-MM-DD")
+    dt.date.fromisoformat(period_start)
+    return cycle_id, period_start
+
+
+def period_key(cycle_id: str, period_start: dt.date | str) -> str:
+    return f"{cycle_id}|{period_start}"
+
+
+def completeness(store: Store, cycle_id: str, period_start: str) -> Completeness:
+    """Present vs expected intervals from the dbt model ``period_completeness``."""
+    frame = store.read_frame(
+        "SELECT service_point_id, sum(expected_intervals) AS expected, sum(present_intervals) AS present "
+        "FROM period_completeness WHERE cycle_id = :c AND period_start = :p GROUP BY service_point_id",
+        {"c": cycle_id, "p": dt.date.fromisoformat(period_start)},
+    )
+    expected = frame["expected"].astype("float64")
+    present = np.minimum(frame["present"].astype("float64"), expected)
+    ratio = np.where(expected > 0, present / expected.where(expected > 0, 1.0), 1.0)
+    short = frame.assign(ratio=ratio)[ratio < 1.0].sort_values("ratio")
+    return Completeness(int(expected.sum()), int(present.sum()), len(frame), short)
+
+
+def refusal_message(cycle_id: str, period_start: str, comp: Completeness, threshold: float) -> str:
+    worst = ", ".join(
+        f"{r.service_point_id} {r.ratio:.1%}" for r in comp.short_service_points.head(5).itertuples()
+    )
+    return (
+        f"billing cycle {cycle_id} period {period_start}: data completeness {comp.ratio:.2%} is below the "
+        f"{threshold:.2%} threshold ({comp.expected - comp.present:,} of {comp.expected:,} intervals missing "
+        f"across {len(comp.short_service_points):,} of {comp.service_points:,} service points; worst: {worst}). "
+        "Close with force=true to bill what is there, or forward_estimate=true to estimate the missing intervals."
+    )
+
+
+def _content_hashes(rows: pd.DataFrame) -> pd.DataFrame:
+    """One order-independent hash per account-period over all its determinant rows."""
+    hashed = rows[HASHED].assign(
+        value=rows["value"].astype("float64").round(9),
+        segment_start=rows["segment_start"].astype("str"),
+        tou_period=rows["tou_period"].astype("Int64"),
+    )
+    row_hash = pd.util.hash_pandas_object(hashed, index=False).to_numpy(dtype="uint64").view("int64")
+    # a wrapping sum of row hashes: order-independent and vectorised
+    summed = rows[ACCOUNT_KEY].assign(_h=row_hash).groupby(ACCOUNT_KEY, sort=False)["_h"].sum()
+    hexed = pd.Series(summed.to_numpy(dtype="int64").view("uint64"), index=summed.index).map("{:016x}".format)
+    return hexed.rename("content_hash").reset_index()
+
+
+def version_determinants(
+    store: Store,
+    cycle_id: str,
+    period_start: str,
+    *,
+    closed_by: str,
+    threshold: float,
+    estimated_share_limit: float,
+    force: bool = False,
+    reason: str = "",
+    now: pd.Timestamp | None = None,
+) -> CloseResult:
+    """Gate on completeness, then write a new version for every account-period that changed."""
+    now = now or pd.Timestamp.now(tz="UTC")
+    start = dt.date.fromisoformat(period_start)
+    comp = completeness(store, cycle_id, period_start)
+    if comp.ratio < threshold and not force:
+        message = refusal_message(cycle_id, period_start, comp, threshold)
+        _log_close(store, cycle_id, start, now, "refused", closed_by, force, comp.ratio, 0, 0, message)
+        raise CloseRefused(message)
+
+    fresh = store.read_frame(
+        "SELECT * FROM period_determinants WHERE cycle_id = :c AND period_start = :p",
+        {"c": cycle_id, "p": start},
+    )
+    hashes = _content_hashes(fresh) if len(fresh) else pd.DataFrame(columns=[*ACCOUNT_KEY, "content_hash"])
+    latest = store.read_frame(
+        "SELECT account_id, service_point_id, max(version) AS version FROM billing_determinants "
+        "WHERE cycle_id = :c AND period_start = :p GROUP BY account_id, service_point_id",
+        {"c": cycle_id, "p": start},
+    )
+    latest_hash = store.read_frame(
+        "SELECT DISTINCT d.account_id, d.service_point_id, d.content_hash AS latest_hash "
+        "FROM billing_determinants d JOIN (SELECT account_id, service_point_id, max(version) AS version "
+        "FROM billing_determinants WHERE cycle_id = :c AND period_start = :p "
+        "GROUP BY account_id, service_point_id) l ON l.account_id = d.account_id "
+        "AND l.service_point_id = d.service_point_id AND l.version = d.version "
+        "WHERE d.cycle_id = :c AND d.period_start = :p",
+        {"c": cycle_id, "p": start},
+    )
+    merged = hashes.merge(latest, on=ACCOUNT_KEY, how="left").merge(latest_hash, on=ACCOUNT_KEY, how="left")
+    changed = merged[merged["latest_hash"].ne(merged["content_hash"]) | merged["latest_hash"].isna()]
+    changed = changed.assign(
+        is_correction=changed["version"].notna(),
+        new_version=changed["version"].fillna(0).astype("int64") + 1,
+    )
+    rows = fresh.merge(
+        changed[[*ACCOUNT_KEY, "content_hash", "is_correction", "new_version"]], on=ACCOUNT_KEY
+    )
+    rows = rows.assign(version=rows.pop("new_version"), created_at=now)
+    cols = [c.name for c in store.table("billing_determinants").columns]
+    est = fresh[fresh["determinant"].eq("share_estimated")]
+    flagged = int(est.loc[est["value"] > estimated_share_limit, ACCOUNT_KEY].drop_duplicates().shape[0])
+    corrections = int(changed["is_correction"].sum())
+    prior_close = store.scalar(
+        "SELECT count(*) FROM billing_closes WHERE cycle_id = :c AND period_start = :p "
+        "AND outcome IN ('closed', 'corrected', 'unchanged')",
+        {"c": cycle_id, "p": start},
+    )
+    outcome = "unchanged" if prior_close and not len(changed) else ("corrected" if corrections else "closed")
+    with store.begin() as conn:
+        if len(rows):
+            store.bulk_insert("billing_determinants", rows[cols], conn)
+        _mark_billed(store, cycle_id, start, conn)
+        _log_close(
+            store,
+            cycle_id,
+            start,
+            now,
+            outcome,
+            closed_by,
+            force,
+            comp.ratio,
+            len(hashes),
+            len(changed),
+            reason,
+            conn=conn,
+        )
+    return CloseResult(
+        cycle_id,
+        period_start,
+        outcome,
+        comp.ratio,
+        len(hashes),
+        len(changed),
+        corrections,
+        len(rows),
+        flagged,
+        force,
+    )
+
+
+def _mark_billed(store: Store, cycle_id: str, start: dt.date, conn) -> None:
+    """Lock the estimates this close billed: a late actual replacing one raises a restatement."""
+    store.execute(
+        "UPDATE intervals SET billed = true WHERE billed = false AND status = 'estimated' "
+        "AND read_day BETWEEN :d0 AND :d1 AND meter_id IN ("
+        " SELECT mi.meter_id FROM meter_installs mi JOIN bill_segments s"
+        " ON s.service_point_id = mi.service_point_id AND s.cycle_id = :c AND s.period_start = :p)",
+        {
+            "c": cycle_id,
+            "p": start,
+            "d0": start - dt.timedelta(days=1),
+            "d1": _period_end(store, cycle_id, start) + dt.timedelta(days=1),
+        },
+        conn=conn,
+    )
+
+
+def _period_end(store: Store, cycle_id: str, start: dt.date) -> dt.date:
+    end = store.scalar(
+        "SELECT period_end FROM billing_cycles WHERE cycle_id = :c AND period_start = :p",
+        {"c": cycle_id, "p": start},
+    )
+    if end is None:
+        raise ValueError(f"billing cycle {cycle_id} has no period starting {start} in billing_cycles")
+    return end if isinstance(end, dt.date) else dt.date.fromisoformat(str(end)[:10])
+
+
+def _log_close(
+    store: Store,
+    cycle_id: str,
+    start: dt.date,
+    now: pd.Timestamp,
+    outcome: str,
+    closed_by: str,
+    forced: bool,
+    ratio: float,
+    accounts: int,
+    new_versions: int,
+    reason: str,
+    conn=None,
+) -> None:
+    row = pd.DataFrame(
+        [
+            {
+                "cycle_id": cycle_id,
+                "period_start": start,
+                "period_end": _period_end(store, cycle_id, start),
+                "closed_at": now,
+                "outcome": outcome,
+                "closed_by": closed_by,
+                "forced": forced,
+                "completeness": ratio,
+                "accounts": accounts,
+                "new_versions": new_versions,
+                "reason": reason or None,
+            }
+        ]
+    )
+    store.bulk_insert("billing_closes", row, conn)
+
+
+def new_versions(store: Store, cycle_id: str, period_start: str, since: pd.Timestamp) -> pd.DataFrame:
+    """Determinant rows written by closes at or after ``since`` (what an export sends)."""
+    return store.read_frame(
+        "SELECT * FROM billing_determinants WHERE cycle_id = :c AND period_start = :p AND created_at >= :t",
+        {"c": cycle_id, "p": dt.date.fromisoformat(period_start), "t": since},
+    )
