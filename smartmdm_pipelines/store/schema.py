@@ -236,7 +236,9 @@ intervals = sa.Table(
     sa.Column("reason", sa.Text, comment="why this version exists: estimation inputs, edit reason …"),
     sa.Column("previous_value", sa.Double, comment="value of the version this one supersedes"),
     sa.Column("billed", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("register_value", sa.Double, comment="estimated register reading (dial units) of a register estimate"),
+    sa.Column(
+        "register_value", sa.Double, comment="estimated register reading (dial units) of a register estimate"
+    ),
     comment="Versioned validated store; every change is a new version. Identity: (meter_id, channel, interval_end, version).",
 )
 
@@ -314,11 +316,15 @@ tariffs = sa.Table(
     sa.Column("label", sa.String, comment="URDB label"),
     sa.Column("name", sa.String),
     sa.Column("utility", sa.String),
-    sa.Column("holidays", sa.String, nullable=False, comment="holiday calendar mapped to the weekend schedule"),
+    sa.Column(
+        "holidays", sa.String, nullable=False, comment="holiday calendar mapped to the weekend schedule"
+    ),
     sa.Column("netting", sa.String, nullable=False, comment="per_period | per_interval | buy_all_sell_all"),
     sa.Column("demand_window_minutes", sa.Integer, nullable=False),
     sa.Column("demand_method", sa.String, nullable=False, comment="block | rolling"),
-    sa.Column("billing_unit", sa.String, nullable=False, comment="unit the tariff bills in: kWh, CCF, kgal, therm …"),
+    sa.Column(
+        "billing_unit", sa.String, nullable=False, comment="unit the tariff bills in: kWh, CCF, kgal, therm …"
+    ),
     sa.Column("urdb_json", sa.Text, nullable=False, comment="the tariff as imported"),
     sa.Column("content_hash", sa.String, nullable=False),
     _ts("loaded_at"),

@@ -1,0 +1,300 @@
+"""Batch export of billing determinants to the CIS, recorded in the outbox.
+
+One record per account, service point, cycle, period and version (the determinants table is
+long: one row per determinant). A batch is three files in the export folder:
+
+* ``{batch}.csv`` — wide: one line per record, a column per determinant (``_p{tou_period}``
+  suffix for TOU determinants; ``_s{n}`` when a period is split in rate segments), plus
+  ``period_end``, ``is_correction``, ``estimated_share`` (the largest share of the record) and
+  the ``idempotency_key``;
+* ``{batch}.jsonl`` — the same records as JSON objects, determinants nested as a list of
+  ``{determinant, tou_period, value, unit, source}`` (plus the rate segment when present);
+* ``{batch}.manifest.json`` — batch name, created_at, record and determinant-row counts,
+  sha256 and size of each file, the cycle periods covered and the number of corrections.
+  Written last: a CIS that waits for the manifest never sees a partial batch.
+
+Every file is written under a temporary name and renamed. Each exported record becomes one
+``outbound_messages`` row (key ``billing:{account}:{service point}:{cycle}:{period start}:v{version}``,
+channel ``cis_batch``, status ``sent``, response = the batch file name); a record whose key is
+already in the outbox is skipped, so re-exporting is idempotent. Outbox rows and files are
+written in one transaction (outbox rows first, so a concurrent export of the same records fails
+on the key before it writes a file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smartmdm_pipelines.store.store import Store
+
+RECORD_KEY = ["account_id", "service_point_id", "cycle_id", "period_start", "version"]
+REQUIRED = [*RECORD_KEY, "period_end", "determinant", "value"]
+CHANNEL = "cis_batch"
+KIND = "billing_determinants"
+_SEGMENT = ["rate_code", "segment_start", "segment_end"]
+
+
+class ExportError(ValueError):
+    pass
+
+
+@dataclass
+class ExportResult:
+    batch_name: str
+    exported: int = 0  # records written to the batch
+    skipped: int = 0  # records already in the outbox
+    determinant_rows: int = 0
+    corrections: int = 0
+    files: dict[str, Path] = field(default_factory=dict)  # csv, jsonl, manifest
+    manifest: dict | None = None
+
+
+def idempotency_keys(records: pd.DataFrame) -> pd.Series:
+    """``billing:{account_id}:{service_point_id}:{cycle_id}:{period_start}:v{version}`` per row."""
+    return (
+        "billing:"
+        + records["account_id"].astype(str)
+        + ":"
+        + records["service_point_id"].astype(str)
+        + ":"
+        + records["cycle_id"].astype(str)
+        + ":"
+        + _iso_date(records["period_start"])
+        + ":v"
+        + records["version"].astype("int64").astype(str)
+    )
+
+
+def export_determinants(
+    store: Store, determinants: pd.DataFrame, export_dir: Path, batch_name: str
+) -> ExportResult:
+    """Export the records of ``determinants`` not yet in the outbox as batch ``batch_name``."""
+    missing = [c for c in REQUIRED if c not in determinants]
+    if missing:
+        raise ExportError(
+            f"determinants lack columns {missing}; expected the columns of billing_determinants"
+        )
+    if not batch_name or any(ch in batch_name for ch in "/\\") or batch_name.startswith("."):
+        raise ExportError(f"batch name {batch_name!r} must be a plain file stem")
+    export_dir = Path(export_dir)
+    names = {
+        "csv": f"{batch_name}.csv",
+        "jsonl": f"{batch_name}.jsonl",
+        "manifest": f"{batch_name}.manifest.json",
+    }
+    taken = [n for n in names.values() if (export_dir / n).exists()]
+    if taken:
+        raise ExportError(
+            f"batch {batch_name!r} already exists in {export_dir} ({taken}); batches are never overwritten"
+        )
+
+    long = _normalise(determinants)
+    rid = long.groupby(RECORD_KEY, sort=False).ngroup().to_numpy()
+    keys = idempotency_keys(long.drop_duplicates(RECORD_KEY)).to_numpy(dtype=object)
+    long["idempotency_key"] = keys[rid]
+    long["_rid"] = rid
+    all_keys = keys
+    result = ExportResult(batch_name)
+    if long.empty:
+        return result
+    with store.begin() as conn:
+        sent = store.read_frame(
+            "SELECT idempotency_key FROM outbound_messages WHERE kind = :kind", {"kind": KIND}, conn
+        )["idempotency_key"]
+        long = long[~long["idempotency_key"].isin(sent)]
+        result.skipped = int(len(all_keys) - long["idempotency_key"].nunique())
+        if long.empty:
+            return result
+        long = long.sort_values(["_rid", "column"], kind="stable")
+        records = _records(long)
+        wide = _wide(long, records)
+        lines = _json_lines(long, records)
+        now = pd.Timestamp.now(tz="UTC")
+        store.bulk_insert(
+            "outbound_messages",
+            pd.DataFrame(
+                {
+                    "idempotency_key": records["idempotency_key"].to_numpy(),
+                    "channel": CHANNEL,
+                    "kind": KIND,
+                    "payload": lines.to_numpy(),
+                    "status": "sent",
+                    "attempts": 1,
+                    "response": names["jsonl"],
+                    "created_at": now,
+                    "sent_at": now,
+                }
+            ),
+            conn,
+        )
+        export_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            manifest = _write_batch(export_dir, names, wide, lines, records, long, batch_name, now, written)
+        except BaseException:
+            for path in written:  # the outbox rows roll back: leave no half batch behind
+                path.unlink(missing_ok=True)
+            raise
+    result.exported = len(records)
+    result.determinant_rows = len(long)
+    result.corrections = manifest["corrections"]
+    result.files = {kind: export_dir / name for kind, name in names.items()}
+    result.manifest = manifest
+    return result
+
+
+# --- shaping ------------------------------------------------------------------------------------------
+
+
+def _iso_date(values: pd.Series) -> pd.Series:
+    """ISO dates, formatted once per distinct value (a period has a handful of dates, not millions)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = pd.to_datetime(pd.Series(uniques)).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    out = np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else None, None)
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def _normalise(determinants: pd.DataFrame) -> pd.DataFrame:
+    long = determinants.reset_index(drop=True).copy()
+    for col in ("period_start", "period_end", "segment_start", "segment_end"):
+        if col in long:
+            long[col] = _iso_date(long[col]).astype(object).where(long[col].notna(), None)
+    if long[["period_start", "period_end"]].isna().any().any():
+        raise ExportError("determinants have empty period_start/period_end")
+    long["version"] = long["version"].astype("int64")
+    for col, default in (
+        ("tou_period", pd.NA),
+        ("unit", None),
+        ("source", None),
+        ("estimated_share", np.nan),
+    ):
+        if col not in long:
+            long[col] = default
+    long["tou_period"] = long["tou_period"].astype("Int64")
+    long["is_correction"] = (
+        long["is_correction"].fillna(False).astype(bool) if "is_correction" in long else False
+    )
+    long["value"] = long["value"].astype("float64")
+    # rate segments: numbered within the record when a period is split (rate change, move-in/out)
+    if "segment_start" in long and long["segment_start"].notna().any():
+        seg = long["segment_start"].fillna("")
+        long["segment_no"] = (
+            long.assign(_seg=seg).groupby(RECORD_KEY, sort=False)["_seg"].rank(method="dense").astype("int64")
+        )
+        multi = long.groupby(RECORD_KEY, sort=False)["segment_no"].transform("max") > 1
+        long["segment_no"] = long["segment_no"].where(multi, 0)
+    else:
+        long["segment_no"] = 0
+    name = long["determinant"].astype(str)
+    name = name.where(long["tou_period"].isna(), name + "_p" + long["tou_period"].astype(str))
+    long["column"] = name.where(long["segment_no"] == 0, name + "_s" + long["segment_no"].astype(str))
+    dup = long.duplicated([*RECORD_KEY, "column"], keep=False)
+    if dup.any():
+        first = long.loc[dup].iloc[0]
+        raise ExportError(
+            f"determinant {first['column']!r} appears more than once for record "
+            f"{first['idempotency_key'] if 'idempotency_key' in long else dict(first[RECORD_KEY])}; "
+            "expected one row per account, period, version, determinant and TOU period"
+        )
+    return long
+
+
+def _records(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per record, in ``_rid`` order (``long`` is sorted by ``_rid``)."""
+    rid = long["_rid"].to_numpy()
+    first = np.r_[True, rid[1:] != rid[:-1]]
+    records = long.loc[first, [*RECORD_KEY, "period_end", "idempotency_key"]].reset_index(drop=True)
+    by_record = long.groupby("_rid", sort=True)
+    records["is_correction"] = by_record["is_correction"].any().to_numpy()
+    records["estimated_share"] = by_record["estimated_share"].max().to_numpy()
+    return records[[*RECORD_KEY, "period_end", "is_correction", "estimated_share", "idempotency_key"]]
+
+
+def _wide(long: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    values = long.set_index([*RECORD_KEY, "column"])["value"].unstack("column")
+    values = values[sorted(values.columns)]
+    values.columns.name = None
+    wide = records.merge(values.reset_index(), on=RECORD_KEY, how="left", validate="one_to_one")
+    head = [*RECORD_KEY, "period_end", "is_correction", "estimated_share", "idempotency_key"]
+    return wide[head + [c for c in wide.columns if c not in head]]
+
+
+def _json_lines(long: pd.DataFrame, records: pd.DataFrame) -> pd.Series:
+    """One JSON object per record, determinants nested; serialised by pandas, spliced as strings."""
+    item_cols = ["determinant", "tou_period", "value", "unit", "source"]
+    item_cols += [c for c in _SEGMENT if c in long and long[c].notna().any()]
+    items = np.array(
+        long[item_cols].to_json(orient="records", lines=True, double_precision=15).splitlines(), dtype=object
+    )
+    heads = records[["idempotency_key", *RECORD_KEY, "period_end", "is_correction", "estimated_share"]]
+    heads = heads.to_json(orient="records", lines=True, double_precision=15).splitlines()
+    opening = np.array([h[:-1] + ',"determinants":[' for h in heads], dtype=object)
+    rid = long["_rid"].to_numpy()  # sorted: a record's determinants are contiguous
+    first = np.r_[True, rid[1:] != rid[:-1]]
+    last = np.r_[rid[1:] != rid[:-1], True]
+    record_no = np.cumsum(first) - 1
+    pieces = np.where(first, opening[record_no], ",") + items + np.where(last, "]}\n", "")
+    return pd.Series("".join(pieces.tolist()).split("\n")[:-1], dtype=object)
+
+
+def _write_batch(
+    export_dir: Path,
+    names: dict[str, str],
+    wide: pd.DataFrame,
+    lines: pd.Series,
+    records: pd.DataFrame,
+    long: pd.DataFrame,
+    batch_name: str,
+    now: pd.Timestamp,
+    written: list[Path],
+) -> dict:
+    contents = {
+        "csv": wide.to_csv(index=False, lineterminator="\n").encode(),
+        "jsonl": ("\n".join(lines) + "\n").encode(),
+    }
+    files = {}
+    for kind, data in contents.items():
+        files[kind] = _write_atomic(export_dir / names[kind], data)
+        written.append(files[kind][0])
+    periods = (
+        records[["cycle_id", "period_start", "period_end"]]
+        .drop_duplicates()
+        .sort_values(["cycle_id", "period_start", "period_end"])
+    )
+    manifest = {
+        "batch_name": batch_name,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "kind": KIND,
+        "record_count": len(records),
+        "determinant_rows": len(long),
+        "corrections": int(records["is_correction"].sum()),
+        "periods": periods.to_dict("records"),
+        "files": {
+            path.name: {"sha256": digest, "bytes": size, "records": len(records)}
+            for path, digest, size in files.values()
+        },
+    }
+    manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
+    written.append(_write_atomic(export_dir / names["manifest"], manifest_bytes)[0])
+    return manifest
+
+
+def _write_atomic(path: Path, data: bytes) -> tuple[Path, str, int]:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path, hashlib.sha256(data).hexdigest(), len(data)
