@@ -25,3 +25,8 @@ def read_days() -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(
         start_date=cfg.utility.partitions_start.isoformat(), timezone=cfg.utility.timezone
     )
+
+
+# Billing periods: one partition per billing cycle and period, keyed ``CYCLE|YYYY-MM-DD``
+# (the period's first day); added as the CIS publishes its read calendar.
+BILLING_PERIODS = dg.DynamicPartitionsDefinition(name="billing_periods")

@@ -1,8 +1,12 @@
-"""CIS master data, synchronised inbound from the CIS's CSV drop."""
+"""CIS master data, synchronised inbound from the CIS's CSV drop or its REST API, with history."""
 
 import dagster as dg
 
+from smartmdm_pipelines.integrations.cis_client import CisClient
+from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.services.billing_close import period_key
+from smartmdm_pipelines.services.billing_schedule import all_periods
 from smartmdm_pipelines.services.cis_sync import sync_master_data
 
 
@@ -11,17 +15,47 @@ from smartmdm_pipelines.services.cis_sync import sync_master_data
     kinds={"python", "csv"},
     owners=["team:mdm-operations"],
     pool="smartmdm_store",
-    description="Accounts, service points, meters, meter installs, billing cycles and water zones from the CIS drop.",
+    description=(
+        "Accounts, service points (with their effective-dated history), meters, meter installs, "
+        "billing cycles and water zones from the CIS (CSV drop or REST API, per cis.source). "
+        "Upserts; nothing is deleted or overwritten without history."
+    ),
 )
-def cis_master_data(store: StoreResource, utility: UtilityConfigResource) -> dg.MaterializeResult:
-    counts = sync_master_data(store.get_store(), utility.config.cis_drop_dir)
+def cis_master_data(
+    context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource
+) -> dg.MaterializeResult:
+    config = utility.config
+    if config.cis.source == "rest":
+        with CisClient.from_settings(config.cis) as client:
+            report = sync_master_data(store.get_store(), client)
+    else:
+        report = sync_master_data(store.get_store(), config.cis_drop_dir)
+    for table, counts in report.tables.items():
+        context.log.info(
+            f"{table}: {counts.received} received, {counts.inserted} inserted, "
+            f"{counts.updated} updated, {counts.closed} closed"
+        )
+    # every billing period of the read calendar becomes a partition the billing team can close
+    periods = all_periods(store.get_store())
+    keys = [period_key(r.cycle_id, r.period_start) for r in periods.itertuples()]
+    known = set(context.instance.get_dynamic_partitions(BILLING_PERIODS.name))
+    new = [k for k in keys if k not in known]
+    if new:
+        context.instance.add_dynamic_partitions(BILLING_PERIODS.name, new)
+    received = sum(c.received for t, c in report.tables.items() if t != "service_point_history")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": sum(counts.values()), **{f"{t}_rows": n for t, n in counts.items()}}
+        metadata={
+            "dagster/row_count": received,
+            "source": f"{config.cis.source}: {report.source}",
+            "effective_date": report.effective_date.isoformat(),
+            "billing_periods_added": len(new),
+            **report.as_metadata(),
+        }
     )
 
 
 cis_sync_job = dg.define_asset_job(
     "cis_sync_job",
     selection=dg.AssetSelection.assets("cis_master_data"),
-    description="Synchronise CIS master data from the CSV drop.",
+    description="Synchronise CIS master data (CSV drop or REST API) into the store, keeping history.",
 )

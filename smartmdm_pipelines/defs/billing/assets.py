@@ -1,0 +1,151 @@
+"""Billing: reference data (tariffs, system peaks), versioned determinants per billing period,
+and the batch export to the CIS."""
+
+import dagster as dg
+import pandas as pd
+
+from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
+from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.services.billing_close import (
+    CloseRefused,
+    parse_period_key,
+    version_determinants,
+)
+from smartmdm_pipelines.services.billing_reference import load_billing_reference
+from smartmdm_pipelines.services.cis_export import export_determinants
+from smartmdm_pipelines.services.dbt_runner import run_dbt
+from smartmdm_pipelines.services.forward_estimate import forward_estimate
+
+
+@dg.asset(
+    group_name="billing",
+    kinds={"python"},
+    owners=["team:billing"],
+    pool="smartmdm_store",
+    description=(
+        "Tariffs per rate code from the utility config's URDB files (schedules and holiday calendars in long "
+        "form for set-based TOU bucketing) and system-peak intervals for coincident-peak demand."
+    ),
+)
+def billing_reference_data(store: StoreResource, utility: UtilityConfigResource) -> dg.MaterializeResult:
+    counts = load_billing_reference(store.get_store(), utility.config)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": counts.get("tariffs", 0),
+            **{f"{t}_rows": n for t, n in counts.items()},
+        }
+    )
+
+
+class CloseConfig(dg.Config):
+    """Launchpad config of a (re-)close."""
+
+    force: bool = False  # close even when completeness is below the threshold
+    forward_estimate: bool = False  # estimate intervals that have not arrived, then close
+    closed_by: str = "scheduler"
+    reason: str = ""
+
+
+@dg.asset(
+    partitions_def=BILLING_PERIODS,
+    deps=[dg.AssetKey("period_determinants"), dg.AssetKey("period_completeness")],
+    group_name="billing",
+    kinds={"python"},
+    owners=["team:billing"],
+    pool="smartmdm_store",
+    description=(
+        "Versioned billing determinants per account and billing period. Refuses a close when data "
+        "completeness is below the threshold (unless forced or forward-estimated); writes a new version only "
+        "for account-periods whose determinants changed, marked as a correction when the period was closed "
+        "before; locks the estimates it billed."
+    ),
+)
+def billing_determinants(
+    context: dg.AssetExecutionContext,
+    config: CloseConfig,
+    store: StoreResource,
+    utility: UtilityConfigResource,
+) -> dg.MaterializeResult:
+    cycle_id, period_start = parse_period_key(context.partition_key)
+    cfg = utility.config
+    db = store.get_store()
+    if config.forward_estimate:
+        through = _period_end_instant(db, cycle_id, period_start, cfg.utility.timezone)
+        summary = forward_estimate(
+            db,
+            None,
+            through,
+            created_by=config.closed_by,
+            reason=f"forward estimate for {context.partition_key}",
+        )
+        context.log.info(f"forward estimate through {through}: {summary}")
+        run_dbt(db, cycle_id, period_start)
+    try:
+        result = version_determinants(
+            db,
+            cycle_id,
+            period_start,
+            closed_by=config.closed_by,
+            threshold=cfg.billing.completeness_threshold,
+            estimated_share_limit=cfg.billing.estimated_share_limit,
+            force=config.force,
+            reason=config.reason,
+        )
+    except CloseRefused as exc:
+        raise dg.Failure(description=str(exc), metadata={"refused": True}) from exc
+    return dg.MaterializeResult(
+        metadata={
+            "outcome": result.outcome,
+            "completeness": dg.MetadataValue.float(round(result.completeness, 6)),
+            "accounts": result.accounts,
+            "new_versions": result.new_versions,
+            "corrections": result.corrections,
+            "dagster/row_count": result.determinant_rows,
+            "flagged_for_review": result.flagged_for_review,
+            "forced": result.forced,
+        }
+    )
+
+
+def _period_end_instant(db, cycle_id: str, period_start: str, tz: str) -> pd.Timestamp:
+    end = db.scalar(
+        "SELECT period_end FROM billing_cycles WHERE cycle_id = :c AND period_start = :p",
+        {"c": cycle_id, "p": pd.Timestamp(period_start).date()},
+    )
+    return (pd.Timestamp(str(end)[:10]) + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
+
+
+@dg.asset(
+    partitions_def=BILLING_PERIODS,
+    deps=["billing_determinants"],
+    group_name="billing",
+    kinds={"python", "csv", "json"},
+    owners=["team:billing"],
+    pool="smartmdm_store",
+    description=(
+        "Batch file for the CIS (CSV and JSON lines, one record per account-period-version, with a manifest "
+        "and checksums) in the outbox folder; every record is also an outbound_messages row, so a version is "
+        "never sent twice and the real-time push can share the outbox."
+    ),
+)
+def cis_billing_export(
+    context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource
+) -> dg.MaterializeResult:
+    cycle_id, period_start = parse_period_key(context.partition_key)
+    db = store.get_store()
+    rows = db.read_frame(
+        "SELECT * FROM billing_determinants WHERE cycle_id = :c AND period_start = :p",
+        {"c": cycle_id, "p": pd.Timestamp(period_start).date()},
+    )
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    result = export_determinants(
+        db, rows, utility.config.cis_export_dir, f"determinants_{cycle_id}_{period_start}_{stamp}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "exported_records": result.exported,
+            "skipped_already_sent": result.skipped,
+            "corrections": result.corrections,
+            "files": dg.MetadataValue.json({k: str(v) for k, v in result.files.items()}),
+        }
+    )

@@ -1,0 +1,129 @@
+"""Billing-cycle close through Dagster on both backends: dbt models and tests, completeness
+refusal, versioned determinants (no new version on an unchanged re-close, exactly one
+correction when one interval of a closed period changes), blocking checks, CIS export."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from smartmdm_pipelines.store.store import Store
+from smartmdm_pipelines_tests.billing import scenario as sc
+
+TZ = "America/Chicago"
+KEY = "C01|2027-07-02"
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def billing_env(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = request.getfixturevalue("duckdb_url" if request.param == "duckdb" else "postgres_url")
+    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
+    return url
+
+
+def build(url: str, *, hours_missing: int = 0) -> None:
+    store = Store(url)
+    sc.add_tariff(store, "TOU", energy_weekday=sc.peak_grid(range(16, 21)), holidays=[dt.date(2027, 7, 5)])
+    sc.add_cycle(store, "C01", "2027-07-02", "2027-07-05")
+    for i in range(3):
+        sc.add_service_point(store, f"SP{i}", account=f"A{i}", meter=f"M{i}", rate_code="TOU", timezone=TZ)
+        ends = sc.local_range("2027-07-02", "2027-07-06", TZ, 900)
+        if i == 0 and hours_missing:
+            ends = ends[: len(ends) - 4 * hours_missing]
+        sc.add_intervals(store, f"M{i}", ends, 0.25)
+    store.dispose()
+
+
+def close(definitions, instance, **config) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions("billing_periods", [KEY])
+    job = definitions.resolve_job_def("close_billing_cycle_job")
+    run_config = {"ops": {"billing_determinants": {"config": {"closed_by": "test", **config}}}}
+    return job.execute_in_process(
+        instance=instance, partition_key=KEY, run_config=run_config, raise_on_error=False
+    )
+
+
+def test_close_reclose_and_correction(billing_env: str, instance: dg.DagsterInstance) -> None:
+    from smartmdm_pipelines.definitions import defs
+
+    build(billing_env)
+    definitions = defs()
+    first = close(definitions, instance)
+    assert first.success
+    checks = first.get_asset_check_evaluations()
+    assert {c.check_name for c in checks} >= {"every_service_point_billed", "determinants_consistent"}
+    assert all(c.passed for c in checks if c.check_name != "estimated_share_within_limit")
+
+    store = Store(billing_env)
+    dets = store.read_frame("SELECT * FROM billing_determinants")
+    assert set(dets["version"]) == {1} and set(dets["account_id"]) == {"A0", "A1", "A2"}
+    a0 = dets[dets.account_id.eq("A0") & dets.determinant.eq("kwh_delivered")]
+    # TV-12 on interval data: 96 kWh over four days, 5 on-peak hours (holiday Monday is off-peak)
+    assert sorted(a0["value"].round(9).tolist()) == [5.0, 91.0, 96.0]
+
+    # the export: CSV + JSONL + manifest, one record per account-period-version
+    from smartmdm_pipelines.config import load_config
+
+    export_dir = load_config().cis_export_dir
+    manifests = sorted(export_dir.glob("*.manifest.json"))
+    assert len(manifests) == 1
+    assert json.loads(manifests[0].read_text())["record_count"] == 3
+
+    # re-close with unchanged data: no new version, nothing exported again
+    store.dispose()
+    again = close(definitions, instance)
+    assert again.success
+    assert store.scalar("SELECT max(version) FROM billing_determinants") == 1
+    assert store.scalar("SELECT count(*) FROM outbound_messages") == 3
+
+    # one interval of the closed period changes: exactly one correction
+    sc.add_intervals(
+        store,
+        "M1",
+        pd.DatetimeIndex([pd.Timestamp("2027-07-03 12:00", tz=TZ)]),
+        2.0,
+        version=2,
+        status="edited",
+    )
+    store.dispose()
+    third = close(definitions, instance)
+    assert third.success
+    versions = store.read_frame(
+        "SELECT account_id, version, is_correction FROM billing_determinants GROUP BY 1, 2, 3 ORDER BY 1, 2"
+    )
+    assert versions.to_dict(orient="records") == [
+        {"account_id": "A0", "version": 1, "is_correction": False},
+        {"account_id": "A1", "version": 1, "is_correction": False},
+        {"account_id": "A1", "version": 2, "is_correction": True},
+        {"account_id": "A2", "version": 1, "is_correction": False},
+    ]
+    assert store.scalar("SELECT count(*) FROM outbound_messages") == 4
+    outcomes = store.read_frame("SELECT outcome FROM billing_closes ORDER BY closed_at")["outcome"].tolist()
+    assert outcomes == ["closed", "unchanged", "corrected"]
+    store.dispose()
+
+
+def test_incomplete_period_is_refused_unless_forced(billing_env: str, instance: dg.DagsterInstance) -> None:
+    from smartmdm_pipelines.definitions import defs
+
+    build(billing_env, hours_missing=12)  # SP0 lacks its last 12 hours: 87.5 % of its intervals
+    definitions = defs()
+    refused = close(definitions, instance)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
+    text = failure.event_specific_data.error.message + str(failure.event_specific_data.user_failure_data)
+    assert "completeness 95.83%" in text and "below the 98.00% threshold" in text and "SP0 87.5%" in text
+    store = Store(billing_env)
+    assert store.count("billing_determinants") == 0
+    assert store.read_frame("SELECT outcome FROM billing_closes")["outcome"].tolist() == ["refused"]
+    store.dispose()
+
+    forced = close(definitions, instance, force=True, reason="storm outage, bill actuals")
+    assert forced.success
+    assert store.scalar("SELECT count(DISTINCT account_id) FROM billing_determinants") == 3
+    assert store.scalar("SELECT forced FROM billing_closes WHERE outcome = 'closed'") in (True, 1)
+    store.dispose()
