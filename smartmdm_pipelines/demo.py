@@ -26,6 +26,7 @@ class DemoOptions:
 class DemoResult:
     runs_succeeded: int = 0
     runs_failed: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # closes refused by the completeness gate, as designed
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
 
@@ -112,11 +113,66 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
             )
             _count(result, run.success, f"vee {request.partition_key}")
 
+        echo("Loading tariffs and system peaks (asset billing_reference_data) …")
+        ref = definitions.resolve_job_def("billing_reference_job").execute_in_process(
+            instance=instance, run_config=QUIET_RUN_CONFIG
+        )
+        _count(result, ref.success, "billing_reference_data")
+        _close_a_cycle(definitions, instance, result, options, echo)
+
     store = Store()
     result.summary = store_summary(store)
     store.dispose()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _close_config(**config) -> dict:
+    return {**QUIET_RUN_CONFIG, "ops": {"billing_determinants": {"config": {"closed_by": "demo", **config}}}}
+
+
+def _close_a_cycle(definitions, instance, result: DemoResult, options: DemoOptions, echo) -> None:
+    """Close the billing period that overlaps the demo window most: the completeness gate refuses it
+    (the demo holds one week of the period), then the billing team's forced close goes through."""
+    from smartmdm_pipelines.services.billing_close import period_key
+    from smartmdm_pipelines.store.store import Store
+
+    store = Store()
+    first, last = options.start, options.start + dt.timedelta(days=options.days - 1)
+    periods = store.read_frame(
+        "SELECT cycle_id, period_start, period_end FROM billing_cycles WHERE period_start <= :b AND period_end >= :a",
+        {"a": first, "b": last},
+    )
+    store.dispose()
+    if periods.empty:
+        echo("  no billing period overlaps the demo window; nothing to close")
+        return
+    overlap = [
+        (min(p.period_end, last) - max(p.period_start, first)).days for p in periods.itertuples(index=False)
+    ]
+    best = periods.iloc[max(range(len(overlap)), key=overlap.__getitem__)]
+    key = period_key(best.cycle_id, best.period_start)
+    job = definitions.resolve_job_def("close_billing_cycle_job")
+    echo(
+        f"Closing billing period {key} (job close_billing_cycle_job: dbt → determinants → checks → export) …"
+    )
+    first_try = job.execute_in_process(
+        instance=instance, partition_key=key, run_config=_close_config(), raise_on_error=False
+    )
+    if not first_try.success:
+        result.refusals.append(key)
+        echo(
+            "  refused by the completeness gate (the demo holds one week of this period); closing with force=true"
+        )
+        forced = job.execute_in_process(
+            instance=instance,
+            partition_key=key,
+            run_config=_close_config(force=True, reason="demo: the store holds only one week of this period"),
+            raise_on_error=False,
+        )
+        _count(result, forced.success, f"close {key}")
+    else:
+        _count(result, True, f"close {key}")
 
 
 def store_summary(store) -> dict:
@@ -152,6 +208,16 @@ def store_summary(store) -> dict:
                 "FROM intervals) c WHERE rn = 1 AND status = 'estimated' GROUP BY 1 ORDER BY 2 DESC"
             ).itertuples()
         },
+        "billing_closes": q(
+            "SELECT c.cycle_id, c.period_start, c.period_end, c.outcome, c.completeness, c.accounts, c.new_versions, "
+            "c.forced, (SELECT count(*) FROM billing_determinants d WHERE d.cycle_id = c.cycle_id "
+            "AND d.period_start = c.period_start) AS determinant_rows, (SELECT sum(value) FROM billing_determinants d "
+            "WHERE d.cycle_id = c.cycle_id AND d.period_start = c.period_start AND d.determinant = 'kwh_delivered' "
+            "AND d.tou_period IS NULL) AS kwh FROM billing_closes c ORDER BY c.closed_at"
+        ).to_dict(orient="records"),
+        "cis_export_records": int(
+            store.scalar("SELECT count(*) FROM outbound_messages WHERE channel = 'cis_batch'")
+        ),
         "open_exceptions_by_rule": {
             r.rule: int(r.n)
             for r in q(
@@ -185,11 +251,31 @@ def format_summary(result: DemoResult) -> str:
         "  estimated by method    " + ", ".join(f"{k} {v:,}" for k, v in s["estimated_by_method"].items()),
         f"  open VEE exceptions    {sum(s['open_exceptions_by_rule'].values()):>12,}  "
         + ", ".join(f"{k} {v}" for k, v in list(s["open_exceptions_by_rule"].items())[:8]),
+        *_billing_lines(s),
         f"  Dagster runs           {result.runs_succeeded:>12,} succeeded, {len(result.runs_failed)} failed"
         + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else ""),
         f"  elapsed                {result.seconds:>12.1f} s",
     ]
     return "\n".join(lines)
+
+
+def _billing_lines(s: dict) -> list[str]:
+    lines = []
+    for c in s.get("billing_closes", []):
+        line = (
+            f"  billing close          {c['cycle_id']} {str(c['period_start'])[:10]}..{str(c['period_end'])[:10]}: "
+            f"{c['outcome']}{' (forced)' if c['forced'] else ''}, completeness {c['completeness']:.1%}"
+        )
+        if c["outcome"] != "refused":
+            line += (
+                f", {c['accounts']:,} accounts, {c['new_versions']:,} new versions, "
+                f"{c['determinant_rows']:,} determinant rows, {(c['kwh'] or 0):,.0f} kWh delivered"
+            )
+        lines.append(line)
+    lines.append(
+        f"  CIS export records     {s.get('cis_export_records', 0):>12,}  (outbox folder and outbound_messages)"
+    )
+    return lines
 
 
 def _count(result: DemoResult, success: bool, label: str) -> None:

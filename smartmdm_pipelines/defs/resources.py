@@ -1,13 +1,10 @@
 """Resources, configured from environment variables. This module holds only the
 ``@definitions`` function (a module with a Definitions object exports nothing else)."""
 
-import sys
-from pathlib import Path
-
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, smartmdm_dbt
+from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, dbt_executable, smartmdm_dbt
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.store.engine import database_url
 
@@ -22,7 +19,7 @@ def resources() -> dg.Definitions:
                 project_dir=smartmdm_dbt,
                 profiles_dir=str(DBT_PROJECT_DIR),
                 target=dbt_environment(database_url())["DBT_TARGET"],
-                dbt_executable=str(Path(sys.executable).with_name("dbt")),
+                dbt_executable=dbt_executable(),
             ),
         }
     )

@@ -2,14 +2,16 @@
 
 ``dbt_environment(url)`` gives the variables ``dbt_project/profiles.yml`` reads, so dbt runs
 on exactly the database the Python assets write (a DuckDB file, or a PostgreSQL database).
-The manifest is prepared on first import when missing (``dbt parse``, a few seconds), so a
-fresh clone loads its definitions without a separate step.
+The manifest is prepared on import when it is missing or older than the project's files
+(``dbt parse``, a few seconds), so a fresh clone or an edited model loads without a separate step.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,11 +43,46 @@ def dbt_vars(cycle_id: str, period_start: str) -> str:
     return json.dumps({"cycle_id": cycle_id, "period_start": period_start})
 
 
+def _stale(manifest: Path) -> bool:
+    """No manifest, or a model, macro, seed or YAML file newer than it."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = (
+        p
+        for p in DBT_PROJECT_DIR.rglob("*")
+        if p.suffix in (".sql", ".yml", ".csv") and "target" not in p.parts
+    )
+    return any(p.stat().st_mtime > built for p in sources)
+
+
 def _project() -> DbtProject:
     project = DbtProject(project_dir=DBT_PROJECT_DIR, target=os.environ.get("DBT_TARGET", "duckdb"))
-    if not project.manifest_path.exists():
-        project.preparer.prepare(project)
+    if _stale(project.manifest_path):
+        _parse()
     return project
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (the venv's), so nothing depends on PATH."""
+    return str(Path(sys.executable).with_name("dbt"))
+
+
+def _parse() -> None:
+    argv = [
+        dbt_executable(),
+        "parse",
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    proc = subprocess.run([*argv, "--quiet"], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"dbt parse of {DBT_PROJECT_DIR} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        )
 
 
 smartmdm_dbt = _project()

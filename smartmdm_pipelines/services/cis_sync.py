@@ -37,11 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 
 from smartmdm_pipelines.integrations.cis_client import RECORD_COLUMN, SOURCE_COLUMN, CisClient, CisError
-from smartmdm_pipelines.store import store as store_module
 from smartmdm_pipelines.store.store import Store
 
 # table -> CSV file name in the drop folder; also the sync order (history comes last).
@@ -329,13 +327,7 @@ def _stage(store: Store, conn: sa.Connection, table: str, frame: pd.DataFrame, n
     stage = sa.Table(_STAGE_PREFIX + table, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
     _drop(conn, stage.name)
     stage.create(conn)
-    batch = pa.Table.from_pandas(frame.assign(synced_at=now), preserve_index=False)
-    batch = store_module._conform(batch, stage)
-    if batch.num_rows:
-        if store.backend == "duckdb":
-            store_module._duckdb_insert(conn, stage, batch)
-        else:
-            store_module._postgres_copy(conn, stage, batch)
+    store.bulk_insert(stage, frame.assign(synced_at=now), conn)
     return stage
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, dbt_vars
+from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, dbt_executable, dbt_vars
 from smartmdm_pipelines.store.store import Store
 
 
@@ -29,9 +27,8 @@ class DbtRun:
 def run_dbt(store: Store, cycle_id: str, period_start: str, command: str = "build") -> DbtRun:
     """``dbt build`` (models and their tests) of the billing models for one billing period."""
     store.dispose()
-    dbt = Path(sys.executable).with_name("dbt")
     argv = [
-        str(dbt),
+        dbt_executable(),
         command,
         "--project-dir",
         str(DBT_PROJECT_DIR),

@@ -62,17 +62,18 @@ class Store:
     # --- writes ------------------------------------------------------------------------------------
 
     def bulk_insert(
-        self, table: str, frames: Frame | Iterable[Frame], conn: sa.Connection | None = None
+        self, table: str | sa.Table, frames: Frame | Iterable[Frame], conn: sa.Connection | None = None
     ) -> int:
         """Append rows in bulk. ``frames`` is one frame or an iterable of batches (streamed).
 
+        ``table`` is a store table's name, or a ``sa.Table`` such as a temporary staging table.
         Columns are matched by name; table columns missing from a frame get NULL/default.
         Returns the number of rows written.
         """
         if conn is None:
             with self.begin() as own:
                 return self.bulk_insert(table, frames, own)
-        target = self.table(table)
+        target = table if isinstance(table, sa.Table) else self.table(table)
         written = 0
         for batch in _batches(frames):
             if batch.num_rows == 0:

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from smartmdm_pipelines.domain.billing.proration import fixed_charge, prorate_bounds
+from smartmdm_pipelines.domain.billing.tiers import tiered_charge
 from smartmdm_pipelines.services.dbt_runner import run_dbt
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests import conftest
@@ -153,10 +155,16 @@ def build_vectors(store: Store) -> None:
             channel="water",
             unit="gal",
         )
-    # TV-25 (b): move-in on day 13 of a 30-day period -> 18 billable days
+    # TV-25 (b): move-in on day 13 of a 30-day period -> 18 billable days, 400 kWh used
     _acct(
         store, "TV25B", "FLAT", "C25B", "2027-06-01", "2027-06-30", seconds=3600, move_in=dt.date(2027, 6, 13)
     )
+    june = sc.local_range("2027-06-13", "2027-07-01", CHI, 3600)
+    sc.add_intervals(store, "M-TV25B", june, 400 / len(june), interval_seconds=3600)  # 400 kWh used
+    # TV-23 and TV-26: 800 kWh over a 31-day July at 15 minutes
+    _acct(store, "TV23", "FLAT", "C23", "2027-07-01", "2027-07-31")
+    july = sc.local_range("2027-07-01", "2027-08-01", CHI)
+    sc.add_intervals(store, "M-TV23", july, 800 / len(july))
     # TV-25 (c): rate change inside a 45-day period splits the actual interval energy 15 / 30 days
     _acct(store, "TV25C", "R-OLD", "C25C", "2027-04-01", "2027-05-15", seconds=3600)
     sc.set_rate_history(
@@ -369,3 +377,46 @@ def test_register_rollover_with_multiplier(computed) -> None:
 def test_meter_exchange_sums_energy_and_takes_the_larger_demand(computed) -> None:
     assert det(computed, "XCHG", "kwh_delivered") == pytest.approx(2.5 + 47 * 0.5 + 2.0 + 47 * 0.25)
     assert det(computed, "XCHG", "kw_max") == pytest.approx(10.0)
+
+
+def test_tv23_tv25b_tv26_charges_from_the_determinants(computed) -> None:
+    """The determinants carry what the tariff math needs: cumulative monthly energy and days."""
+    july_kwh = det(computed, "TV23", "kwh_delivered")
+    assert july_kwh == pytest.approx(800)
+    assert tiered_charge(july_kwh, [500, None], [0.10, 0.15]) == pytest.approx(95.00)  # TV-23
+    days = det(computed, "TV23", "days")
+    assert days == 31
+    assert fixed_charge(3.298, "$/day", int(days), 31) == pytest.approx(102.238)  # TV-26
+    used, billable, standard = (det(computed, "TV25B", n) for n in ("kwh_delivered", "days", "period_days"))
+    assert used == pytest.approx(400) and (billable, standard) == (18, 30)
+    bounds = prorate_bounds([500, None], billable, standard)
+    assert bounds[0] == pytest.approx(300)
+    assert tiered_charge(used, bounds, [0.10, 0.15]) == pytest.approx(45.00)  # TV-25 (b)
+    assert fixed_charge(30.0, "$/month", 19, 30) == pytest.approx(19.00)  # TV-25 (a)
+
+
+def test_tv14_nerc_holidays_reach_the_store(store: Store, tmp_path) -> None:
+    """The tariff's holiday calendar as billing_reference_data loads it, on both backends."""
+    from smartmdm_pipelines.config import load_config
+    from smartmdm_pipelines.services.billing_reference import load_billing_reference
+
+    load_billing_reference(store, load_config(data_dir=tmp_path))
+    days = store.read_frame(
+        "SELECT holiday FROM tariff_holidays WHERE rate_code = 'E-RES' AND holiday BETWEEN :a AND :b ORDER BY 1",
+        {"a": dt.date(2027, 1, 1), "b": dt.date(2028, 12, 31)},
+    )["holiday"]
+    got = [str(d)[:10] for d in days]
+    assert got == [
+        "2027-01-01",
+        "2027-05-31",
+        "2027-07-05",
+        "2027-09-06",
+        "2027-11-25",
+        "2027-12-25",
+        "2028-01-01",
+        "2028-05-29",
+        "2028-07-04",
+        "2028-09-04",
+        "2028-11-23",
+        "2028-12-25",
+    ]

@@ -56,6 +56,10 @@ tariffed as (
 )
 
 select
+    -- integer keys so the big joins and aggregations downstream hash integers, not strings
+    cast(row_number() over (order by account_id, service_point_id, cycle_id, period_start, segment_start)
+        as bigint) as segment_id,
+    cast(dense_rank() over (order by rate_code, tariff_from, timezone) as integer) as calendar_id,
     account_id,
     service_point_id,
     cycle_id,

@@ -22,13 +22,13 @@ with expected as (
 ),
 
 present as (
-    select account_id, service_point_id, cycle_id, period_start, segment_start,
-        sum(primary_present) as present_intervals
-    from {{ ref('billing_ready_usage') }}
-    group by account_id, service_point_id, cycle_id, period_start, segment_start
+    select segment_id, sum(primary_present) as present_intervals
+    from {{ ref('segment_usage') }}
+    group by segment_id
 )
 
 select
+    s.segment_id,
     s.account_id,
     s.service_point_id,
     s.cycle_id,
@@ -40,6 +40,4 @@ from {{ ref('bill_segments') }} as s
 left join expected as e
     on e.account_id = s.account_id and e.service_point_id = s.service_point_id
     and e.cycle_id = s.cycle_id and e.period_start = s.period_start and e.segment_start = s.segment_start
-left join present as p
-    on p.account_id = s.account_id and p.service_point_id = s.service_point_id
-    and p.cycle_id = s.cycle_id and p.period_start = s.period_start and p.segment_start = s.segment_start
+left join present as p on p.segment_id = s.segment_id

@@ -3,17 +3,13 @@
 -- Energy sums across meters (a meter exchange adds the old and the new meter), demand is
 -- the maximum (never the sum of two meters' peaks). Versioning happens downstream
 -- (the billing_determinants asset), so this table is the fresh calculation.
-with segs as (
-    select * from {{ ref('bill_segments') }}
-),
-
-buckets as (
+with buckets as (
     select * from {{ ref('tou_energy_buckets') }}
 ),
 
 seg_energy as (
     select
-        account_id, service_point_id, cycle_id, period_start, segment_start,
+        segment_id,
         sum(kwh_delivered) as kwh_delivered,
         sum(kwh_received) as kwh_received,
         sum(kwh_import_interval_net) as kwh_import,
@@ -24,35 +20,41 @@ seg_energy as (
         sum(edited_quantity) as edited_quantity,
         sum(total_quantity) as total_quantity
     from buckets
-    group by account_id, service_point_id, cycle_id, period_start, segment_start
+    group by segment_id
 ),
 
 registers as (
     select
-        account_id, service_point_id, cycle_id, period_start, segment_start,
-        sum(quantity) as quantity,
-        sum(case when estimated then abs(quantity) else 0 end) as estimated_quantity,
-        count(*) as meters,
-        sum(case when quantity is null then 1 else 0 end) as unread_meters
-    from {{ ref('register_usage') }}
-    group by account_id, service_point_id, cycle_id, period_start, segment_start
+        s.segment_id,
+        sum(r.quantity) as quantity,
+        sum(case when r.estimated then abs(r.quantity) else 0 end) as estimated_quantity
+    from {{ ref('register_usage') }} as r
+    inner join {{ ref('bill_segments') }} as s
+        on s.account_id = r.account_id and s.service_point_id = r.service_point_id
+        and s.cycle_id = r.cycle_id and s.period_start = r.period_start and s.segment_start = r.segment_start
+    group by s.segment_id
 ),
 
 demand as (
-    select account_id, service_point_id, cycle_id, period_start, segment_start, demand_period,
-        max(kw) as kw
-    from {{ ref('demand_windows') }}
-    group by account_id, service_point_id, cycle_id, period_start, segment_start, demand_period
+    select * from {{ ref('demand_windows') }}
+),
+
+electric_segments as (
+    select * from {{ ref('bill_segments') }} where commodity = 'electric'
+),
+
+peak_rows as (
+    {{ segment_intervals('electric_segments',
+        "i.interval_end in (select interval_end from " ~ source('smartmdm', 'system_peaks') ~ ")") }}
 ),
 
 peaks as (
-    select
-        u.account_id, u.service_point_id, u.cycle_id, u.period_start, u.segment_start,
-        avg(u.kwh_delivered * 3600.0 / u.interval_seconds) as kw
-    from {{ ref('billing_ready_usage') }} as u
+    select u.segment_id, avg(u.value * 3600.0 / u.interval_seconds) as kw
+    from peak_rows as u
     inner join {{ source('smartmdm', 'system_peaks') }} as p
         on p.interval_end = u.interval_end and p.interval_seconds = u.interval_seconds
-    group by u.account_id, u.service_point_id, u.cycle_id, u.period_start, u.segment_start
+    where u.channel = 'kwh_delivered'
+    group by u.segment_id
 ),
 
 seg as (
@@ -67,8 +69,8 @@ seg as (
         coalesce(e.volume, 0) as volume,
         coalesce(r.quantity, 0) as register_quantity,
         case
-            when e.account_id is not null and r.account_id is not null then 'mixed'
-            when r.account_id is not null then 'register'
+            when e.segment_id is not null and r.segment_id is not null then 'mixed'
+            when r.segment_id is not null then 'register'
             else 'interval'
         end as source,
         case when coalesce(e.total_quantity, 0) + abs(coalesce(r.quantity, 0)) > 0
@@ -76,14 +78,11 @@ seg as (
                 / (coalesce(e.total_quantity, 0) + abs(coalesce(r.quantity, 0)))
              else 0 end as estimated_share,
         case when coalesce(e.total_quantity, 0) > 0
-             then e.edited_quantity / e.total_quantity else 0 end as edited_share
-    from segs as s
-    left join seg_energy as e
-        on e.account_id = s.account_id and e.service_point_id = s.service_point_id
-        and e.cycle_id = s.cycle_id and e.period_start = s.period_start and e.segment_start = s.segment_start
-    left join registers as r
-        on r.account_id = s.account_id and r.service_point_id = s.service_point_id
-        and r.cycle_id = s.cycle_id and r.period_start = s.period_start and r.segment_start = s.segment_start
+             then e.edited_quantity / e.total_quantity else 0 end as edited_share,
+        (s.has_solar or coalesce(e.kwh_received, 0) > 0) as exports
+    from {{ ref('bill_segments') }} as s
+    left join seg_energy as e on e.segment_id = s.segment_id
+    left join registers as r on r.segment_id = s.segment_id
 ),
 
 rows_ as (
@@ -96,32 +95,24 @@ rows_ as (
     -- energy per TOU period (interval meters)
     select seg.*, seg.energy_name, b.energy_period,
         case when seg.commodity = 'electric' then b.kwh_delivered else b.volume end, seg.billing_unit
-    from seg
-    inner join buckets as b
-        on b.account_id = seg.account_id and b.service_point_id = seg.service_point_id
-        and b.cycle_id = seg.cycle_id and b.period_start = seg.period_start
-        and b.segment_start = seg.segment_start
+    from seg inner join buckets as b on b.segment_id = seg.segment_id
     union all
     -- received energy and the tariff's netting
     select seg.*, 'kwh_received', null, kwh_received, 'kWh' from seg
-    where commodity = 'electric' and (kwh_received > 0 or has_solar)
+    where commodity = 'electric' and exports
     union all
     select seg.*, 'kwh_received', b.energy_period, b.kwh_received, 'kWh'
-    from seg
-    inner join buckets as b
-        on b.account_id = seg.account_id and b.service_point_id = seg.service_point_id
-        and b.cycle_id = seg.cycle_id and b.period_start = seg.period_start
-        and b.segment_start = seg.segment_start
-    where seg.commodity = 'electric' and (seg.kwh_received > 0 or seg.has_solar)
+    from seg inner join buckets as b on b.segment_id = seg.segment_id
+    where seg.commodity = 'electric' and seg.exports
     union all
     select seg.*, 'kwh_net', null, kwh_delivered + register_quantity - kwh_received, 'kWh' from seg
-    where commodity = 'electric' and netting = 'per_period' and (kwh_received > 0 or has_solar)
+    where commodity = 'electric' and netting = 'per_period' and exports
     union all
     select seg.*, 'kwh_import', null, kwh_import, 'kWh' from seg
-    where commodity = 'electric' and netting = 'per_interval' and (kwh_received > 0 or has_solar)
+    where commodity = 'electric' and netting = 'per_interval' and exports
     union all
     select seg.*, 'kwh_export', null, kwh_export, 'kWh' from seg
-    where commodity = 'electric' and netting = 'per_interval' and (kwh_received > 0 or has_solar)
+    where commodity = 'electric' and netting = 'per_interval' and exports
     union all
     -- reactive energy and average power factor
     select seg.*, 'kvarh', null, kvarh, 'kVARh' from seg where kvarh > 0
@@ -133,29 +124,16 @@ rows_ as (
     -- demand: the maximum over the segment, and per TOU demand period
     select seg.*, 'kw_max', null, d.kw, 'kW'
     from seg
-    inner join (
-        select account_id, service_point_id, cycle_id, period_start, segment_start, max(kw) as kw
-        from demand group by account_id, service_point_id, cycle_id, period_start, segment_start
-    ) as d
-        on d.account_id = seg.account_id and d.service_point_id = seg.service_point_id
-        and d.cycle_id = seg.cycle_id and d.period_start = seg.period_start
-        and d.segment_start = seg.segment_start
-    where seg.commodity = 'electric'
+    inner join (select segment_id, max(kw) as kw from demand group by segment_id) as d
+        on d.segment_id = seg.segment_id
+    where seg.commodity = 'electric' and d.kw is not null
     union all
     select seg.*, 'kw_max', d.demand_period, d.kw, 'kW'
-    from seg
-    inner join demand as d
-        on d.account_id = seg.account_id and d.service_point_id = seg.service_point_id
-        and d.cycle_id = seg.cycle_id and d.period_start = seg.period_start
-        and d.segment_start = seg.segment_start
-    where seg.commodity = 'electric' and d.demand_period is not null
+    from seg inner join demand as d on d.segment_id = seg.segment_id
+    where seg.commodity = 'electric' and d.demand_period is not null and d.kw is not null
     union all
     select seg.*, 'kw_coincident', null, p.kw, 'kW'
-    from seg
-    inner join peaks as p
-        on p.account_id = seg.account_id and p.service_point_id = seg.service_point_id
-        and p.cycle_id = seg.cycle_id and p.period_start = seg.period_start
-        and p.segment_start = seg.segment_start
+    from seg inner join peaks as p on p.segment_id = seg.segment_id
     union all
     -- days, for proration of fixed charges and tier thresholds
     select seg.*, 'days', null, segment_days, 'day' from seg

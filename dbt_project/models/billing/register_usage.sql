@@ -24,15 +24,27 @@ with installs as (
         on m.meter_id = mi.meter_id and m.kind in ('manual', 'amr')
 ),
 
+register_versions as (
+    -- versions of the register-estimate rows VEE writes for manual and AMR meters
+    select i.meter_id, i.channel, i.interval_end, i.version, i.status, i.register_value
+    from {{ source('smartmdm', 'intervals') }} as i
+    where i.meter_id in (select meter_id from installs)
+),
+
 reads as (
     -- actual register reads, and the VEE's register estimates where a scheduled read is missing
     select meter_id, read_at, value, false as estimated
     from {{ source('smartmdm', 'register_reads') }}
     where channel in ('kwh_delivered', 'water', 'gas') and value is not null
     union all
-    select meter_id, interval_end as read_at, register_value as value, true as estimated
-    from {{ ref('stg_current_intervals') }}
-    where status = 'estimated' and register_value is not null
+    select e.meter_id, e.interval_end as read_at, e.register_value as value, true as estimated
+    from register_versions as e
+    where e.status = 'estimated' and e.register_value is not null
+        and not exists (
+            select 1 from register_versions as later
+            where later.meter_id = e.meter_id and later.channel = e.channel
+                and later.interval_end = e.interval_end and later.version > e.version
+        )
 ),
 
 boundaries as (

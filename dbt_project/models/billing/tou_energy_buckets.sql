@@ -1,29 +1,27 @@
 -- Energy (and volume) per segment and TOU energy period, with the share of estimated and
--- edited quantity. Netting follows the tariff: per_interval nets each interval before
--- summing imports and exports; per_period and buy_all_sell_all keep the channel sums
--- (per_period nets them in period_determinants).
+-- edited quantity and, for per-interval netting, the netted imports and exports.
 select
-    u.account_id,
-    u.service_point_id,
-    u.cycle_id,
-    u.period_start,
-    u.rate_code,
-    u.segment_start,
+    s.account_id,
+    s.service_point_id,
+    s.cycle_id,
+    s.period_start,
+    s.rate_code,
+    s.segment_start,
+    u.segment_id,
     u.energy_period,
     sum(u.kwh_delivered) as kwh_delivered,
     sum(u.kwh_received) as kwh_received,
-    sum(case when u.kwh_delivered > u.kwh_received then u.kwh_delivered - u.kwh_received else 0 end)
-        as kwh_import_interval_net,
-    sum(case when u.kwh_received > u.kwh_delivered then u.kwh_received - u.kwh_delivered else 0 end)
-        as kwh_export_interval_net,
+    max(n.kwh_import) as kwh_import_interval_net,
+    max(n.kwh_export) as kwh_export_interval_net,
     sum(u.kvarh) as kvarh,
     sum(u.volume) as volume,
     sum(u.estimated_quantity) as estimated_quantity,
     sum(u.edited_quantity) as edited_quantity,
     sum(u.total_quantity) as total_quantity,
-    count(*) as intervals,
-    sum(u.missing_intervals) as missing_intervals
-from {{ ref('billing_ready_usage') }} as u
+    sum(u.primary_present) as primary_present
+from {{ ref('segment_usage') }} as u
+inner join {{ ref('bill_segments') }} as s on s.segment_id = u.segment_id
+left join {{ ref('interval_netting') }} as n on n.segment_id = u.segment_id and n.energy_period = u.energy_period
 group by
-    u.account_id, u.service_point_id, u.cycle_id, u.period_start, u.rate_code, u.segment_start,
-    u.energy_period
+    s.account_id, s.service_point_id, s.cycle_id, s.period_start, s.rate_code, s.segment_start,
+    u.segment_id, u.energy_period

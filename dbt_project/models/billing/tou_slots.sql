@@ -4,9 +4,9 @@
 -- join on the slot their START falls in: an interval ending 16:00 is clock hour 15. DST days
 -- simply have 92 or 100 slots.
 with keys as (
-    select rate_code, tariff_from, timezone, min(window_start) as t0, max(window_end) as t1
+    select calendar_id, rate_code, tariff_from, timezone, min(window_start) as t0, max(window_end) as t1
     from {{ ref('bill_segments') }}
-    group by rate_code, tariff_from, timezone
+    group by calendar_id, rate_code, tariff_from, timezone
 ),
 
 series as (
@@ -20,6 +20,7 @@ series as (
 
 slots as (
     select
+        k.calendar_id,
         k.rate_code,
         k.tariff_from,
         k.timezone,
@@ -31,6 +32,7 @@ slots as (
 
 typed as (
     select
+        sl.calendar_id,
         sl.rate_code,
         sl.tariff_from,
         sl.timezone,
