@@ -1,7 +1,7 @@
 """Billing-cycle close time: N accounts with 15-minute data over one billing period.
 
     .venv/bin/python benchmarks/bench_close.py [--accounts 100000] [--days 30]
-        [--backends duckdb,postgresql] [--pg-accounts 10000]
+        [--backends duckdb,postgresql] [--pg-accounts 10000] [--duckdb-dir DIR]
 
 Generates the store directly in SQL (master data, one billing cycle, one current version per
 15-minute interval of delivered energy; a tenth of the accounts on a TOU energy + TOU demand
@@ -77,12 +77,17 @@ def generate(store: Store, accounts: int, days: int) -> int:
     return accounts * days * per_day
 
 
-def bench(url: str, accounts: int, days: int, out: Path) -> dict:
+def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) -> dict:
     cfg = load_config(data_dir=out)
     store = Store(url)
-    load_billing_reference(store, cfg)
     t0 = time.perf_counter()
-    n = generate(store, accounts, days)
+    if reuse and store.count("intervals"):
+        for table in ("billing_determinants", "billing_closes", "outbound_messages"):
+            store.execute(f"DELETE FROM {table}")
+        n = store.count("intervals")
+    else:
+        load_billing_reference(store, cfg)
+        n = generate(store, accounts, days)
     generated = time.perf_counter() - t0
     if store.backend == "postgresql":
         store.execute("ANALYZE")

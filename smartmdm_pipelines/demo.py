@@ -134,6 +134,8 @@ def _close_config(**config) -> dict:
 def _close_a_cycle(definitions, instance, result: DemoResult, options: DemoOptions, echo) -> None:
     """Close the billing period that overlaps the demo window most: the completeness gate refuses it
     (the demo holds one week of the period), then the billing team's forced close goes through."""
+    import pandas as pd
+
     from smartmdm_pipelines.services.billing_close import period_key
     from smartmdm_pipelines.store.store import Store
 
@@ -147,11 +149,11 @@ def _close_a_cycle(definitions, instance, result: DemoResult, options: DemoOptio
     if periods.empty:
         echo("  no billing period overlaps the demo window; nothing to close")
         return
-    overlap = [
-        (min(p.period_end, last) - max(p.period_start, first)).days for p in periods.itertuples(index=False)
-    ]
+    starts = pd.to_datetime(periods["period_start"]).dt.date
+    ends = pd.to_datetime(periods["period_end"]).dt.date
+    overlap = [(min(e, last) - max(b, first)).days for b, e in zip(starts, ends, strict=True)]
     best = periods.iloc[max(range(len(overlap)), key=overlap.__getitem__)]
-    key = period_key(best.cycle_id, best.period_start)
+    key = period_key(best.cycle_id, starts.iloc[periods.index.get_loc(best.name)])
     job = definitions.resolve_job_def("close_billing_cycle_job")
     echo(
         f"Closing billing period {key} (job close_billing_cycle_job: dbt → determinants → checks → export) …"

@@ -64,8 +64,9 @@ def parse_period_key(key: str) -> tuple[str, str]:
     return cycle_id, period_start
 
 
-def period_key(cycle_id: str, period_start: dt.date | str) -> str:
-    return f"{cycle_id}|{period_start}"
+def period_key(cycle_id: str, period_start: dt.date | pd.Timestamp | str) -> str:
+    """``CYCLE|YYYY-MM-DD`` whatever form the date comes in (a database may return a timestamp)."""
+    return f"{cycle_id}|{pd.Timestamp(period_start).date().isoformat()}"
 
 
 def completeness(store: Store, cycle_id: str, period_start: str) -> Completeness:

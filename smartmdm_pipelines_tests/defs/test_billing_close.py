@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.billing import scenario as sc
 
@@ -127,3 +128,53 @@ def test_incomplete_period_is_refused_unless_forced(billing_env: str, instance: 
     assert store.scalar("SELECT count(DISTINCT account_id) FROM billing_determinants") == 3
     assert store.scalar("SELECT forced FROM billing_closes WHERE outcome = 'closed'") in (True, 1)
     store.dispose()
+
+
+def test_forward_estimate_fills_what_has_not_arrived(billing_env: str, instance: dg.DagsterInstance) -> None:
+    from smartmdm_pipelines.definitions import defs
+
+    build(billing_env, hours_missing=12)
+    definitions = defs()
+    result = close(definitions, instance, forward_estimate=True, reason="month end, reads late")
+    assert result.success
+    store = Store(billing_env)
+    forward = store.scalar(
+        "SELECT count(*) FROM intervals WHERE meter_id = 'M0' AND estimation_method = 'forward' AND status = 'estimated'"
+    )
+    assert forward == 48  # the 12 missing hours of quarter-hours, up to the end of the period
+    share = store.scalar(
+        "SELECT value FROM billing_determinants WHERE account_id = 'A0' AND determinant = 'share_estimated'"
+    )
+    assert share == pytest.approx(48 / 384)
+    assert store.read_frame("SELECT outcome, forced FROM billing_closes")["outcome"].tolist() == ["closed"]
+    store.dispose()
+
+
+def test_schedule_closes_due_periods_after_the_grace_days(
+    billing_env: str, instance: dg.DagsterInstance
+) -> None:
+    from smartmdm_pipelines.definitions import defs
+
+    build(billing_env)  # period 2027-07-02..05, read date 07-05; grace 3 days
+    definitions = defs()
+    schedule = definitions.resolve_schedule_def("billing_close_schedule")
+
+    def tick(day: str):
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=pd.Timestamp(f"{day} 06:00", tz=TZ).to_pydatetime(),
+            repository_def=definitions.get_repository_def(),
+            resources={
+                "store": StoreResource.from_environment(),
+                "utility": UtilityConfigResource.from_environment(),
+            },
+        )
+        return schedule.evaluate_tick(context)
+
+    early = tick("2027-07-07")
+    assert not early.run_requests and "no billing period due" in (early.skip_message or "")
+    due = tick("2027-07-08")
+    assert [r.partition_key for r in due.run_requests] == [KEY]
+    assert KEY in instance.get_dynamic_partitions("billing_periods")
+    close(definitions, instance)
+    assert not tick("2027-07-09").run_requests  # closed periods are not closed again by the schedule

@@ -41,12 +41,13 @@ def billing_close_schedule(
     context: dg.ScheduleEvaluationContext, store: StoreResource, utility: UtilityConfigResource
 ):
     cfg = utility.config
-    today = pd.Timestamp(context.scheduled_execution_time).tz_convert(cfg.utility.timezone).date()
+    when = pd.Timestamp(context.scheduled_execution_time)
+    today = (when.tz_localize("UTC") if when.tzinfo is None else when).tz_convert(cfg.utility.timezone).date()
     due = periods_due(store.get_store(), today, cfg.billing.grace_days)
     keys = [period_key(r.cycle_id, r.period_start) for r in due.itertuples()]
     if not keys:
         return dg.SkipReason(f"no billing period due on {today} (grace {cfg.billing.grace_days} days)")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=k, run_key=f"close:{k}:{today}") for k in keys],
-        dynamic_partitions_requests=[BILLING_PERIODS.build_add_request(keys)],
-    )
+    known = set(context.instance.get_dynamic_partitions(BILLING_PERIODS.name))
+    if new := [k for k in keys if k not in known]:
+        context.instance.add_dynamic_partitions(BILLING_PERIODS.name, new)
+    return [dg.RunRequest(partition_key=k, run_key=f"close:{k}:{today}") for k in keys]
