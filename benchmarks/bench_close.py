@@ -140,14 +140,20 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--backends", default="duckdb,postgresql")
     parser.add_argument("--pg-admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--duckdb-dir", help="keep the DuckDB store here and reuse its generated data on the next run"
+    )
     args = parser.parse_args()
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for backend in args.backends.split(","):
             if backend == "duckdb":
+                folder = Path(args.duckdb_dir) if args.duckdb_dir else tmp
+                folder.mkdir(parents=True, exist_ok=True)
+                url = f"duckdb:///{folder / 'close.duckdb'}"
                 report["duckdb"] = bench(
-                    f"duckdb:///{tmp / 'close.duckdb'}", args.accounts, args.days, tmp / "duck"
+                    url, args.accounts, args.days, tmp / "duck", reuse=bool(args.duckdb_dir)
                 )
             elif backend == "postgresql":
                 pg = Postgres(args.pg_admin_url)
