@@ -110,42 +110,19 @@ def add_service_point(
     dials: int | None = None,
     multiplier: float = 1.0,
 ) -> None:
-    store.bulk_insert(
-        "service_points",
-        pd.DataFrame(
-            [
-                {
-                    "service_point_id": sp,
-                    "commodity": commodity,
-                    "timezone": timezone,
-                    "rate_code": rate_code,
-                    "billing_cycle": cycle,
-                    "has_solar": has_solar,
-                    "status": "active",
-                    "synced_at": NOW,
-                }
-            ]
-        ),
-    )
-    store.bulk_insert(
-        "service_point_history",
-        pd.DataFrame(
-            [
-                {
-                    "service_point_id": sp,
-                    "valid_from": dt.date(1900, 1, 1),
-                    "valid_to": None,
-                    "commodity": commodity,
-                    "timezone": timezone,
-                    "rate_code": rate_code,
-                    "billing_cycle": cycle,
-                    "has_solar": has_solar,
-                    "status": "active",
-                    "synced_at": NOW,
-                }
-            ]
-        ),
-    )
+    attributes = {
+        "service_point_id": sp,
+        "commodity": commodity,
+        "timezone": timezone,
+        "rate_code": rate_code,
+        "billing_cycle": cycle,
+        "has_solar": has_solar,
+        "status": "active",
+        "synced_at": NOW,
+    }
+    store.bulk_insert("service_points", pd.DataFrame([attributes]))
+    history = {**attributes, "valid_from": dt.date(1900, 1, 1), "valid_to": None}
+    store.bulk_insert("service_point_history", pd.DataFrame([history]))
     store.bulk_insert(
         "accounts",
         pd.DataFrame(

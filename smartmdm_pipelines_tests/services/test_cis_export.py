@@ -159,3 +159,32 @@ def test_bad_input_and_existing_batches_are_refused(store: Store, tmp_path: Path
     with pytest.raises(ExportError, match="already exists"):
         export_determinants(store, determinants(accounts=("A2",)), tmp_path, "x")
     assert store.count("outbound_messages") == 1
+
+
+def test_strings_and_numbers_survive_the_vectorised_formatting(store: Store, tmp_path: Path) -> None:
+    """Quotes, commas, newlines, slashes, control and non-ASCII characters are escaped (JSON) or
+    quoted (CSV) and read back as written; floats keep their value in both files."""
+    account = 'Müller, "Jr."\n/ 😀\x01\\'
+    frame = determinants(accounts=(account, "A2"))
+    frame.loc[frame["account_id"] == account, "unit"] = "m³/h"
+    frame.loc[frame["determinant"] == "kw_max", "value"] = [0.1 + 0.2, 1e17]
+    frame.loc[frame["account_id"] == "A2", "estimated_share"] = float("nan")
+    result = export_determinants(store, frame, tmp_path, "esc")
+    assert result.exported == 2
+
+    records = [json.loads(line) for line in (tmp_path / "esc.jsonl").read_text().splitlines()]
+    assert records[0]["account_id"] == account
+    assert records[0]["idempotency_key"] == f"billing:{account}:SP1:C01:2024-03-01:v1"
+    assert {d["unit"] for d in records[0]["determinants"]} == {"m³/h"}
+    assert records[0]["determinants"][0]["value"] == pytest.approx(0.3)
+    assert records[1]["determinants"][0]["value"] == 1e17
+    assert records[1]["estimated_share"] is None
+    assert (tmp_path / "esc.jsonl").read_bytes().isascii()  # non-ASCII is \u-escaped
+
+    wide = pd.read_csv(tmp_path / "esc.csv", keep_default_na=False)
+    assert wide["account_id"].tolist() == [account, "A2"]
+    assert wide["idempotency_key"].iloc[0] == f"billing:{account}:SP1:C01:2024-03-01:v1"
+    assert wide["kw_max"].tolist() == [0.1 + 0.2, 1e17]
+    assert wide["estimated_share"].tolist()[1] == ""
+    outbox = store.read_frame("SELECT idempotency_key, payload FROM outbound_messages ORDER BY payload")
+    assert sorted(json.loads(p)["account_id"] for p in outbox["payload"]) == sorted([account, "A2"])

@@ -6,22 +6,7 @@
 -- A missing scheduled read falls back to the VEE's register estimate (register_value).
 -- A meter exchange sums the meters.
 with installs as (
-    select
-        s.account_id, s.service_point_id, s.cycle_id, s.period_start, s.rate_code, s.segment_start,
-        s.billing_unit,
-        mi.meter_id, mi.multiplier, mi.start_register, mi.end_register, m.dials, m.unit,
-        (mi.installed_at > s.window_start) as installed_inside,
-        (mi.removed_at is not null and mi.removed_at < s.window_end) as removed_inside,
-        case when mi.installed_at > s.window_start then mi.installed_at else s.window_start end as t_from,
-        case when mi.removed_at is not null and mi.removed_at < s.window_end then mi.removed_at
-             else s.window_end end as t_to
-    from {{ ref('bill_segments') }} as s
-    inner join {{ source('smartmdm', 'meter_installs') }} as mi
-        on mi.service_point_id = s.service_point_id
-        and mi.installed_at < s.window_end
-        and (mi.removed_at is null or mi.removed_at > s.window_start)
-    inner join {{ source('smartmdm', 'meters') }} as m
-        on m.meter_id = mi.meter_id and m.kind in ('manual', 'amr')
+    select * from {{ ref('segment_installs') }} where kind in ('manual', 'amr')
 ),
 
 register_versions as (
@@ -36,6 +21,7 @@ reads as (
     select meter_id, read_at, value, false as estimated
     from {{ source('smartmdm', 'register_reads') }}
     where channel in ('kwh_delivered', 'water', 'gas') and value is not null
+        and meter_id in (select meter_id from installs)
     union all
     select e.meter_id, e.interval_end as read_at, e.register_value as value, true as estimated
     from register_versions as e
