@@ -1,3 +1,4 @@
+{{ config(pre_hook=heavy_aggregate_settings()) }}
 -- One pass over billing-ready usage: per segment and TOU energy/demand period, the channel
 -- sums (delivered, received, reactive, volume in the tariff's unit), the estimated and
 -- edited quantity, the present intervals of the primary channel, and the largest interval
