@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
 
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.calendar import holidays_for
@@ -47,6 +50,11 @@ class VeeRun:
     exceptions_open: int
 
 
+def _read_large(store: Store, sql: str, params: dict | None = None) -> pd.DataFrame:
+    """The big inputs (raw reads, history): through an Arrow fetch on DuckDB."""
+    return store.read_frame(sql, params, via_arrow=True)
+
+
 def load_inputs(
     store: Store, day: dt.date, cfg: UtilityConfig, with_history: pd.DataFrame | None = None
 ) -> DayInputs:
@@ -56,7 +64,8 @@ def load_inputs(
     weeks = vee.default.reference_weeks
     q = store.read_frame
     p = {"day": day, "start": start, "end": end}
-    reads = q(
+    reads = _read_large(
+        store,
         "SELECT meter_id, channel, interval_end, interval_seconds, value, source_quality, file_id, line "
         "FROM raw_reads WHERE read_day = :day",
         p,
@@ -84,7 +93,8 @@ def load_inputs(
         {"a": day - dt.timedelta(weeks=weeks), "day": day},
     )
     frontier = store.scalar("SELECT max(last_interval_end) FROM headend_files")
-    last_seen = q(
+    last_seen = _read_large(
+        store,
         "SELECT meter_id, channel, max(interval_end) AS last_end FROM raw_reads "
         "WHERE read_day >= :day AND read_day <= :until AND value IS NOT NULL GROUP BY meter_id, channel",
         {"day": day, "until": day + dt.timedelta(days=7)},
@@ -113,7 +123,8 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
     if series.empty:
         return pd.DataFrame()
     meters = sorted(series["meter_id"].unique().tolist())
-    frame = store.read_frame(
+    frame = _read_large(
+        store,
         "SELECT meter_id, channel, interval_end, interval_seconds, value, status, failed_rules, estimation_method "
         "FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn "
         "      FROM intervals i WHERE read_day >= :a AND read_day <= :b AND read_day <> :day "
@@ -133,158 +144,225 @@ def run_day(store: Store, day: dt.date, cfg: UtilityConfig) -> VeeRun:
     estimated = estimate_day(validated, inputs)
     now = pd.Timestamp.now(tz="UTC")
     with store.begin() as conn:
-        latest = _latest_versions(store, day, conn)
-        v_rows = _validation_versions(validated.intervals, latest, day, now)
-        after = _apply(latest, v_rows)
-        e_rows = _estimation_versions(estimated.intervals, after, day, now)
-        restated = restatements(latest, v_rows, day)
-        store.bulk_insert("intervals", v_rows, conn)
-        store.bulk_insert("intervals", e_rows, conn)
+        n_val, n_est, restated = _write_versions(store, conn, day, estimated.intervals, now)
         exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
         open_count = _write_exceptions(store, day, exceptions, now, conn)
         usage = daily_usage(estimated.intervals, day)
         store.replace_partition("daily_usage", {"read_day": day}, usage, conn)
-    return VeeRun(day, validated, estimated, len(v_rows), len(e_rows), open_count)
+    return VeeRun(day, validated, estimated, n_val, n_est, open_count)
 
 
-def _latest_versions(store: Store, day: dt.date, conn) -> pd.DataFrame:
-    """Per interval of the day: the current version, and the latest version the validation wrote."""
-    frame = store.read_frame(
-        "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
-        "source_file_id, estimation_method, billed FROM intervals WHERE read_day = :day",
-        {"day": day},
+# --- versions: compared and written in SQL -----------------------------------------------------------
+#
+# The day's candidate rows are bulk-loaded into temporary tables; one INSERT … SELECT per stage
+# writes only the rows that differ from the versions already stored. The validation stage compares
+# with the latest version it wrote itself (an edit or an estimate on top stays current while the
+# received data is unchanged); the estimation stage with the current version once the validation
+# stage's versions are in.
+
+_STAGE_VAL = "_vee_stage_validation"
+_STAGE_EST = "_vee_stage_estimation"
+_VERSION_COLUMNS = [
+    "meter_id",
+    "channel",
+    "interval_end",
+    "version",
+    "interval_seconds",
+    "value",
+    "unit",
+    "status",
+    "espi_quality",
+    "iec_quality",
+    "estimation_method",
+    "failed_rules",
+    "source_file_id",
+    "source_line",
+    "read_day",
+    "created_by",
+    "created_at",
+    "reason",
+    "previous_value",
+]
+_ON = "x.meter_id = s.meter_id AND x.channel = s.channel AND x.interval_end = s.interval_end"
+
+
+def _same_sql(a: str, b: str) -> str:
+    """Numbers equal within EPS, or both NULL (pandas' NaN)."""
+    return f"COALESCE(abs({a} - {b}) <= {EPS!r}, {a} IS NULL AND {b} IS NULL)"
+
+
+def _text_same_sql(a: str, b: str) -> str:
+    return f"COALESCE({a}, '') = COALESCE({b}, '')"
+
+
+def _stage_table(name: str, *columns: sa.Column) -> sa.Table:
+    return sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+def _stage_columns() -> list[sa.Column]:
+    return [
+        sa.Column("meter_id", sa.String),
+        sa.Column("channel", sa.String),
+        sa.Column("interval_end", sa.DateTime(timezone=True)),
+        sa.Column("interval_seconds", sa.Integer),
+        sa.Column("value", sa.Double),
+        sa.Column("unit", sa.String),
+        sa.Column("status", sa.String),
+        sa.Column("failed_rules", sa.String),
+        sa.Column("source_file_id", sa.BigInteger),
+        sa.Column("source_line", sa.BigInteger),
+    ]
+
+
+def _arrow(values, type_: pa.DataType) -> pa.Array:
+    """A column as an Arrow array of ``type_`` without going through Python objects where possible
+    (categoricals are decoded by Arrow; NaN becomes NULL)."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        cats = pa.array(np.asarray(values.cat.categories, dtype=object), pa.string())
+        codes = values.cat.codes.to_numpy()
+        idx = pa.array(codes, mask=codes < 0)
+        return pc.take(cats, idx).cast(type_)
+    if isinstance(values, pd.Series):
+        values = values.array if not isinstance(values.dtype, np.dtype) else values.to_numpy()
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f" and not pa.types.is_floating(type_):
+        return pa.array(values, mask=np.isnan(values)).cast(type_)
+    return pa.array(values, from_pandas=True).cast(type_)
+
+
+def _stage_frame(frame: pd.DataFrame, value: str, extra: dict[str, tuple]) -> pa.Table:
+    cols = {
+        "meter_id": _arrow(frame["meter_id"], pa.string()),
+        "channel": _arrow(frame["channel"], pa.string()),
+        "interval_end": pa.array(frame["interval_end"]).cast(pa.timestamp("us", "UTC")),
+        "interval_seconds": _arrow(frame["interval_seconds"].to_numpy(dtype="int64"), pa.int32()),
+        "value": _arrow(frame[value].to_numpy(dtype="float64"), pa.float64()),
+        "unit": _arrow(frame["unit"], pa.string()),
+        "status": _arrow(frame["status"], pa.string()),
+        "failed_rules": _arrow(frame["failed_rules"], pa.string()),
+        "source_file_id": _arrow(frame["file_id"].to_numpy(dtype="float64"), pa.int64()),
+        "source_line": _arrow(frame["line"].to_numpy(dtype="float64"), pa.int64()),
+    }
+    for name, (values, type_) in extra.items():
+        cols[name] = _arrow(values, type_)
+    return pa.table(cols)
+
+
+def _write_versions(
+    store: Store, conn: sa.Connection, day: dt.date, frame: pd.DataFrame, now: pd.Timestamp
+) -> tuple[int, int, pd.DataFrame]:
+    """Write the validation and estimation versions that changed: (validation rows, estimation
+    rows, restatement exceptions)."""
+    stage_val = _stage_table(_STAGE_VAL, *_stage_columns())
+    est_rows = frame[frame["final_status"].eq("estimated").to_numpy()]
+    stage_est = _stage_table(
+        _STAGE_EST,
+        *_stage_columns(),
+        sa.Column("estimation_method", sa.String),
+        sa.Column("espi_quality", sa.SmallInteger),
+        sa.Column("iec_quality", sa.String),
+        sa.Column("reason", sa.Text),
+    )
+    for stage in (stage_val, stage_est):
+        conn.execute(sa.text(f'DROP TABLE IF EXISTS "{stage.name}"'))
+        stage.create(conn)
+    store.bulk_insert(stage_val, _stage_frame(frame, "value", {}), conn)
+    store.bulk_insert(
+        stage_est,
+        _stage_frame(
+            est_rows,
+            "final_value",
+            {
+                "estimation_method": (est_rows["estimation_method"], pa.string()),
+                "espi_quality": (est_rows["espi_quality"].to_numpy(dtype="float64"), pa.int16()),
+                "iec_quality": (est_rows["iec_quality"], pa.string()),
+                "reason": (est_rows["estimation_inputs"], pa.string()),
+            },
+        ),
         conn,
     )
-    if frame.empty:
-        return frame
-    frame = frame.sort_values([*KEY, "version"])
-    current = frame.drop_duplicates(KEY, keep="last").set_index(KEY)
-    val = frame[frame["created_by"] == VALIDATION_ACTOR].drop_duplicates(KEY, keep="last").set_index(KEY)
-    out = current.join(val[["value", "status", "failed_rules", "source_file_id"]], rsuffix="_val")
-    return out.reset_index()
-
-
-def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
-    x, y = a.to_numpy(dtype="float64"), b.to_numpy(dtype="float64")
-    return (np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= EPS)
-
-
-def _text_same(a: pd.Series, b: pd.Series) -> np.ndarray:
-    return a.fillna("").astype(str).to_numpy() == b.fillna("").astype(str).to_numpy()
-
-
-def _validation_versions(frame: pd.DataFrame, latest: pd.DataFrame, day: dt.date, now) -> pd.DataFrame:
-    new = frame[
-        KEY + ["interval_seconds", "value", "unit", "status", "failed_rules", "file_id", "line"]
-    ].rename(columns={"file_id": "source_file_id", "line": "source_line"})
-    if latest.empty:
-        changed = new.assign(version=1, previous_value=np.nan)
-    else:
-        m = new.merge(
-            latest[
-                [
-                    *KEY,
-                    "version",
-                    "value",
-                    "status",
-                    "value_val",
-                    "status_val",
-                    "failed_rules_val",
-                    "source_file_id_val",
-                ]
-            ].rename(columns={"value": "current_value", "status": "current_status"}),
-            on=KEY,
-            how="left",
-        )
-        unchanged = (
-            m["version"].notna().to_numpy()
-            & _same(m["value"], m["value_val"])
-            & _text_same(m["status"], m["status_val"])
-            & _text_same(m["failed_rules"], m["failed_rules_val"])
-            & _same(m["source_file_id"], m["source_file_id_val"])
-        )
+    params = {"day": day, "now": now.to_pydatetime(), "val": VALIDATION_ACTOR, "est": ESTIMATION_ACTOR}
+    # per interval of the day: the current version (c) and the latest the validation wrote (v)
+    ranked = (
+        "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
+        "source_file_id, billed, "
+        "row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn, "
+        "row_number() OVER (PARTITION BY meter_id, channel, interval_end, created_by = :val "
+        "ORDER BY version DESC) AS rv FROM intervals WHERE read_day = :day"
+    )
+    latest = (
+        f"SELECT c.meter_id, c.channel, c.interval_end, c.version, c.value, c.status, c.billed, "
+        f"v.value AS value_val, v.status AS status_val, v.failed_rules AS failed_rules_val, "
+        f"v.source_file_id AS source_file_id_val "
+        f"FROM ({ranked}) c LEFT JOIN ({ranked}) v ON v.meter_id = c.meter_id AND v.channel = c.channel "
+        f"AND v.interval_end = c.interval_end AND v.created_by = :val AND v.rv = 1 WHERE c.rn = 1"
+    )
+    unchanged = (
+        f"((x.version IS NOT NULL AND {_same_sql('s.value', 'x.value_val')} "
+        f"AND {_text_same_sql('s.status', 'x.status_val')} "
+        f"AND {_text_same_sql('s.failed_rules', 'x.failed_rules_val')} "
+        f"AND s.source_file_id IS NOT DISTINCT FROM x.source_file_id_val) "
         # an estimate written before VEE ever saw the interval (a forward estimate for billing)
         # stays current while nothing has been received; the estimation stage may replace it
-        unchanged |= (
-            m["value"].isna().to_numpy()
-            & m["status_val"].isna().to_numpy()
-            & m["current_status"].eq("estimated").to_numpy()
+        f"OR (s.value IS NULL AND x.status_val IS NULL AND x.status = 'estimated'))"
+    )
+    stored = conn.execute(
+        sa.text("SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day LIMIT 1) one"), params
+    ).scalar_one()
+    if not stored:  # the day's first run: nothing to compare with
+        latest = f"SELECT * FROM ({latest}) nothing WHERE 1 = 0"
+    changed = f'FROM "{_STAGE_VAL}" s LEFT JOIN ({latest}) x ON {_ON} WHERE NOT COALESCE({unchanged}, FALSE)'
+    restated = pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    billed = conn.execute(
+        sa.text("SELECT count(*) FROM intervals WHERE read_day = :day AND billed"), params
+    ).scalar_one()
+    if billed:
+        hit = store.read_frame(
+            "SELECT s.meter_id, s.channel, s.interval_end "
+            + changed
+            + " AND s.status = 'valid' AND x.status = 'estimated' AND COALESCE(x.billed, FALSE)",
+            params,
+            conn,
         )
-        changed = m[~unchanged].copy()
-        changed["previous_value"] = changed["current_value"]
-        changed["version"] = changed["version"].fillna(0).astype("int64") + 1
-    espi = changed["status"].map({"valid": 0, "suspect": 10}).astype("Int16")
-    iec = changed["status"].map({"valid": "2.0.0", "suspect": "2.5.256", "missing": "2.5.259"})
-    return pd.DataFrame(
-        {
-            **{c: changed[c].to_numpy() for c in KEY},
-            "version": changed["version"].astype("int32").to_numpy(),
-            "interval_seconds": changed["interval_seconds"].to_numpy(),
-            "value": changed["value"].to_numpy(dtype="float64"),
-            "unit": changed["unit"].to_numpy(),
-            "status": changed["status"].to_numpy(),
-            "espi_quality": espi.to_numpy(),
-            "iec_quality": iec.to_numpy(),
-            "estimation_method": None,
-            "failed_rules": changed["failed_rules"].to_numpy(),
-            "source_file_id": changed["source_file_id"].to_numpy(dtype="float64"),
-            "source_line": changed["source_line"].to_numpy(dtype="float64"),
-            "read_day": pd.Timestamp(day),
-            "created_by": VALIDATION_ACTOR,
-            "created_at": now,
-            "reason": "first-pass validation",
-            "previous_value": changed["previous_value"].to_numpy(dtype="float64"),
-        }
+        restated = _restated(hit, day)
+    cols = ", ".join(_VERSION_COLUMNS)
+    n_val = conn.execute(
+        sa.text(
+            f"INSERT INTO intervals ({cols}) SELECT s.meter_id, s.channel, s.interval_end, "
+            "COALESCE(x.version, 0) + 1, s.interval_seconds, s.value, s.unit, s.status, "
+            "CASE s.status WHEN 'valid' THEN 0 WHEN 'suspect' THEN 10 END, "
+            "CASE s.status WHEN 'valid' THEN '2.0.0' WHEN 'suspect' THEN '2.5.256' "
+            "WHEN 'missing' THEN '2.5.259' END, "
+            "NULL, s.failed_rules, s.source_file_id, s.source_line, :day, :val, :now, "
+            f"'first-pass validation', x.value {changed}"
+        ),
+        params,
+    ).rowcount
+    # the estimation stage against the current versions once the validation stage's are in
+    current = (
+        "SELECT i.meter_id, i.channel, i.interval_end, i.version, i.value, i.status, "
+        "i.estimation_method, i.billed, row_number() OVER (PARTITION BY i.meter_id, i.channel, "
+        "i.interval_end ORDER BY i.version DESC) AS rn "
+        f'FROM intervals i JOIN "{_STAGE_EST}" k ON i.meter_id = k.meter_id AND i.channel = k.channel '
+        "AND i.interval_end = k.interval_end WHERE i.read_day = :day"
     )
-
-
-def _apply(latest: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """The current version per interval once ``rows`` are written."""
-    cols = [*KEY, "version", "value", "status", "created_by", "estimation_method", "billed"]
-    parts = [f[cols] for f in (latest, rows.assign(billed=False)) if len(f)]
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols}).astype(
-            {"interval_end": "datetime64[us, UTC]"}
-        )
-    both = pd.concat(parts, ignore_index=True).sort_values([*KEY, "version"])
-    both["interval_end"] = pd.to_datetime(both["interval_end"], utc=True)
-    return both.drop_duplicates(KEY, keep="last")
-
-
-def _estimation_versions(frame: pd.DataFrame, current: pd.DataFrame, day: dt.date, now) -> pd.DataFrame:
-    est = frame[frame["final_status"].eq("estimated")]
-    m = est.merge(current, on=KEY, how="left", suffixes=("", "_cur"))
-    cur_status = m["status_cur"].fillna("")
-    protected = cur_status.isin(["edited", "verified"]).to_numpy()
-    billed_estimate = (cur_status.eq("estimated") & m["billed"].fillna(False).astype(bool)).to_numpy()
-    same = (
-        cur_status.eq("estimated").to_numpy()
-        & _same(m["final_value"], m["value_cur"])
-        & _text_same(m["estimation_method"], m["estimation_method_cur"])
-    )
-    write = m[~protected & ~billed_estimate & ~same]
-    rows = pd.DataFrame(
-        {
-            **{c: write[c].to_numpy() for c in KEY},
-            "version": (write["version"].fillna(0).astype("int64") + 1).astype("int32").to_numpy(),
-            "interval_seconds": write["interval_seconds"].to_numpy(),
-            "value": write["final_value"].to_numpy(dtype="float64"),
-            "unit": write["unit"].to_numpy(),
-            "status": "estimated",
-            "espi_quality": write["espi_quality"].to_numpy(),
-            "iec_quality": write["iec_quality"].to_numpy(),
-            "estimation_method": write["estimation_method"].to_numpy(),
-            "failed_rules": write["failed_rules"].to_numpy(),
-            "source_file_id": write["file_id"].to_numpy(dtype="float64"),
-            "source_line": write["line"].to_numpy(dtype="float64"),
-            "read_day": pd.Timestamp(day),
-            "created_by": ESTIMATION_ACTOR,
-            "created_at": now,
-            "reason": write["estimation_inputs"].to_numpy(),
-            "previous_value": write["value_cur"].to_numpy(dtype="float64"),
-        }
-    )
-    return rows
+    status = "COALESCE(x.status, '')"
+    n_est = conn.execute(
+        sa.text(
+            f"INSERT INTO intervals ({cols}) SELECT s.meter_id, s.channel, s.interval_end, "
+            "COALESCE(x.version, 0) + 1, s.interval_seconds, s.value, s.unit, 'estimated', "
+            "s.espi_quality, s.iec_quality, s.estimation_method, s.failed_rules, s.source_file_id, "
+            "s.source_line, :day, :est, :now, s.reason, x.value "
+            f'FROM "{_STAGE_EST}" s LEFT JOIN ({current}) x ON {_ON} AND x.rn = 1 '
+            f"WHERE {status} NOT IN ('edited', 'verified') "
+            f"AND NOT ({status} = 'estimated' AND COALESCE(x.billed, FALSE)) "
+            f"AND NOT ({status} = 'estimated' AND {_same_sql('s.value', 'x.value')} "
+            f"AND {_text_same_sql('s.estimation_method', 'x.estimation_method')})"
+        ),
+        params,
+    ).rowcount
+    for stage in (stage_val, stage_est):
+        conn.execute(sa.text(f'DROP TABLE IF EXISTS "{stage.name}"'))
+    return int(n_val), int(n_est), restated
 
 
 def _write_exceptions(store: Store, day: dt.date, exceptions: pd.DataFrame, now, conn) -> int:
@@ -311,7 +389,11 @@ def restatements(latest: pd.DataFrame, validation_rows: pd.DataFrame, day: dt.da
     if latest.empty or validation_rows.empty:
         return pd.DataFrame(columns=EXCEPTION_COLUMNS)
     billed = latest[latest["status"].eq("estimated") & latest["billed"].fillna(False).astype(bool)]
-    hit = validation_rows[validation_rows["status"].eq("valid")].merge(billed[KEY], on=KEY)
+    return _restated(validation_rows[validation_rows["status"].eq("valid")].merge(billed[KEY], on=KEY), day)
+
+
+def _restated(hit: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """One restatement exception per series from the intervals (KEY) whose billed estimate was replaced."""
     if hit.empty:
         return pd.DataFrame(columns=EXCEPTION_COLUMNS)
     g = (

@@ -118,16 +118,27 @@ class Store:
     # --- reads -------------------------------------------------------------------------------------
 
     def read_frame(
-        self, sql: str, params: Mapping[str, Any] | None = None, conn: sa.Connection | None = None
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        conn: sa.Connection | None = None,
+        *,
+        via_arrow: bool = False,
     ) -> pd.DataFrame:
-        """Run a query (``:name`` parameters) and return a DataFrame; timestamps are UTC-aware."""
+        """Run a query (``:name`` parameters) and return a DataFrame; timestamps are UTC-aware.
+
+        ``via_arrow`` (DuckDB): fetch through Arrow, several times faster for millions of rows with
+        string columns; DATE columns then come back as ``datetime.date`` objects.
+        """
         if conn is None:
             with self.engine.connect() as own:
-                return self.read_frame(sql, params, own)
+                return self.read_frame(sql, params, own, via_arrow=via_arrow)
         if self.backend == "duckdb":
             raw = conn.connection.driver_connection
             used = set(_NAMED_PARAM.findall(sql))  # DuckDB refuses parameters the query does not use
             bound = {k: v for k, v in (params or {}).items() if k in used}
+            if via_arrow:
+                return raw.sql(_NAMED_PARAM.sub(r"$\1", sql), params=bound).to_arrow_table().to_pandas()
             return raw.execute(_NAMED_PARAM.sub(r"$\1", sql), bound).df()
         return pd.read_sql_query(sa.text(sql), conn, params=dict(params or {}))
 

@@ -160,7 +160,7 @@ def test_schedule_closes_due_periods_after_the_grace_days(
     schedule = definitions.resolve_schedule_def("billing_close_schedule")
 
     def tick(day: str):
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=pd.Timestamp(f"{day} 06:00", tz=TZ).to_pydatetime(),
             repository_def=definitions.get_repository_def(),
@@ -168,8 +168,8 @@ def test_schedule_closes_due_periods_after_the_grace_days(
                 "store": StoreResource.from_environment(),
                 "utility": UtilityConfigResource.from_environment(),
             },
-        )
-        return schedule.evaluate_tick(context)
+        ) as context:
+            return schedule.evaluate_tick(context)
 
     early = tick("2027-07-07")
     assert not early.run_requests and "no billing period due" in (early.skip_message or "")

@@ -115,14 +115,7 @@ def validate_day(inp: DayInputs) -> DayResult:
             catalog.sid(best["meter_id"], best["channel"]),
             best["max_value"].to_numpy(dtype="float64"),
         )
-    parts = []
-    for (commodity, kind, seconds), group in frame.groupby(
-        ["commodity", "kind", "interval_seconds"], sort=True
-    ):
-        ruleset = inp.config.for_class(commodity, kind, int(seconds))
-        parts.append(rules.apply_interval_rules(group.reset_index(drop=True), ruleset, hist_max))
-    frame = pd.concat(parts, ignore_index=True) if parts else _empty_day()
-    frame = frame.sort_values(["sid", "t"], kind="stable").reset_index(drop=True)
+    frame = _apply_rules(frame, inp, hist_max)
 
     frame["r_awaiting_data"] = _awaiting(frame, inp)
     frame["r_missing_interval"] = (
@@ -159,6 +152,52 @@ def validate_day(inp: DayInputs) -> DayResult:
     return DayResult(frame, exceptions, stats)
 
 
+# the columns the interval rules read (rules.apply_interval_rules)
+_RULE_INPUTS = [
+    "sid",
+    "channel",
+    "value",
+    "received",
+    "rank",
+    "drift_s",
+    "source_quality",
+    "unit",
+    "interval_seconds",
+    "outage",
+    "has_solar",
+]
+
+
+def _apply_rules(frame: pd.DataFrame, inp: DayInputs, hist_max) -> pd.DataFrame:
+    """The interval rules per rule set (commodity, kind, interval length) on the frame sorted by
+    (sid, t); each rule set sees only its rows and the columns the rules read, and its flags are
+    written back by position (rows of no rule set are dropped)."""
+    if frame.empty:
+        return _empty_day()
+    groups = frame.groupby(["commodity", "kind", "interval_seconds"], sort=True, observed=True).indices
+    flags: dict[str, np.ndarray] = {}
+    kept = []
+    for (commodity, kind, seconds), rows in groups.items():
+        ruleset = inp.config.for_class(commodity, kind, int(seconds))
+        part = frame[_RULE_INPUTS]  # copy-on-write: the rules' columns do not reach ``frame``
+        if len(groups) > 1:
+            part = part.iloc[rows].reset_index(drop=True)
+        part = rules.apply_interval_rules(part, ruleset, hist_max)
+        for col in ["outage", *(c for c in part.columns if c.startswith("r_"))]:
+            if col not in flags:
+                flags[col] = np.zeros(len(frame), dtype=bool)
+            flags[col][rows] = part[col].to_numpy(dtype=bool)
+        kept.append(rows)
+    frame = frame.assign(**flags)
+    rows = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+    if len(rows) < len(frame):
+        frame = frame.iloc[rows]
+    t, sid = frame["t"].to_numpy(), frame["sid"].to_numpy()
+    if len(frame) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
+        frame = frame.iloc[np.lexsort((t, sid))]
+    return frame.reset_index(drop=True)
+
+
 def _awaiting(frame: pd.DataFrame, inp: DayInputs) -> np.ndarray:
     """Not received, after the series' last received read, and still inside the re-collection window."""
     if inp.frontier is None or frame.empty:
@@ -177,7 +216,7 @@ def _awaiting(frame: pd.DataFrame, inp: DayInputs) -> np.ndarray:
 
 
 def _typed_reads(reads: pd.DataFrame) -> pd.DataFrame:
-    reads = reads.copy()
+    reads = reads.copy(deep=False)  # columns are replaced, never written into
     if not isinstance(reads["interval_end"].dtype, pd.DatetimeTZDtype):
         reads["interval_end"] = pd.to_datetime(reads["interval_end"], utc=True)
     reads["source_quality"] = reads["source_quality"].fillna("")
@@ -229,11 +268,19 @@ def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
         if "customer" not in frame["role"].cat.categories
         else frame["role"].fillna("customer")
     )
-    channel_units = np.array([CHANNEL_UNITS.get(c) for c in CHANNEL_ORDER], dtype=object)
-    unit = channel_units[frame["sid"].to_numpy() % N_CHANNELS]
-    gas = pd.isna(unit)
-    unit[gas] = frame["gas_unit"].astype(object).to_numpy()[gas]
-    frame["unit"] = pd.Categorical(unit)
+    # unit per row as category codes: the channel's unit, else (gas) the meter's gas unit
+    units = np.array(sorted({*CHANNEL_UNITS.values(), "therm", "CCF"}), dtype=object)
+    position = {u: i for i, u in enumerate(units)}
+    channel_code = np.array([position.get(CHANNEL_UNITS.get(c), -1) for c in CHANNEL_ORDER])
+    code = channel_code[frame["sid"].to_numpy() % N_CHANNELS]
+    gas = code < 0
+    gas_unit = frame["gas_unit"].array
+    gas_code = np.array([position[u] for u in gas_unit.categories] + [-1])  # code -1: no unit
+    code[gas] = gas_code[gas_unit.codes[gas]]
+    present = np.flatnonzero(np.bincount(code[code >= 0], minlength=len(units)))
+    remap = np.full(len(units) + 1, -1)
+    remap[present] = np.arange(len(present))
+    frame["unit"] = pd.Categorical.from_codes(remap[code], categories=units[present])
     return frame.drop(columns=["gas_unit"])
 
 
@@ -497,20 +544,27 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
 
 def _day_totals(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     """Per meter activation and channel: interval sum, completeness, bracketing registers."""
-    day = frame[~frame["context"].to_numpy(dtype=bool)] if "context" in frame else frame
-    order = np.lexsort((day["t"].to_numpy(), day["sid"].to_numpy()))
-    day = day.iloc[order]
-    sid = day["sid"].to_numpy()
+    rows = np.flatnonzero(~frame["context"].to_numpy(dtype=bool)) if "context" in frame else None
+    sid, t = frame["sid"].to_numpy(), frame["t"].to_numpy()
+    if rows is not None:
+        sid, t = sid[rows], t[rows]
+    if len(sid) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
+        order = np.lexsort((t, sid))
+        rows = order if rows is None else rows[order]
+        sid, t = sid[order], t[order]
+
+    def col(values: np.ndarray) -> np.ndarray:
+        return values if rows is None else values[rows]
+
     uniq, starts = group_bounds(sid)
     if len(uniq) == 0:
         return pd.DataFrame(
             columns=["meter_id", "channel", "sid", "interval_sum", "complete", "reg_start", "reg_end"]
         )
     last = np.r_[starts[1:], len(sid)] - 1
-    value = day["value"].to_numpy(dtype="float64")
-    valid = day["status"].to_numpy() == "valid"
-    t = day["t"].to_numpy()
-    firsts = day.iloc[starts]
+    value = col(frame["value"].to_numpy(dtype="float64"))
+    valid = col(frame["status"].eq("valid").to_numpy(dtype=bool))
+    firsts = frame.iloc[starts if rows is None else rows[starts]]
     g = pd.DataFrame(
         {
             "meter_id": firsts["meter_id"].to_numpy(),
@@ -849,14 +903,17 @@ def prepare_history(
 def _class_keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Integer class keys per row, computed once per series: fine (commodity, channel, interval
     length, customer class) and coarse (without the customer class)."""
-    firsts = frame.drop_duplicates("sid")
+    sid = frame["sid"].to_numpy()
+    if len(sid) > 1 and (sid[1:] >= sid[:-1]).all():  # grouped by series: the first rows are known
+        firsts = frame.iloc[group_bounds(sid)[1]]
+    else:
+        firsts = frame.drop_duplicates("sid")
     fine = pd.MultiIndex.from_frame(
         firsts[["commodity", "channel", "interval_seconds", "customer_class"]].astype(str)
     ).factorize()[0]
     coarse = pd.MultiIndex.from_frame(
         firsts[["commodity", "channel", "interval_seconds"]].astype(str)
     ).factorize()[0]
-    sid = frame["sid"].to_numpy()
     keys = firsts["sid"].to_numpy()
     return lookup(sid, keys, fine, fill=-1).astype("int64"), lookup(sid, keys, coarse, fill=-1).astype(
         "int64"
@@ -924,7 +981,9 @@ def estimate_day(
         est_method[rows] = done["est_method"].to_numpy(dtype=object)
         est_inputs[rows] = done["est_inputs"].to_numpy(dtype=object)
     frame = full
-    est = np.array([isinstance(m, str) for m in est_method], dtype=bool)
+    est = np.zeros(len(full), dtype=bool)
+    if todo.any():  # only the chain's rows can hold a method
+        est[rows] = [isinstance(m, str) for m in est_method[rows]]
     bad_estimate = est & (est_value < 0) & ~frame["channel"].isin(rules.CAN_RUN_BACKWARDS).to_numpy()
     est = est & ~bad_estimate
     frame["est_method"] = np.where(est, est_method, None)

@@ -158,11 +158,13 @@ def class_profiles(frame: pd.DataFrame) -> dict[str, pd.Series]:
     'fine' (commodity, channel, interval length, customer class) and 'coarse' (without class)."""
     valid = frame["status"].eq("valid").to_numpy() & ~np.isnan(frame["value"].to_numpy(dtype="float64"))
     valid &= ~frame["outage"].to_numpy(dtype=bool) & ~frame["context"].to_numpy(dtype=bool)
-    rows = frame[valid]
+    rows = np.flatnonzero(valid)  # arrays only: the frame is wide
+    value = pd.Series(frame["value"].to_numpy()[rows])
+    slot = frame["slot"].to_numpy()[rows]
     out = {}
     for level in ("fine", "coarse"):
-        key = rows[f"class_{level}"].to_numpy() * SLOTS + rows["slot"].to_numpy()
-        out[level] = pd.Series(rows["value"].to_numpy()).groupby(key).mean()
+        key = frame[f"class_{level}"].to_numpy()[rows] * SLOTS + slot
+        out[level] = value.groupby(key).mean()
     return out
 
 

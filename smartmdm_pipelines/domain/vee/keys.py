@@ -24,9 +24,8 @@ class Catalog:
     """The meters a day knows about; series ids are meter position × channels + channel position."""
 
     def __init__(self, *meter_columns: pd.Series) -> None:
-        values = pa.chunked_array(
-            [pa.array(np.asarray(c, dtype=object), pa.string()) for c in meter_columns if len(c)]
-        )
+        parts = [_strings(c) for c in meter_columns if len(c)]
+        values = pa.chunked_array([c for part in parts for c in part.chunks], pa.string())
         self.meters = pc.unique(values).sort() if len(values) else pa.array([], pa.string())
 
     @property
@@ -34,14 +33,12 @@ class Catalog:
         return len(self.meters) * N_CHANNELS
 
     def meter_codes(self, meter_id: pd.Series) -> np.ndarray:
-        codes = pc.index_in(pa.array(np.asarray(meter_id, dtype=object), pa.string()), value_set=self.meters)
-        return codes.to_numpy(zero_copy_only=False).astype("float64")
+        return _index_in(meter_id, self.meters)
 
     def sid(self, meter_id: pd.Series, channel: pd.Series) -> np.ndarray:
         """int64 series ids; -1 for unknown meters or channels."""
         m = self.meter_codes(meter_id)
-        c = pc.index_in(pa.array(np.asarray(channel, dtype=object), pa.string()), value_set=_CHANNEL_SET)
-        c = c.to_numpy(zero_copy_only=False).astype("float64")
+        c = _index_in(channel, _CHANNEL_SET)
         sid = m * N_CHANNELS + c
         return np.where(np.isnan(sid), -1, sid).astype("int64")
 
@@ -51,6 +48,40 @@ class Catalog:
     @staticmethod
     def channel_of(sid: np.ndarray) -> np.ndarray:
         return np.asarray(CHANNEL_ORDER, dtype=object)[sid % N_CHANNELS]
+
+
+def _strings(values) -> pa.ChunkedArray:
+    """A string column as an Arrow chunked array: zero-copy for Arrow-backed columns, decoded for
+    categoricals, converted otherwise."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.cast(pa.string())
+    if isinstance(values, pa.Array):
+        return pa.chunked_array([values.cast(pa.string())])
+    if isinstance(values, pd.Series | pd.Index):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        cats = _strings(pd.Index(values.categories))
+        codes = values.codes
+        return pa.chunked_array([pc.take(cats, pa.array(codes, mask=codes < 0))])
+    if hasattr(values, "__arrow_array__") and isinstance(getattr(values, "dtype", None), pd.StringDtype):
+        arr = values.__arrow_array__()
+        arr = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+        return arr.cast(pa.string())
+    return pa.chunked_array([pa.array(np.asarray(values, dtype=object), pa.string(), from_pandas=True)])
+
+
+def _index_in(values, value_set: pa.Array) -> np.ndarray:
+    """Position of each value in ``value_set`` as float64 (NaN where absent or null); a categorical
+    is looked up once per category."""
+    if isinstance(values, pd.Series | pd.Index) and isinstance(values.dtype, pd.CategoricalDtype):
+        cats = _index_in(pd.Index(values.cat.categories), value_set)
+        codes = np.asarray(values.cat.codes)
+        out = np.full(len(codes), np.nan)
+        ok = codes >= 0
+        out[ok] = cats[codes[ok]]
+        return out
+    codes = pc.index_in(_strings(values), value_set=value_set).cast(pa.float64())
+    return pc.fill_null(codes, np.nan).to_numpy()
 
 
 def epoch(instants: pd.Series) -> np.ndarray:

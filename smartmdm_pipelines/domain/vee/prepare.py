@@ -66,7 +66,9 @@ def expected_grid(
         )
     grid = pd.concat(parts, ignore_index=True)
     grid = _within_installations(grid, installs, catalog)
-    grid = grid.sort_values(IKEY, kind="stable").reset_index(drop=True)
+    sid, t = grid["sid"].to_numpy(), grid["t"].to_numpy()
+    if len(grid) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
+        grid = grid.iloc[np.lexsort((t, sid))].reset_index(drop=True)
     return _with_text_keys(grid, catalog)
 
 
@@ -92,14 +94,31 @@ def _within_installations(grid: pd.DataFrame, installs: pd.DataFrame, catalog: C
         epoch(spans["removed_at"].fillna(pd.Timestamp(0, tz="UTC"))),
     )
     grid_m = grid["sid"].to_numpy() // N_CHANNELS
-    installed = np.isin(grid_m, spans["m"].to_numpy())
-    free = grid[~installed]
-    joined = grid[installed].reset_index().assign(m=grid_m[installed]).merge(spans[["m", "a", "b"]], on="m")
-    end = joined["t"].to_numpy()
-    start = end - joined["interval_seconds"].to_numpy(dtype="int64")
-    inside = (start >= joined["a"].to_numpy()) & (end <= joined["b"].to_numpy())
-    kept = joined[inside].drop_duplicates("index").set_index("index")[grid.columns]
-    return pd.concat([free, kept]).sort_index(kind="stable").reset_index(drop=True)
+    span_m = spans["m"].to_numpy()
+    n_meters = int(max(grid_m.max(initial=-1), span_m.max(initial=-1))) + 1
+    count = np.bincount(span_m, minlength=n_meters)
+    keep = count[grid_m] == 0  # meters without an install row are expected all day
+    end = grid["t"].to_numpy()
+    start = end - grid["interval_seconds"].to_numpy(dtype="int64")
+    # meters installed once (nearly all): compare with their one span directly
+    one = count == 1
+    a = np.zeros(n_meters, dtype="int64")
+    b = np.zeros(n_meters, dtype="int64")
+    single = one[span_m]
+    a[span_m[single]] = spans["a"].to_numpy()[single]
+    b[span_m[single]] = spans["b"].to_numpy()[single]
+    rows = np.flatnonzero(one[grid_m])
+    keep[rows] = (start[rows] >= a[grid_m[rows]]) & (end[rows] <= b[grid_m[rows]])
+    # meters with several installations: inside any of them
+    rows = np.flatnonzero(count[grid_m] > 1)
+    if len(rows):
+        joined = pd.DataFrame({"row": rows, "m": grid_m[rows]}).merge(
+            spans.loc[~single, ["m", "a", "b"]], on="m"
+        )
+        r = joined["row"].to_numpy()
+        inside = (start[r] >= joined["a"].to_numpy()) & (end[r] <= joined["b"].to_numpy())
+        keep[r[inside]] = True
+    return grid[keep].reset_index(drop=True)
 
 
 def resolve_reads(
@@ -139,31 +158,42 @@ def resolve_reads(
     reads["drift_s"] = drift
     reads["sid"] = catalog.sid(reads["meter_id"], reads["channel"])
     reads["rank"] = source_quality_rank(reads["source_quality"], reads["value"])
-    reads["source_quality"] = reads["source_quality"].astype("category")
-    reads = reads[
-        ["sid", "t", "interval_seconds", "value", "source_quality", "file_id", "line", "drift_s", "rank"]
-    ]
-    order = np.lexsort(
-        (
-            -reads["line"].to_numpy(),
-            -reads["file_id"].to_numpy(),
-            reads["rank"].to_numpy(),
-            t,
-            reads["sid"].to_numpy(),
-        )
-    )
-    ordered = reads.iloc[order].reset_index(drop=True)
-    sid, tt, rank = ordered["sid"].to_numpy(), ordered["t"].to_numpy(), ordered["rank"].to_numpy()
+    sid = reads["sid"].to_numpy()
+    rank = reads["rank"].to_numpy()
+    file_id, line = reads["file_id"].to_numpy(), reads["line"].to_numpy()
+    # order by (sid, t, rank, latest file, latest line); one integer key for (sid, t) when it fits
+    t_low = int(t.min())
+    if sid.min() >= -1 and int(sid.max()) < (1 << 28) and int(t.max()) - t_low < (1 << 34):
+        key = ((sid + 1) << 34) + (t - t_low)
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        tied = sorted_key[1:] == sorted_key[:-1]
+        if tied.any():  # several reads of one interval: rank those (contiguous runs of equal keys)
+            pos = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
+            sub = order[pos]
+            order[pos] = sub[np.lexsort((-line[sub], -file_id[sub], rank[sub], key[sub]))]
+    else:
+        order = np.lexsort((-line, -file_id, rank, t, sid))
+    sid, tt, rank = sid[order], t[order], rank[order]
     first = np.r_[True, (sid[1:] != sid[:-1]) | (tt[1:] != tt[:-1])]
-    winners = ordered[first].reset_index(drop=True)
-    group = np.cumsum(first) - 1
-    best = rank == winners["rank"].to_numpy()[group]
-    value = ordered["value"].to_numpy(dtype="float64")
-    dup = best & ~first  # a competing read of the same rank
-    conflicts = ordered.head(0).assign(files=pd.Series(dtype="int64"))
+    cols = ["sid", "t", "interval_seconds", "value", "source_quality", "file_id", "line", "drift_s", "rank"]
+    winner_rows = order[first]
+    winners = pd.DataFrame({c: _take(reads[c], winner_rows) for c in cols})
+    winners["source_quality"] = winners["source_quality"].astype("category")
+    conflicts = winners.head(0).assign(files=pd.Series(dtype="int64"))
+    dup = ~first
     if dup.any():
-        g = group[best]
-        frame = pd.DataFrame({"g": g, "v": value[best], "f": ordered["file_id"].to_numpy()[best]})
+        group = np.cumsum(first) - 1
+        best = rank == rank[first][group]
+        dup &= best  # a competing read of the same rank
+    if dup.any():
+        contested = np.zeros(int(group[-1]) + 1, dtype=bool)
+        contested[group[dup]] = True
+        rows = np.flatnonzero(best & contested[group])  # the best-ranked reads of contested intervals
+        src = order[rows]
+        frame = pd.DataFrame(
+            {"g": group[rows], "v": reads["value"].to_numpy(dtype="float64")[src], "f": file_id[src]}
+        )
         agg = frame.groupby("g").agg(
             min=("v", "min"), max=("v", "max"), count=("v", "size"), files=("f", "nunique")
         )
@@ -176,18 +206,29 @@ def resolve_reads(
 
 def _utc_offsets(reads: pd.DataFrame, tz: str, meter_tz: pd.Series | None) -> np.ndarray:
     """UTC offset in seconds at each read's instant, in the zone whose clock its grid follows."""
-    zone = np.full(len(reads), tz, dtype=object)
+    # a day holds a few hundred distinct instants: convert each once per zone
+    codes, instants = pd.factorize(epoch(reads["interval_end"]))
+    utc = pd.to_datetime(instants, unit="s", utc=True)
+
+    def offsets(zone: str) -> np.ndarray:
+        local = utc.tz_convert(zone).tz_localize(None)
+        return ((local - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy() - instants
+
+    out = offsets(tz)[codes]
     if meter_tz is not None and len(meter_tz):
-        daily = (reads["interval_seconds"] >= 86400).to_numpy()
-        if daily.any():
-            zone[daily] = reads.loc[daily, "meter_id"].map(meter_tz).fillna(tz).to_numpy()
-    out = np.zeros(len(reads), dtype="int64")
-    ends = reads["interval_end"]
-    for name in pd.unique(zone):
-        rows = np.flatnonzero(zone == name)
-        local = ends.iloc[rows].dt.tz_convert(name).dt.tz_localize(None)
-        out[rows] = ((local - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy() - epoch(ends.iloc[rows])
+        daily = np.flatnonzero((reads["interval_seconds"] >= 86400).to_numpy())
+        if len(daily):
+            zone = reads["meter_id"].iloc[daily].map(meter_tz).fillna(tz).to_numpy(dtype=object)
+            for name in pd.unique(zone):
+                if name != tz:
+                    rows = daily[zone == name]
+                    out[rows] = offsets(name)[codes[rows]]
     return out
+
+
+def _take(column: pd.Series, rows: np.ndarray):
+    """``column``'s values at positions ``rows`` (dtype kept, no index)."""
+    return column.array.take(rows)
 
 
 def align(grid: pd.DataFrame, winners: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

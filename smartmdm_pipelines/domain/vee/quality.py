@@ -45,8 +45,10 @@ def quality_codes(
     iec_table = np.array([STATUS_CODES.get(c, (None, None))[1] for c in cat.categories], dtype=object)
     espi = espi_table[cat.codes] if len(espi_table) else np.full(len(cat), np.nan)
     iec = iec_table[cat.codes] if len(iec_table) else np.full(len(cat), None, dtype=object)
-    status = pd.Series(np.asarray(cat))
-    est = np.asarray(status == "estimated") if estimated is None else np.asarray(estimated, dtype=bool)
+    if estimated is None:
+        est = np.asarray(cat.codes == cat.categories.get_indexer(["estimated"])[0]) & (cat.codes >= 0)
+    else:
+        est = np.asarray(estimated, dtype=bool)
     rows = np.flatnonzero(est)
     if len(rows):
         base = [str(m).split("+")[0] for m in np.asarray(method, dtype=object)[rows]]

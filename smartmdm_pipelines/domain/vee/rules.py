@@ -125,13 +125,23 @@ def _spike(day: pd.DataFrame, value: np.ndarray, rules: RuleSet) -> np.ndarray:
     if not has.any():
         return np.zeros(len(day), dtype=bool)
     s, v = sid[has], value[has]
-    order = np.lexsort((-v, s))
-    s, v = s[order], v[order]
+    if len(s) > 1 and (s[1:] < s[:-1]).any():  # not grouped by series: group it
+        order = np.argsort(s, kind="stable")
+        s, v = s[order], v[order]
     uniq, starts = group_bounds(s)
     sizes = np.diff(np.r_[starts, len(s)])
     enough = sizes >= 3
-    top = v[starts[enough]]
-    third = v[starts[enough] + 2]
+    # highest and third highest per series (ties count): drop the first maximum twice
+    top = np.maximum.reduceat(v, starts)
+    w = v.copy()
+    group = np.repeat(np.arange(len(starts)), sizes)
+    rows = np.arange(len(w))
+    for _ in range(2):
+        peak = np.maximum.reduceat(w, starts)
+        first = np.minimum.reduceat(np.where(w == peak[group], rows, len(w)), starts)
+        w[first[first < len(w)]] = -np.inf
+    third = np.maximum.reduceat(w, starts)[enough]
+    top = top[enough]
     ids = uniq[enough]
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = (top - third) / third * 100.0
