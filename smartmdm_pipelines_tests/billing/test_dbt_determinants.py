@@ -36,6 +36,8 @@ def _tariffs(store: Store) -> None:
     sc.add_tariff(store, "D15R", demand_window_minutes=15, demand_method="rolling")
     sc.add_tariff(store, "D30B", demand_window_minutes=30, demand_method="block")
     sc.add_tariff(store, "D30R", demand_window_minutes=30, demand_method="rolling")
+    sc.add_tariff(store, "D60B", demand_window_minutes=60, demand_method="block")
+    sc.add_tariff(store, "D60R", demand_window_minutes=60, demand_method="rolling")
     sc.add_tariff(
         store,
         "DTOU",
@@ -104,6 +106,12 @@ def build_vectors(store: Store) -> None:
     for rate in ("D15B", "D15R"):
         _acct(store, f"TV17-{rate}", rate, f"C17{rate}", "2027-07-07", "2027-07-07", seconds=300)
         sc.add_intervals(store, f"M-TV17-{rate}", ends17, kw17 / 12, interval_seconds=300)
+    # 60-minute windows on 5-minute data (12 intervals a window): 6 at 100 kW, 12 at 200, 6 at 100
+    kw60 = np.array([100] * 6 + [200] * 12 + [100] * 6, dtype=float)
+    ends60 = pd.date_range(pd.Timestamp("2027-07-07 14:05", tz=CHI), periods=24, freq="5min")
+    for rate in ("D60B", "D60R"):
+        _acct(store, f"W60-{rate}", rate, f"C60{rate}", "2027-07-07", "2027-07-07", seconds=300)
+        sc.add_intervals(store, f"M-W60-{rate}", ends60, kw60 / 12, interval_seconds=300)
     # TV-18: TOU demand, period 1 = weekday 15-19 h (peak 5 kW), period 0 elsewhere (peak 10 kW)
     kw18 = [1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 1, 1]
     _acct(store, "TV18", "DTOU", "C18", "2027-01-05", "2027-01-05", seconds=3600)
@@ -324,6 +332,11 @@ def test_tv16_block_and_rolling_demand(computed) -> None:
 def test_tv17_rolling_block_from_five_minute_subintervals(computed) -> None:
     assert det(computed, "TV17-D15B", "kw_max") == pytest.approx(400 / 3)
     assert det(computed, "TV17-D15R", "kw_max") == pytest.approx(500 / 3)
+
+
+def test_hour_windows_from_five_minute_data(computed) -> None:
+    assert det(computed, "W60-D60B", "kw_max") == pytest.approx(150)  # clock hours mix 100 and 200
+    assert det(computed, "W60-D60R", "kw_max") == pytest.approx(200)  # the sliding hour finds the 200
 
 
 def test_tv18_tou_demand_per_period(computed) -> None:

@@ -3,7 +3,8 @@
 -- answer is the largest interval demand, already in segment_usage (the common case, no
 -- second pass). Otherwise only those segments are read again, per interval: block windows
 -- are aligned to the clock; rolling windows slide by one interval and need every interval of
--- the window present. A window takes the demand period of its last interval.
+-- the window present (any number of intervals per window). A window takes the demand period
+-- of its last interval.
 with sizes as (
     select
         u.segment_id,
@@ -60,42 +61,21 @@ block as (
     group by segment_id, cast(floor(({{ epoch_s('interval_end') }} - interval_seconds) / window_seconds) as bigint)
 ),
 
-lagged as (
-    select
-        usage.*,
-        cast(window_seconds / interval_seconds as integer) as n,
-        lag(kwh, 1) over o as l1,
-        lag(kwh, 2) over o as l2,
-        lag(kwh, 3) over o as l3,
-        lag(kwh, 4) over o as l4,
-        lag(kwh, 5) over o as l5,
-        lag(interval_end, 1) over o as e1,
-        lag(interval_end, 2) over o as e2,
-        lag(interval_end, 3) over o as e3,
-        lag(interval_end, 4) over o as e4,
-        lag(interval_end, 5) over o as e5
-    from usage
-    where demand_method = 'rolling'
-    window o as (partition by segment_id order by interval_end)
-),
-
 rolling as (
+    -- each interval closes a window of the intervals ending within window_seconds before it
+    -- (a range self-join on the few rolling segments; any number of intervals per window)
     select
-        segment_id,
-        demand_period,
-        (kwh
-            + case when n >= 2 then l1 else 0 end
-            + case when n >= 3 then l2 else 0 end
-            + case when n >= 4 then l3 else 0 end
-            + case when n >= 5 then l4 else 0 end
-            + case when n >= 6 then l5 else 0 end) * 3600.0 / window_seconds as kw
-    from lagged
-    where n between 1 and 6
-        and (n < 2 or {{ epoch_s('interval_end') }} - {{ epoch_s('e1') }} = interval_seconds)
-        and (n < 3 or {{ epoch_s('interval_end') }} - {{ epoch_s('e2') }} = 2 * interval_seconds)
-        and (n < 4 or {{ epoch_s('interval_end') }} - {{ epoch_s('e3') }} = 3 * interval_seconds)
-        and (n < 5 or {{ epoch_s('interval_end') }} - {{ epoch_s('e4') }} = 4 * interval_seconds)
-        and (n < 6 or {{ epoch_s('interval_end') }} - {{ epoch_s('e5') }} = 5 * interval_seconds)
+        w.segment_id,
+        max(w.demand_period) as demand_period,
+        sum(p.kwh) * 3600.0 / max(w.window_seconds) as kw
+    from usage as w
+    inner join usage as p
+        on p.segment_id = w.segment_id
+        and p.interval_end <= w.interval_end
+        and {{ epoch_s('w.interval_end') }} - {{ epoch_s('p.interval_end') }} < w.window_seconds
+    where w.demand_method = 'rolling'
+    group by w.segment_id, w.interval_end
+    having count(*) = max(w.window_seconds) / max(w.interval_seconds)  -- every interval present
 )
 
 select segment_id, demand_period, kw from fast
