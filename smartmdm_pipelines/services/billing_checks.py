@@ -6,12 +6,12 @@ import datetime as dt
 
 import pandas as pd
 
+from smartmdm_pipelines.services.billing_close import LATEST_VERSIONS
 from smartmdm_pipelines.store.store import Store
 
 _LATEST = (
-    "SELECT d.* FROM billing_determinants d JOIN (SELECT account_id, service_point_id, max(version) AS v "
-    "FROM billing_determinants WHERE cycle_id = :c AND period_start = :p GROUP BY account_id, service_point_id) l "
-    "ON l.account_id = d.account_id AND l.service_point_id = d.service_point_id AND l.v = d.version "
+    f"SELECT d.* FROM billing_determinants d JOIN ({LATEST_VERSIONS}) l "
+    "ON l.account_id = d.account_id AND l.service_point_id = d.service_point_id AND l.version = d.version "
     "WHERE d.cycle_id = :c AND d.period_start = :p"
 )
 

@@ -18,6 +18,11 @@ import pandas as pd
 from smartmdm_pipelines.store.store import Store
 
 ACCOUNT_KEY = ["account_id", "service_point_id"]
+# the latest version of every account-period of one billing period (:c cycle, :p period start)
+LATEST_VERSIONS = (
+    "SELECT account_id, service_point_id, max(version) AS version FROM billing_determinants "
+    "WHERE cycle_id = :c AND period_start = :p GROUP BY account_id, service_point_id"
+)
 HASHED = ["segment_start", "rate_code", "determinant", "tou_period", "value", "unit", "source"]
 
 
@@ -49,7 +54,6 @@ class CloseResult:
     determinant_rows: int
     flagged_for_review: int
     forced: bool
-    message: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,10 +128,11 @@ def version_determinants(
     """Gate on completeness, then write a new version for every account-period that changed."""
     now = now or pd.Timestamp.now(tz="UTC")
     start = dt.date.fromisoformat(period_start)
+    end = period_end(store, cycle_id, start)
     comp = completeness(store, cycle_id, period_start)
     if comp.ratio < threshold and not force:
         message = refusal_message(cycle_id, period_start, comp, threshold)
-        _log_close(store, cycle_id, start, now, "refused", closed_by, force, comp.ratio, 0, 0, message)
+        _log_close(store, cycle_id, start, end, now, "refused", closed_by, force, comp.ratio, 0, 0, message)
         raise CloseRefused(message)
 
     fresh = store.read_frame(
@@ -136,20 +141,13 @@ def version_determinants(
     )
     hashes = _content_hashes(fresh) if len(fresh) else pd.DataFrame(columns=[*ACCOUNT_KEY, "content_hash"])
     latest = store.read_frame(
-        "SELECT account_id, service_point_id, max(version) AS version FROM billing_determinants "
-        "WHERE cycle_id = :c AND period_start = :p GROUP BY account_id, service_point_id",
-        {"c": cycle_id, "p": start},
-    )
-    latest_hash = store.read_frame(
-        "SELECT DISTINCT d.account_id, d.service_point_id, d.content_hash AS latest_hash "
-        "FROM billing_determinants d JOIN (SELECT account_id, service_point_id, max(version) AS version "
-        "FROM billing_determinants WHERE cycle_id = :c AND period_start = :p "
-        "GROUP BY account_id, service_point_id) l ON l.account_id = d.account_id "
+        "SELECT DISTINCT d.account_id, d.service_point_id, d.version, d.content_hash AS latest_hash "
+        f"FROM billing_determinants d JOIN ({LATEST_VERSIONS}) l ON l.account_id = d.account_id "
         "AND l.service_point_id = d.service_point_id AND l.version = d.version "
         "WHERE d.cycle_id = :c AND d.period_start = :p",
         {"c": cycle_id, "p": start},
     )
-    merged = hashes.merge(latest, on=ACCOUNT_KEY, how="left").merge(latest_hash, on=ACCOUNT_KEY, how="left")
+    merged = hashes.merge(latest, on=ACCOUNT_KEY, how="left")
     changed = merged[merged["latest_hash"].ne(merged["content_hash"]) | merged["latest_hash"].isna()]
     changed = changed.assign(
         is_correction=changed["version"].notna(),
@@ -172,11 +170,12 @@ def version_determinants(
     with store.begin() as conn:
         if len(rows):
             store.bulk_insert("billing_determinants", rows[cols], conn)
-        _mark_billed(store, cycle_id, start, conn)
+        _mark_billed(store, cycle_id, start, end, conn)
         _log_close(
             store,
             cycle_id,
             start,
+            end,
             now,
             outcome,
             closed_by,
@@ -201,7 +200,7 @@ def version_determinants(
     )
 
 
-def _mark_billed(store: Store, cycle_id: str, start: dt.date, conn) -> None:
+def _mark_billed(store: Store, cycle_id: str, start: dt.date, end: dt.date, conn) -> None:
     """Lock the estimates this close billed: a late actual replacing one raises a restatement."""
     store.execute(
         "UPDATE intervals SET billed = true WHERE billed = false AND status = 'estimated' "
@@ -212,13 +211,14 @@ def _mark_billed(store: Store, cycle_id: str, start: dt.date, conn) -> None:
             "c": cycle_id,
             "p": start,
             "d0": start - dt.timedelta(days=1),
-            "d1": _period_end(store, cycle_id, start) + dt.timedelta(days=1),
+            "d1": end + dt.timedelta(days=1),
         },
         conn=conn,
     )
 
 
-def _period_end(store: Store, cycle_id: str, start: dt.date) -> dt.date:
+def period_end(store: Store, cycle_id: str, start: dt.date) -> dt.date:
+    """The last day of a billing period, from billing_cycles."""
     end = store.scalar(
         "SELECT period_end FROM billing_cycles WHERE cycle_id = :c AND period_start = :p",
         {"c": cycle_id, "p": start},
@@ -232,6 +232,7 @@ def _log_close(
     store: Store,
     cycle_id: str,
     start: dt.date,
+    end: dt.date,
     now: pd.Timestamp,
     outcome: str,
     closed_by: str,
@@ -247,7 +248,7 @@ def _log_close(
             {
                 "cycle_id": cycle_id,
                 "period_start": start,
-                "period_end": _period_end(store, cycle_id, start),
+                "period_end": end,
                 "closed_at": now,
                 "outcome": outcome,
                 "closed_by": closed_by,
@@ -260,11 +261,3 @@ def _log_close(
         ]
     )
     store.bulk_insert("billing_closes", row, conn)
-
-
-def new_versions(store: Store, cycle_id: str, period_start: str, since: pd.Timestamp) -> pd.DataFrame:
-    """Determinant rows written by closes at or after ``since`` (what an export sends)."""
-    return store.read_frame(
-        "SELECT * FROM billing_determinants WHERE cycle_id = :c AND period_start = :p AND created_at >= :t",
-        {"c": cycle_id, "p": dt.date.fromisoformat(period_start), "t": since},
-    )

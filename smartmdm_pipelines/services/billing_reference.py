@@ -7,7 +7,6 @@ Every table is replaced in one transaction: the config is the master of this dat
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -96,7 +95,3 @@ def load_billing_reference(
             store.execute(f"DELETE FROM {table}", conn=conn)
             counts[table] = store.bulk_insert(table, frame, conn) if len(frame) else 0
     return counts
-
-
-def today_in(cfg: UtilityConfig) -> dt.date:
-    return pd.Timestamp.now(tz=cfg.utility.timezone).date()

@@ -25,14 +25,13 @@ superseded by a version with status ``missing`` and no value (the actual read li
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig, load_config
-from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS, EXCEPTION_COLUMNS
+from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS, EXCEPTION_COLUMNS, exception_ids
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 from smartmdm_pipelines.domain.vee.register_estimation import REGISTER_METHOD_CODES, estimate_registers
 from smartmdm_pipelines.store.store import Store
@@ -273,10 +272,9 @@ def _restatements(m: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=EXCEPTION_COLUMNS)
     g = m.assign(read_day=pd.to_datetime(m["read_date"]))
     day = g["read_day"].dt.strftime("%Y-%m-%d")
-    key = g["meter_id"].astype(str) + "|" + g["channel"].astype(str) + "|" + day + "|billed_estimate_replaced"
     return pd.DataFrame(
         {
-            "exception_id": [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key],
+            "exception_id": exception_ids(g["meter_id"], g["channel"], day, "billed_estimate_replaced"),
             "meter_id": g["meter_id"].to_numpy(),
             "channel": g["channel"].to_numpy(),
             "read_day": g["read_day"].to_numpy(),

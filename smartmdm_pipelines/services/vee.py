@@ -11,7 +11,6 @@ locked (only an actual read replaces it, which raises a restatement exception).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ from smartmdm_pipelines.domain.vee.engine import (
     DayResult,
     daily_usage,
     estimate_day,
+    exception_ids,
     validate_day,
 )
 from smartmdm_pipelines.store.store import Store
@@ -410,15 +410,9 @@ def _restated(hit: pd.DataFrame, day: dt.date) -> pd.DataFrame:
         g["intervals"].astype(str) + " billed estimate(s) replaced by actual reads: restate the bill period"
     )
     g["read_day"] = pd.Timestamp(day)
-    key = (
-        g["meter_id"].astype(str)
-        + "|"
-        + g["channel"].astype(str)
-        + "|"
-        + day.isoformat()
-        + "|billed_estimate_replaced"
+    g["exception_id"] = exception_ids(
+        g["meter_id"], g["channel"], day.isoformat(), "billed_estimate_replaced"
     )
-    g["exception_id"] = [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key]
     return g[EXCEPTION_COLUMNS]
 
 

@@ -9,6 +9,7 @@ from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResourc
 from smartmdm_pipelines.services.billing_close import (
     CloseRefused,
     parse_period_key,
+    period_end,
     version_determinants,
 )
 from smartmdm_pipelines.services.billing_reference import load_billing_reference
@@ -70,7 +71,11 @@ def billing_determinants(
     cfg = utility.config
     db = store.get_store()
     if config.forward_estimate:
-        through = _period_end_instant(db, cycle_id, period_start, cfg.utility.timezone)
+        end = period_end(db, cycle_id, pd.Timestamp(period_start).date())
+        # the end of the period's last local day in the utility's zone
+        through = (
+            (pd.Timestamp(end) + pd.Timedelta(days=1)).tz_localize(cfg.utility.timezone).tz_convert("UTC")
+        )
         summary = forward_estimate(
             db,
             None,
@@ -105,14 +110,6 @@ def billing_determinants(
             "forced": result.forced,
         }
     )
-
-
-def _period_end_instant(db, cycle_id: str, period_start: str, tz: str) -> pd.Timestamp:
-    end = db.scalar(
-        "SELECT period_end FROM billing_cycles WHERE cycle_id = :c AND period_start = :p",
-        {"c": cycle_id, "p": pd.Timestamp(period_start).date()},
-    )
-    return (pd.Timestamp(str(end)[:10]) + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
 
 
 @dg.asset(

@@ -4,13 +4,12 @@ Sources map to the Python assets upstream (validated_intervals, cis_master_data,
 billing_reference_data, raw_reads), so lineage is one graph; dbt tests become asset checks.
 """
 
-import json
 import os
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from smartmdm_pipelines.lib.dbt import dbt_environment, smartmdm_dbt
+from smartmdm_pipelines.lib.dbt import dbt_environment, dbt_vars, smartmdm_dbt
 from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
 from smartmdm_pipelines.lib.resources import StoreResource
 from smartmdm_pipelines.services.billing_close import parse_period_key
@@ -39,5 +38,4 @@ def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, s
     cycle_id, period_start = parse_period_key(context.partition_key)
     store.get_store().dispose()  # DuckDB: dbt's process must be able to open the file
     os.environ.update(dbt_environment(store.database_url))
-    dbt_vars = json.dumps({"cycle_id": cycle_id, "period_start": period_start})
-    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+    yield from dbt.cli(["build", "--vars", dbt_vars(cycle_id, period_start)], context=context).stream()

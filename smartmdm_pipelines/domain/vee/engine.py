@@ -768,16 +768,7 @@ def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFr
     exc["period_start"] = pd.to_datetime(exc["period_start"], utc=True).fillna(start)
     exc["period_end"] = pd.to_datetime(exc["period_end"], utc=True).fillna(end)
     exc["intervals"] = pd.to_numeric(exc["intervals"], errors="coerce").fillna(0).astype("int64")
-    key = (
-        exc["meter_id"].astype(str)
-        + "|"
-        + exc["channel"].astype(str)
-        + "|"
-        + day.isoformat()
-        + "|"
-        + exc["rule"]
-    )
-    exc["exception_id"] = [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key]
+    exc["exception_id"] = exception_ids(exc["meter_id"], exc["channel"], day.isoformat(), exc["rule"])
     return exc.drop_duplicates("exception_id")[EXCEPTION_COLUMNS].reset_index(drop=True)
 
 
@@ -819,6 +810,13 @@ def prepare_daily_history(daily: pd.DataFrame, day: dt.date, holidays: frozenset
     d["day_type"] = day_type(pd.Series(d["read_day"].to_numpy(), index=d.index), holidays)
     d["clean"] = (d["valid_intervals"] == d["intervals"]) & ~d["has_outage"].astype(bool)
     return d
+
+
+def exception_ids(meter_id: pd.Series, channel: pd.Series, day, rule) -> list[str]:
+    """The stable id of an exception: one per meter-channel-day-rule (``day`` and ``rule`` may be
+    scalars or series of ISO dates and rule names), so re-runs find the same row."""
+    key = meter_id.astype(str) + "|" + channel.astype(str) + "|" + day + "|" + rule
+    return [hashlib.sha1(k.encode()).hexdigest()[:20] for k in key]
 
 
 def daily_usage(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
