@@ -142,7 +142,8 @@ def _close_a_cycle(definitions, instance, result: DemoResult, options: DemoOptio
     store = Store()
     first, last = options.start, options.start + dt.timedelta(days=options.days - 1)
     periods = store.read_frame(
-        "SELECT cycle_id, period_start, period_end FROM billing_cycles WHERE period_start <= :b AND period_end >= :a",
+        "SELECT cycle_id, period_start, period_end FROM billing_cycles WHERE period_start <= :b AND period_end >= :a "
+        "ORDER BY cycle_id, period_start",
         {"a": first, "b": last},
     )
     store.dispose()
