@@ -17,8 +17,9 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from smartmdm_pipelines.domain.billing.files import InputFileError, quote, read_text
+from smartmdm_pipelines.domain.billing.files import quote, read_text
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -97,12 +98,7 @@ def _read_csv(path: Path):
     """The CSV as text cells, the header as row 0 (so a row of the wrong width has a line number)."""
     import pandas as pd
 
-    try:
-        text = read_text(path, "CSV")
-    except InputFileError as exc:
-        raise UsageError(str(exc)) from None
-    if not text.strip():
-        raise UsageError(f"{path.name}: empty file (expected a header {_USAGE_COLUMNS})")
+    text = read_text(path, "CSV", f"a header {_USAGE_COLUMNS}", UsageError)
     try:
         cells = pd.read_csv(
             io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False
@@ -269,28 +265,27 @@ def cmd_shadow_bill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _zone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def _checked(check: Callable[[str], object], expected: str) -> Callable[[str], str]:
+    """An argparse type: the value if ``check`` accepts it, else a one-line usage error (exit 2)."""
 
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not an IANA time zone (e.g. America/Chicago)"
-        ) from None
-    return value
+    def parse(value: str) -> str:
+        try:
+            check(value)
+        except (KeyError, ValueError, NotImplementedError, AttributeError):
+            raise argparse.ArgumentTypeError(f"{quote(value, _VALUE_LIMIT)} is not {expected}") from None
+        return value
+
+    return parse
 
 
-def _holidays(value: str) -> str:
+def _holiday_calendar(value: str) -> object:
     from smartmdm_pipelines.domain.calendar import holidays_for
 
-    try:
-        holidays_for(value, 2020, 2020)
-    except (NotImplementedError, KeyError, ValueError, AttributeError):
-        raise argparse.ArgumentTypeError(
-            f"{quote(value, _VALUE_LIMIT)} is not a holiday calendar (NERC, none, or a country code such as US)"
-        ) from None
-    return value
+    return holidays_for(value, 2020, 2020)
+
+
+_zone = _checked(ZoneInfo, "an IANA time zone (e.g. America/Chicago)")
+_holidays = _checked(_holiday_calendar, "a holiday calendar (NERC, none, or a country code such as US)")
 
 
 def _positive(value: str) -> int:

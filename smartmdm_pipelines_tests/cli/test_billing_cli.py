@@ -187,7 +187,7 @@ def test_usage_file_errors_are_one_line(tmp_path: Path, capsys, case: str) -> No
             b'interval_end,kwh\n2027-01-01T01:00:00Z,1\n2027-01-01T02:00:00Z,"1\n',
             "u.csv line 3: a quoted field is never closed",
         ),
-        (b"", "u.csv: empty file (expected a header interval_end, kwh"),
+        (b"", "u.csv: not CSV: the file is empty (expected a header interval_end, kwh"),
         (
             b"interval_end,kwh\n2027-01-01T01:00:00Z,1e999\n",
             "u.csv line 2: kwh '1e999' is not a non-negative number",

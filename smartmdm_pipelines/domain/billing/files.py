@@ -41,30 +41,34 @@ def _binary_at(data: bytes) -> int | None:
     return None if nul < 0 else nul
 
 
-def read_text(path: Path | str, kind: str) -> str:
-    """The UTF-8 text of ``path`` (a byte-order mark is dropped).
+def read_text(path: Path | str, kind: str, expected: str, error: type[ValueError] = InputFileError) -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark is dropped), never empty.
 
-    ``kind`` names what the file should be (``JSON``, ``CSV``) in the messages, e.g.
+    ``kind`` names what the file should be (``JSON``, ``CSV``) and ``expected`` what it should
+    hold, in the messages, which are raised as ``error``, e.g.
     ``photo.png: not JSON: binary data (byte 0x89 at offset 0 is not UTF-8 text)``.
     """
     path = Path(path)
     name = path.name or str(path)
     if path.is_dir():
-        raise InputFileError(f"{name}: cannot read: it is a directory, not a {kind} file")
+        raise error(f"{name}: cannot read: it is a directory, not a {kind} file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise InputFileError(f"{name}: cannot read: no such file ({path})") from None
+        raise error(f"{name}: cannot read: no such file ({path})") from None
     except PermissionError:
-        raise InputFileError(f"{name}: cannot read: permission denied") from None
+        raise error(f"{name}: cannot read: permission denied") from None
     except OSError as exc:
-        raise InputFileError(f"{name}: cannot read: {exc.strerror or type(exc).__name__}") from None
+        raise error(f"{name}: cannot read: {exc.strerror or type(exc).__name__}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     offset = _binary_at(data)
     if offset is not None:
-        raise InputFileError(
+        raise error(
             f"{name}: not {kind}: binary data (byte 0x{data[offset]:02x} at offset {offset:,} "
             "is not UTF-8 text)"
         )
-    return data.decode("utf-8")
+    text = data.decode("utf-8")
+    if not text.strip():
+        raise error(f"{name}: not {kind}: the file is empty (expected {expected})")
+    return text

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from smartmdm_pipelines.domain.billing.files import InputFileError, excerpt, quote, read_text
+from smartmdm_pipelines.domain.billing.files import excerpt, quote, read_text
 
 UNLIMITED = math.inf
 _UNLIMITED_FROM = 1e37  # URDB / SAM write "no upper bound" as 1e38 (or 9.99e37)
@@ -623,12 +623,7 @@ def load_tariff(path: Path | str, tz: str = "UTC") -> Tariff:
     A directory, a missing file, binary data or a file that is not JSON is rejected as such.
     """
     path = Path(path)
-    try:
-        text = read_text(path, "JSON")
-    except InputFileError as exc:
-        raise TariffError(str(exc)) from None
-    if not text.strip():
-        raise TariffError(f"{path.name}: not JSON: the file is empty")
+    text = read_text(path, "JSON", "a URDB tariff", TariffError)
     return parse_urdb(text, source=path.name, tz=tz)
 
 

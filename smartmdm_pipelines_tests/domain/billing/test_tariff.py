@@ -235,7 +235,7 @@ def test_file_errors_are_one_line_naming_the_file(tmp_path) -> None:
         err("nul.json", b'{"a": 1}\x00')
         == "nul.json: not JSON: binary data (byte 0x00 at offset 8 is not UTF-8 text)"
     )
-    assert err("empty.json", b"  \n") == "empty.json: not JSON: the file is empty"
+    assert err("empty.json", b"  \n") == "empty.json: not JSON: the file is empty (expected a URDB tariff)"
     huge = err("huge.json", b"x" * (64 * 1024 * 1024))  # 64 MB on one line, not JSON
     assert huge.startswith("huge.json: not valid JSON: Expecting value at line 1 column 1, near 'xxx")
     value = err("value.json", b'{"energyratestructure": "' + b"A" * (64 * 1024 * 1024) + b'"}')
