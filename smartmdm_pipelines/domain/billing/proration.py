@@ -24,19 +24,33 @@ def prorate_bounds(bounds, billable_days: float, standard_days: float) -> np.nda
     return scale_bounds(bounds, billable_days / standard_days)
 
 
+def charge_quantity(
+    unit: str, days: int, days_in_month: int, days_in_year: int = 365
+) -> tuple[float, str, str | None]:
+    """How much of a URDB fixed or minimum charge's unit a bill period of ``days`` local days is.
+
+    Returns (quantity, unit of the quantity, exact fraction or None): $/day → the actual days;
+    $/month → 1 month, or days / days in the month for a partial month (1/31 month);
+    $/year → days / days in the year. quantity × the charge's rate is the amount billed.
+    """
+    if unit == "$/day":
+        return float(days), "day", None
+    if unit == "$/month":
+        if days >= days_in_month:
+            return 1.0, "month", None
+        return days / days_in_month, "month", f"{days}/{days_in_month}"
+    if unit == "$/year":
+        return days / days_in_year, "year", f"{days}/{days_in_year}"
+    raise ValueError(f"unknown charge unit {unit!r} (expected $/month, $/day or $/year)")
+
+
 def fixed_charge(amount: float, unit: str, days: int, days_in_month: int, days_in_year: int = 365) -> float:
     """A URDB fixed or minimum charge for a bill period of ``days`` local days.
 
     $/day × actual days; $/month × days / days in the month (a full month is the amount);
     $/year × days / days in the year.
     """
-    if unit == "$/day":
-        return amount * days
-    if unit == "$/month":
-        return amount if days >= days_in_month else amount * days / days_in_month
-    if unit == "$/year":
-        return amount * days / days_in_year
-    raise ValueError(f"unknown charge unit {unit!r} (expected $/month, $/day or $/year)")
+    return amount * charge_quantity(unit, days, days_in_month, days_in_year)[0]
 
 
 def monthly_equivalent(rate_per_day: float, convention: str = "reopt") -> float:

@@ -12,12 +12,17 @@ Months are local calendar months of the intervals' local *start* times. Per mont
 
 A month with data for only part of its days (first or last month of the series) is billed as a
 partial period: $/month charges and plain tier thresholds are prorated by days.
+
+Every charge line multiplies out: quantity × rate = amount (a prorated $/month charge is
+1/31 month × $/month). A quantity above a capped last tier is billed at the last tier's rate
+and the line and the bill say so (see tiers.py).
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,9 +32,10 @@ import pandas as pd
 
 from smartmdm_pipelines.domain.billing import demand as dm
 from smartmdm_pipelines.domain.billing.netting import PER_INTERVAL, check_rule, net_frame
-from smartmdm_pipelines.domain.billing.proration import fixed_charge
-from smartmdm_pipelines.domain.billing.tariff import Tariff, Tier, tier_bounds, tier_rates
-from smartmdm_pipelines.domain.billing.tiers import conversion_factor, tier_quantities
+from smartmdm_pipelines.domain.billing.numbers import cents, plain
+from smartmdm_pipelines.domain.billing.proration import charge_quantity
+from smartmdm_pipelines.domain.billing.tariff import Tariff, Tier, tier_bounds
+from smartmdm_pipelines.domain.billing.tiers import above_last_bound, conversion_factor, tier_quantities
 from smartmdm_pipelines.domain.billing.tou import (
     HolidaySpec,
     is_weekend_or_holiday,
@@ -43,6 +49,13 @@ KW_PER_HP = 0.745699872
 
 @dataclass
 class ChargeLine:
+    """One line of a bill: quantity (in ``unit``) × rate = amount.
+
+    ``amount`` is exact; :attr:`billed_amount` is the amount to the cent (the only rounding).
+    ``quantity_label`` is the exact form of a prorated quantity (``1/31`` month); ``note``
+    explains anything unusual about the line (e.g. demand above the last tier's limit).
+    """
+
     category: str  # energy | export_credit | demand | flat_demand | coincident | reactive | fixed | minimum
     description: str
     quantity: float
@@ -51,12 +64,24 @@ class ChargeLine:
     amount: float
     period: int | None = None
     tier: int | None = None
+    note: str | None = None
+    quantity_label: str | None = None
+
+    @classmethod
+    def of(
+        cls, category: str, description: str, quantity: float, unit: str, rate: float, **extra: Any
+    ) -> ChargeLine:
+        """A line whose amount is quantity × rate."""
+        quantity, rate = float(quantity), float(rate)
+        return cls(category, description, quantity, unit, rate, quantity * rate, **extra)
+
+    @property
+    def billed_amount(self) -> float:
+        return cents(self.amount)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["quantity"] = round(self.quantity, 6)
-        d["rate"] = round(self.rate, 8)
-        d["amount"] = round(self.amount, 4)
+        d["amount"] = self.billed_amount  # quantity and rate stay exact: quantity × rate = amount
         return d
 
 
@@ -92,7 +117,7 @@ class MonthBill:
             "demand": self.demand,
             "lines": [line.to_dict() for line in self.lines],
             "notes": self.notes,
-            "total": round(self.total, 2),
+            "total": cents(self.total),
         }
 
 
@@ -107,15 +132,31 @@ def _infer_interval_seconds(ends: pd.DatetimeIndex) -> int:
     return int(values[np.argmax(counts)])
 
 
-def _tier_factor(unit: str | None, days: int, days_in_month: int, billing_kw: float, prorate: bool) -> float:
-    unit = unit or "kWh"
-    if unit == "kWh/kW":
-        return billing_kw
-    if unit == "kWh daily":
-        return float(days)
-    if unit == "kWh/kW daily":
-        return billing_kw * days
-    return days / days_in_month if prorate and days < days_in_month else 1.0
+def _tier_limit(
+    tier: Tier, unit: str, days: int, days_in_month: int, billing_kw: float, prorate: bool
+) -> tuple[float, str]:
+    """The tier's limit in the billed unit this bill period, and how it was reached.
+
+    ``kWh/kW`` (hours use): max × billing demand; ``kWh daily``: max × days;
+    ``kWh/kW daily``: max × billing demand × days; a plain limit is prorated by days in a
+    partial month. The text says it in the tariff's own unit, e.g.
+    ``200 kWh/kW × 100 kW billing demand = 20,000 kWh``.
+    """
+    if math.isinf(tier.max):
+        return math.inf, "no limit"
+    tier_unit = tier.unit or unit
+    if tier_unit == "kWh/kW":
+        factor, how = billing_kw, f" × {plain(billing_kw)} kW billing demand"
+    elif tier_unit == "kWh daily":
+        factor, how = float(days), f" × {days} days"
+    elif tier_unit == "kWh/kW daily":
+        factor, how = billing_kw * days, f" × {plain(billing_kw)} kW billing demand × {days} days"
+    elif prorate and days < days_in_month:
+        factor, how = days / days_in_month, f" × {days}/{days_in_month} days"
+    else:
+        return tier.max, f"{plain(tier.max)} {unit}"
+    limit = tier.max * factor
+    return limit, f"{plain(tier.max)} {tier_unit}{how} = {plain(limit)} {unit}"
 
 
 def _period_label(tariff: Tariff, period: int) -> str:
@@ -145,24 +186,52 @@ def _key_label(key: int) -> str:
 def _tiered_lines(
     category: str,
     what: str,
-    quantity: float,
+    quantity: float | np.ndarray,
     unit: str,
     tiers: list[Tier],
     bounds: np.ndarray,
     period: int | None,
 ) -> list[ChargeLine]:
-    qty = tier_quantities(quantity, bounds)
+    """One line per tier used: Σ of the tier's block over ``quantity`` (a month's value, or the
+    daily peaks of a ``… daily`` unit) × the tier's rate. A quantity above a capped last tier is
+    billed at the last tier's rate, with a note on that line."""
+    values = np.atleast_1d(np.asarray(quantity, dtype="float64"))
+    qty = tier_quantities(values, bounds).sum(axis=0)
+    excess = np.asarray(above_last_bound(values, bounds), dtype="float64")
+    total = float(values.sum())
     lines = []
     for k, (q, tier) in enumerate(zip(qty, tiers, strict=True)):
-        if q <= 0 and not (k == 0 and quantity <= 0):
+        if q <= 0 and not (k == 0 and total <= 0):
             continue
+        note = None
+        if k == len(tiers) - 1 and excess.sum() > 0:
+            note = _above_last_note(what, values, excess, float(bounds[-1]), unit, tier.rate)
         tier_text = f" tier {k + 1}" if len(tiers) > 1 else ""
         lines.append(
-            ChargeLine(
-                category, f"{what}{tier_text}", float(q), unit, tier.rate, float(q) * tier.rate, period, k
+            ChargeLine.of(
+                category, f"{what}{tier_text}", q, unit, tier.rate, period=period, tier=k, note=note
             )
         )
     return lines
+
+
+def _above_last_note(
+    what: str, values: np.ndarray, excess: np.ndarray, limit: float, unit: str, rate: float
+) -> str:
+    """The note on a line that holds a quantity above the last tier's limit."""
+    over = excess > 0
+    base = unit.removesuffix(" daily")  # a daily peak is in kW; the rate is per kW and day
+    if len(values) == 1:
+        head = f"{what}: {plain(values[0])} {base} is above the last tier's limit of {plain(limit)} {base}"
+    else:
+        head = (
+            f"{what}: {int(over.sum())} daily peak(s) up to {plain(values[over].max())} {base} are above "
+            f"the last tier's limit of {plain(limit)} {base}"
+        )
+    return (
+        f"{head}; the {plain(excess.sum())} {base} above it is billed at the last tier's rate "
+        f"({plain(rate)} per {unit}), as the tariff gives no rate beyond its last tier"
+    )
 
 
 def _demand_for(
@@ -301,30 +370,16 @@ def shadow_bill(
                         "unit": tariff.flat_demand_unit,
                     }
                 )
-                if tariff.flat_demand_unit.endswith("daily"):
-                    daily = fd[fd["mkey"] == key].groupby("date")["value"].max().to_numpy()
-                    amount = float((tier_quantities(daily, tier_bounds(tiers)) * tier_rates(tiers)).sum())
-                    bill.lines.append(
-                        ChargeLine(
-                            "flat_demand",
-                            "Demand (daily peaks)",
-                            float(daily.sum()),
-                            tariff.flat_demand_unit,
-                            tiers[0].rate,
-                            amount,
-                            period,
-                        )
-                    )
-                else:
-                    bill.lines += _tiered_lines(
-                        "flat_demand",
-                        "Demand",
-                        float(bd),
-                        tariff.flat_demand_unit,
-                        tiers,
-                        tier_bounds(tiers),
-                        period,
-                    )
+                daily_unit = tariff.flat_demand_unit.endswith("daily")
+                bill.lines += _tiered_lines(
+                    "flat_demand",
+                    "Demand (daily peaks)" if daily_unit else "Demand",
+                    fd[fd["mkey"] == key].groupby("date")["value"].max().to_numpy() if daily_unit else bd,
+                    tariff.flat_demand_unit,
+                    tiers,
+                    tier_bounds(tiers),
+                    period,
+                )
 
     # TOU demand
     if tariff.demand_periods:
@@ -353,30 +408,15 @@ def shadow_bill(
                         "unit": tariff.demand_unit,
                     }
                 )
-                if daily is not None:
-                    vals = daily.loc[(key, period)].to_numpy()
-                    amount = float((tier_quantities(vals, tier_bounds(tiers)) * tier_rates(tiers)).sum())
-                    bill.lines.append(
-                        ChargeLine(
-                            "demand",
-                            f"TOU demand period {int(period)} (daily peaks)",
-                            float(vals.sum()),
-                            tariff.demand_unit,
-                            tiers[0].rate,
-                            amount,
-                            int(period),
-                        )
-                    )
-                else:
-                    bill.lines += _tiered_lines(
-                        "demand",
-                        f"TOU demand period {int(period)}",
-                        float(peak),
-                        tariff.demand_unit,
-                        tiers,
-                        tier_bounds(tiers),
-                        int(period),
-                    )
+                bill.lines += _tiered_lines(
+                    "demand",
+                    f"TOU demand period {int(period)}" + (" (daily peaks)" if daily is not None else ""),
+                    daily.loc[(key, period)].to_numpy() if daily is not None else peak,
+                    tariff.demand_unit,
+                    tiers,
+                    tier_bounds(tiers),
+                    int(period),
+                )
 
     # coincident demand
     if tariff.coincident_periods:
@@ -426,7 +466,9 @@ def shadow_bill(
             rd = _demand_for(pd.Series(kvar, index=ends), seconds, window, demand_method, [])
             r_key = _month_key(local_start(rd.index, seconds, tz))
             for key, peak in pd.Series(rd.to_numpy()).groupby(r_key).max().items():
-                if key in bills:
+                if key in bills and not np.isfinite(peak):
+                    bills[int(key)].notes.append("reactive charge not billed: no kvarh values this month")
+                elif key in bills:
                     bills[int(key)].demand.append(
                         {
                             "kind": "reactive",
@@ -437,14 +479,7 @@ def shadow_bill(
                         }
                     )
                     bills[int(key)].lines.append(
-                        ChargeLine(
-                            "reactive",
-                            "Reactive demand",
-                            float(peak),
-                            "kVAR",
-                            tariff.reactive_charge,
-                            float(peak) * tariff.reactive_charge,
-                        )
+                        ChargeLine.of("reactive", "Reactive demand", peak, "kVAR", tariff.reactive_charge)
                     )
 
     # ---- energy
@@ -469,15 +504,13 @@ def shadow_bill(
             key, p = int(row.mkey), int(row.period)
             bill = bills[key]
             tiers = tariff.energy_periods[p]
-            bounds = np.array(
-                [
-                    t.max
-                    * _tier_factor(
-                        t.unit, bill.days, bill.days_in_month, billing_kw.get(key, 0.0), prorate_partial
-                    )
-                    for t in tiers
-                ]
-            )
+            limits = [
+                _tier_limit(
+                    t, tariff_unit, bill.days, bill.days_in_month, billing_kw.get(key, 0.0), prorate_partial
+                )
+                for t in tiers
+            ]
+            bounds = np.array([limit for limit, _ in limits], dtype="float64")
             label = _period_label(tariff, p)
             quantities = tier_quantities(row.imported, bounds)
             bill.energy.append(
@@ -489,6 +522,15 @@ def shadow_bill(
                     "billed": float(row.imported),
                     "exported": float(row.exported),
                     "tiers": [float(q) for q in quantities],
+                    "tier_limits": [
+                        {
+                            "max": None if np.isinf(t.max) else t.max,
+                            "unit": t.unit or tariff_unit,
+                            "limit": None if np.isinf(limit) else limit,
+                            "text": text,
+                        }
+                        for t, (limit, text) in zip(tiers, limits, strict=True)
+                    ],
                     "unit": tariff_unit,
                 }
             )
@@ -497,14 +539,8 @@ def shadow_bill(
             if row.exported > 0:
                 sell = tiers[0].sell or (tiers[0].rate if tariff.use_net_metering else 0.0)
                 bill.lines.append(
-                    ChargeLine(
-                        "export_credit",
-                        f"Export credit {label}",
-                        float(row.exported),
-                        tariff_unit,
-                        sell,
-                        -float(row.exported) * sell,
-                        p,
+                    ChargeLine.of(
+                        "export_credit", f"Export credit {label}", row.exported, tariff_unit, -sell, period=p
                     )
                 )
 
@@ -513,44 +549,58 @@ def shadow_bill(
         year = int(bill.month[:4])
         diy = 366 if calendar.isleap(year) else 365
         if tariff.fixed_charge:
-            amount = fixed_charge(
-                tariff.fixed_charge, tariff.fixed_charge_unit, bill.days, bill.days_in_month, diy
-            )
+            qty, per, fraction = charge_quantity(tariff.fixed_charge_unit, bill.days, bill.days_in_month, diy)
             bill.lines.append(
-                ChargeLine(
+                ChargeLine.of(
                     "fixed",
                     f"Fixed charge ({tariff.fixed_charge_unit})",
-                    float(bill.days),
-                    "days",
+                    qty,
+                    per,
                     tariff.fixed_charge,
-                    amount,
+                    quantity_label=fraction,
                 )
             )
         if tariff.min_charge:
-            minimum = fixed_charge(
-                tariff.min_charge, tariff.min_charge_unit, bill.days, bill.days_in_month, diy
-            )
+            qty, per, fraction = charge_quantity(tariff.min_charge_unit, bill.days, bill.days_in_month, diy)
+            minimum = tariff.min_charge * qty
             if bill.total < minimum:
+                share = "" if qty == 1 else f" × {fraction or plain(qty)} {per}"
                 bill.lines.append(
-                    ChargeLine(
-                        "minimum", "Minimum charge adjustment", 1.0, "bill", minimum, minimum - bill.total
+                    ChargeLine.of(
+                        "minimum",
+                        "Minimum charge adjustment",
+                        1.0,
+                        "bill",
+                        minimum - bill.total,
+                        note=f"the minimum charge is {plain(tariff.min_charge)} {tariff.min_charge_unit}{share}"
+                        f" = {plain(minimum)}; the charges come to {plain(bill.total)}",
                     )
                 )
-        bill.notes = list(dict.fromkeys(notes))
     if tariff.annual_min_charge:
         by_year: dict[int, list[MonthBill]] = {}
         for key in sorted(bills):
             by_year.setdefault(key // 12, []).append(bills[key])
         for year, months in by_year.items():
             diy = 366 if calendar.isleap(year) else 365
-            minimum = tariff.annual_min_charge * min(sum(b.days for b in months) / diy, 1.0)
+            days = sum(b.days for b in months)
+            minimum = tariff.annual_min_charge * min(days / diy, 1.0)
             total = sum(b.total for b in months)
             if total < minimum:
+                share = f" × {days}/{diy}" if days < diy else ""
                 months[-1].lines.append(
-                    ChargeLine(
-                        "minimum", "Annual minimum charge adjustment", 1.0, "year", minimum, minimum - total
+                    ChargeLine.of(
+                        "minimum",
+                        "Annual minimum charge adjustment",
+                        1.0,
+                        "year",
+                        minimum - total,
+                        note=f"the annual minimum is {plain(tariff.annual_min_charge)}{share} = {plain(minimum)};"
+                        f" the charges of {year} come to {plain(total)}",
                     )
                 )
+    for bill in bills.values():  # the run's notes, the month's own, then what its lines explain
+        explained = (line.note for line in bill.lines if line.note)
+        bill.notes = list(dict.fromkeys([*notes, *bill.notes, *explained]))
     return [bills[k] for k in sorted(bills)]
 
 

@@ -4,7 +4,11 @@ The parser is tolerant about the *shape* of the input (a dict, a JSON string, a 
 JSON string, the API's ``{"items": [...]}`` wrapper, lower-case API keys or the web export's
 camelCase keys) and strict about the *content*: every problem raises :class:`TariffError`
 naming the source and the path of the bad field, e.g.
-``fpl.json: energyratestructure[0][1].rate: expected a number, got "abc"``.
+``fpl.json: energyratestructure[0][1].rate: expected a number, got "abc"``. Messages are one
+line and quote at most a short excerpt of a bad value or file.
+
+``startdate``/``enddate`` are epoch seconds in URDB: they are kept as instants and shown as the
+date in the utility's zone (``parse_urdb(..., tz=...)``).
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+
+from smartmdm_pipelines.domain.billing.files import excerpt, quote, read_text
 
 UNLIMITED = math.inf
 _UNLIMITED_FROM = 1e37  # URDB / SAM write "no upper bound" as 1e38 (or 9.99e37)
@@ -112,8 +120,11 @@ class Tariff:
     utility: str | None = None
     sector: str | None = None
     servicetype: str | None = None
-    startdate: dt.date | None = None
+    startdate: dt.date | None = None  # the date in ``timezone`` (URDB gives epoch seconds)
     enddate: dt.date | None = None
+    timezone: str = "UTC"  # the utility's zone the dates are shown in
+    start_instant: dt.datetime | None = None  # the epoch as written (UTC), None for a plain date
+    end_instant: dt.datetime | None = None
     energy_periods: list[list[Tier]] = field(default_factory=list)
     energy_weekday: np.ndarray | None = None  # (12, 24) int
     energy_weekend: np.ndarray | None = None
@@ -179,6 +190,9 @@ class Tariff:
             "servicetype": self.servicetype,
             "startdate": self.startdate.isoformat() if self.startdate else None,
             "enddate": self.enddate.isoformat() if self.enddate else None,
+            "timezone": self.timezone,
+            "start_instant": self.start_instant.isoformat() if self.start_instant else None,
+            "end_instant": self.end_instant.isoformat() if self.end_instant else None,
             "energy": {
                 "unit": self.energy_unit,
                 "labels": self.energy_labels,
@@ -231,8 +245,27 @@ class _Ctx:
         return TariffError(f"{self.source}: {path}: {message}")
 
 
+_VALUE_LIMIT = 80  # characters of a bad value quoted in a message
+
+
 def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+    """A bad value for a message: JSON-quoted strings, at most ``_VALUE_LIMIT`` characters."""
+    if isinstance(value, str):
+        if len(value) <= _VALUE_LIMIT:
+            return json.dumps(value)
+        return f"{json.dumps(value[: _VALUE_LIMIT - 1])}… ({len(value):,} characters)"
+    if isinstance(value, list | dict) and len(value) > _VALUE_LIMIT:
+        return f"a {type(value).__name__} of {len(value):,} items"
+    text = repr(value)
+    return text if len(text) <= _VALUE_LIMIT else f"{text[: _VALUE_LIMIT - 1]}… ({len(text):,} characters)"
+
+
+def _price(rate: float, adj: float) -> float:
+    """``rate + adj`` without binary float noise (0.07531 + 0.0119 = 0.08721, not 0.08721000000000001)."""
+    try:
+        return float(Decimal(repr(rate)) + Decimal(repr(adj)))
+    except InvalidOperation:  # inf
+        return rate + adj
 
 
 def _number(ctx: _Ctx, value: Any, path: str, *, allow_none: bool = False) -> float | None:
@@ -252,14 +285,26 @@ def _number(ctx: _Ctx, value: Any, path: str, *, allow_none: bool = False) -> fl
     return float(value)
 
 
+def _loads(text: str | bytes, source: str, level: int) -> Any:
+    where = "" if level == 0 else " (inside the JSON string that holds the tariff)"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TariffError(
+            f"{source}: not valid JSON{where}: {exc.msg} at line {exc.lineno} column {exc.colno}, "
+            f"near {excerpt(str(exc.doc), exc.pos)}"
+        ) from None
+    except RecursionError:
+        raise TariffError(f"{source}: not a URDB tariff: JSON nested too deeply{where}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise TariffError(f"{source}: not valid JSON{where}: {quote(str(exc), 120)}") from None
+
+
 def _decode(data: Any, source: str) -> dict[str, Any]:
-    for _ in range(3):  # a JSON string, possibly holding JSON again (double-encoded)
+    for level in range(3):  # a JSON string, possibly holding JSON again (double-encoded)
         if not isinstance(data, str | bytes):
             break
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise TariffError(f"{source}: not valid JSON: {exc}") from None
+        data = _loads(data, source, level)
     if isinstance(data, dict):
         items = None
         for key, value in data.items():
@@ -301,6 +346,8 @@ def _structure(ctx: _Ctx, d: dict[str, Any], key: str, units: dict[str, str] | N
             tier = {str(k).lower(): v for k, v in tier.items()}
             rate = _number(ctx, tier.get("rate", 0.0), ctx.path(key, p, t, "rate"))
             adj = _number(ctx, tier.get("adj", 0.0), ctx.path(key, p, t, "adj"))
+            if math.isinf(rate) or math.isinf(adj):
+                raise ctx.fail(ctx.path(key, p, t, "rate"), "expected a finite price")
             sell = _number(ctx, tier.get("sell", 0.0), ctx.path(key, p, t, "sell"))
             upper = _number(ctx, tier.get("max"), ctx.path(key, p, t, "max"), allow_none=True)
             if upper is None or upper >= _UNLIMITED_FROM:
@@ -324,9 +371,31 @@ def _structure(ctx: _Ctx, d: dict[str, Any], key: str, units: dict[str, str] | N
                     )
                 unit = canon
             previous = upper
-            out.append(Tier(upper, rate + adj, rate, adj, sell, unit))
+            out.append(Tier(upper, _price(rate, adj), rate, adj, sell, unit))
+        if units is not None:
+            _check_limit_units(ctx, key, p, out)
         periods.append(out)
     return periods
+
+
+def _limit_kind(unit: str | None) -> str:
+    """What a tier limit is measured in: kWh per month, per day, per kW, per kW per day."""
+    return unit if unit in ("kWh daily", "kWh/kW", "kWh/kW daily") else "kWh"
+
+
+def _check_limit_units(ctx: _Ctx, key: str, period: int, tiers: list[Tier]) -> None:
+    """The limits of one period must scale the same way (all kWh, all kWh/kW …); tiers that mix
+    kWh/kW hours-use blocks with kWh steps (SAM's Georgia Power "block step") are not supported."""
+    limited = [(t, tier) for t, tier in enumerate(tiers) if not math.isinf(tier.max)]
+    kinds = {_limit_kind(tier.unit) for _, tier in limited}
+    if len(kinds) > 1:
+        first = _limit_kind(limited[0][1].unit)
+        t, other = next((t, tier) for t, tier in limited if _limit_kind(tier.unit) != first)
+        raise ctx.fail(
+            ctx.path(key, period, t, "unit"),
+            f"{_limit_kind(other.unit)} limit after {first} limits in the same period is not supported "
+            "(every limited tier of a period must use the same unit)",
+        )
 
 
 def _schedule(ctx: _Ctx, d: dict[str, Any], key: str, n_periods: int, label: str) -> np.ndarray | None:
@@ -366,17 +435,24 @@ def _unit(ctx: _Ctx, d: dict[str, Any], key: str, units: dict[str, str], default
     return canon
 
 
-def _date(ctx: _Ctx, d: dict[str, Any], key: str) -> dt.date | None:
+def _date(
+    ctx: _Ctx, d: dict[str, Any], key: str, zone: ZoneInfo
+) -> tuple[dt.date | None, dt.datetime | None]:
+    """(the date in ``zone``, the instant) of epoch seconds; a written date is that date, no instant."""
     value = d.get(key)
     if value in (None, ""):
-        return None
+        return None, None
     if isinstance(value, str):
         try:
-            return dt.date.fromisoformat(value[:10])
+            return dt.date.fromisoformat(value[:10]), None
         except ValueError:
             pass
     seconds = _number(ctx, value, ctx.path(key))
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).date()
+    try:
+        instant = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ctx.fail(ctx.path(key), f"expected epoch seconds, got {_show(value)}") from None
+    return instant.astimezone(zone).date(), instant
 
 
 def _twelve(ctx: _Ctx, d: dict[str, Any], key: str) -> list[float] | None:
@@ -393,8 +469,19 @@ def _text(d: dict[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def parse_urdb(data: Any, source: str = "<tariff>") -> Tariff:
-    """Parse a URDB tariff (dict, JSON text, double-encoded JSON, ``{"items": [..]}``)."""
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TariffError(f"{tz!r} is not an IANA time zone (e.g. America/Chicago)") from None
+
+
+def parse_urdb(data: Any, source: str = "<tariff>", tz: str = "UTC") -> Tariff:
+    """Parse a URDB tariff (dict, JSON text, double-encoded JSON, ``{"items": [..]}``).
+
+    ``tz`` is the utility's zone: URDB's epoch ``startdate``/``enddate`` become dates there.
+    """
+    zone = _zone(tz)
     raw = _decode(data, source)
     keys: dict[str, str] = {}
     d: dict[str, Any] = {}
@@ -402,13 +489,17 @@ def parse_urdb(data: Any, source: str = "<tariff>") -> Tariff:
         norm = str(key).lower()
         norm = _ALIASES.get(norm, norm)
         keys.setdefault(norm, str(key))
-        d.setdefault(norm, _lower_keys(value) if norm.endswith("structure") else value)
+        try:
+            d.setdefault(norm, _lower_keys(value) if norm.endswith("structure") else value)
+        except RecursionError:
+            raise TariffError(f"{source}: {key}: nested too deeply for a rate structure") from None
     ctx = _Ctx(source, keys)
 
-    t = Tariff(source=source, raw=raw)
+    t = Tariff(source=source, raw=raw, timezone=tz)
     t.label, t.name, t.utility = _text(d, "label"), _text(d, "name"), _text(d, "utility")
     t.sector, t.servicetype = _text(d, "sector"), _text(d, "servicetype")
-    t.startdate, t.enddate = _date(ctx, d, "startdate"), _date(ctx, d, "enddate")
+    t.startdate, t.start_instant = _date(ctx, d, "startdate", zone)
+    t.enddate, t.end_instant = _date(ctx, d, "enddate", zone)
 
     # energy
     t.energy_periods = _structure(ctx, d, "energyratestructure", ENERGY_UNITS)
@@ -526,14 +617,14 @@ def parse_urdb(data: Any, source: str = "<tariff>") -> Tariff:
     return t
 
 
-def load_tariff(path: Path | str) -> Tariff:
-    """Read and validate a URDB JSON file; errors name the file and the field path."""
+def load_tariff(path: Path | str, tz: str = "UTC") -> Tariff:
+    """Read and validate a URDB JSON file; errors are one line naming the file (and the field path).
+
+    A directory, a missing file, binary data or a file that is not JSON is rejected as such.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TariffError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
-    return parse_urdb(text, source=path.name)
+    text = read_text(path, "JSON", "a URDB tariff", TariffError)
+    return parse_urdb(text, source=path.name, tz=tz)
 
 
 # --------------------------------------------------------------------------- store frames

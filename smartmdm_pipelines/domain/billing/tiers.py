@@ -6,6 +6,11 @@ then split into blocks — never per interval. Everything here broadcasts over a
 one call prices many accounts at once.
 
     charge = Σ_k (min(Q, ub_k) − ub_{k−1})⁺ × rate_k        (ub_{−1} = 0, last ub = ∞)
+
+The last block is always open: a quantity above the last tier's ``max`` (a URDB structure
+whose last tier is capped, e.g. 600 kW on tiers ending at 500 kW) is billed at the last
+tier's rate, as SAM/PySAM do, never dropped; :func:`above_last_bound` tells how much that is
+so the bill can say so.
 """
 
 from __future__ import annotations
@@ -29,12 +34,22 @@ def tier_quantities(quantity: ArrayLike, bounds: ArrayLike) -> np.ndarray:
 
     ``bounds`` are the k cumulative upper bounds (``None``/``inf`` = unlimited), either one row
     shared by all quantities or one row per quantity (e.g. prorated or kWh/kW thresholds).
+    The last block takes everything above the bound before it, whatever its own bound says.
     Negative quantities put nothing in any block.
     """
     q = np.asarray(quantity, dtype="float64")
-    ub = _bounds(bounds)
+    ub = _bounds(bounds).copy()
     lb = np.concatenate([np.zeros(ub.shape[:-1] + (1,)), ub[..., :-1]], axis=-1)
+    ub[..., -1] = np.inf
     return np.clip(np.minimum(q[..., None], ub) - lb, 0.0, None)
+
+
+def above_last_bound(quantity: ArrayLike, bounds: ArrayLike) -> float | np.ndarray:
+    """How much of the quantity lies above the last tier's bound (0 when the last tier is unlimited)."""
+    q = np.asarray(quantity, dtype="float64")
+    last = _bounds(bounds)[..., -1]
+    out = np.clip(q - last, 0.0, None)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def tiered_charge(quantity: ArrayLike, bounds: ArrayLike, rates: ArrayLike) -> float | np.ndarray:

@@ -189,6 +189,70 @@ def test_load_tariff_missing_file(tmp_path) -> None:
         load_tariff(tmp_path / "nope.json")
 
 
+# Sydney midnight on 2024-01-01 is 2023-12-31T13:00Z: the UTC date is the day before
+SYDNEY_NEW_YEAR = 1704027600
+
+
+@pytest.mark.parametrize(
+    ("tz", "expected"),
+    [("Australia/Sydney", dt.date(2024, 1, 1)), ("UTC", dt.date(2023, 12, 31))],
+)
+def test_startdate_is_the_date_in_the_utility_zone(tz: str, expected: dt.date) -> None:
+    t = parse_urdb({**peak_tariff(), "startdate": SYDNEY_NEW_YEAR, "enddate": SYDNEY_NEW_YEAR + 86400}, tz=tz)
+    assert t.startdate == expected and t.enddate == expected + dt.timedelta(days=1)
+    assert t.start_instant == dt.datetime(2023, 12, 31, 13, tzinfo=dt.UTC)
+    d = t.to_dict()
+    assert (d["startdate"], d["timezone"]) == (expected.isoformat(), tz)
+    assert d["start_instant"] == "2023-12-31T13:00:00+00:00"
+
+
+def test_startdate_written_as_a_date_stays_that_date() -> None:
+    t = parse_urdb({**peak_tariff(), "startdate": "2024-01-01"}, tz="Pacific/Auckland")
+    assert t.startdate == dt.date(2024, 1, 1) and t.start_instant is None
+    assert "startdate: expected epoch seconds" in _err({**peak_tariff(), "startdate": 1e300})
+    with pytest.raises(TariffError, match="'Mars/Base' is not an IANA time zone"):
+        parse_urdb(peak_tariff(), tz="Mars/Base")
+
+
+def test_file_errors_are_one_line_naming_the_file(tmp_path) -> None:
+    def err(name: str, content: bytes | None = None) -> str:
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(TariffError) as info:
+            load_tariff(path)
+        message = str(info.value)
+        assert "\n" not in message and len(message) < 400, message
+        return message
+
+    (tmp_path / "folder").mkdir()
+    assert err("folder") == "folder: cannot read: it is a directory, not a JSON file"
+    assert err("gone.json").startswith("gone.json: cannot read: no such file")
+    assert err("logo.json", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR") == (
+        "logo.json: not JSON: binary data (byte 0x89 at offset 0 is not UTF-8 text)"
+    )
+    assert (
+        err("nul.json", b'{"a": 1}\x00')
+        == "nul.json: not JSON: binary data (byte 0x00 at offset 8 is not UTF-8 text)"
+    )
+    assert err("empty.json", b"  \n") == "empty.json: not JSON: the file is empty (expected a URDB tariff)"
+    huge = err("huge.json", b"x" * (64 * 1024 * 1024))  # 64 MB on one line, not JSON
+    assert huge.startswith("huge.json: not valid JSON: Expecting value at line 1 column 1, near 'xxx")
+    value = err("value.json", b'{"energyratestructure": "' + b"A" * (64 * 1024 * 1024) + b'"}')
+    assert value.startswith('value.json: energyratestructure: expected a list of periods, got "AAAA')
+    assert value.endswith("(67,108,864 characters)") and value.count("A") <= 200
+    assert err("deep.json", b"[" * 100_000) == "deep.json: not a URDB tariff: JSON nested too deeply"
+    assert err("digits.json", b'{"startdate": ' + b"9" * 5000 + b"}").startswith(
+        "digits.json: not valid JSON: "
+    )
+    assert err("inf.json", b'{"energyratestructure": [[{"rate": 1e999}]]}') == (
+        "inf.json: energyratestructure[0][0].rate: expected a finite price"
+    )
+    # a byte-order mark is not an error
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + fixture("fpl_rs1.json").read_bytes())
+    assert load_tariff(tmp_path / "bom.json").fixed_charge == 7.57
+
+
 def test_to_dict_is_json_serialisable() -> None:
     d = load_tariff(fixture("camel_export.json")).to_dict()
     text = json.dumps(d)
