@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from smartmdm_pipelines.domain.readings import CHANNELS, GAS_UNIT_CONVERSIONS, UNIT_CONVERSIONS
+from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS
 
 ISO8601 = "ISO8601"
 INTERVAL_MINUTES = (1, 5, 10, 15, 30, 60, 1440)
@@ -25,6 +26,12 @@ KNOWN_UNITS = sorted(set(UNIT_CONVERSIONS) | set(GAS_UNIT_CONVERSIONS))
 _SAMPLE = dt.datetime(2019, 10, 27, 2, 59, 47, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 
 Column = str | int
+GAS_UNITS = ("CCF", "therm")
+
+
+def channel_units(channel: str) -> tuple[str, ...]:
+    """The canonical units a channel's values may have (kWh for energy, gal for water …)."""
+    return GAS_UNITS if channel == "gas" else (CHANNEL_UNITS[channel],)
 
 
 def _one_character(value: str, key: str) -> str:
@@ -201,6 +208,14 @@ class CsvMapping(BaseModel):
                 raise ValueError(
                     f"give either csv.{role} (every row, e.g. {example}) or csv.columns.{role} (per row), "
                     "exactly one of them"
+                )
+        if self.unit is not None and self.channel is not None:
+            conversions = GAS_UNIT_CONVERSIONS if self.channel == "gas" else UNIT_CONVERSIONS
+            canonical = conversions.get(self.unit.strip().lower(), ("",))[0]
+            if canonical not in channel_units(self.channel):
+                raise ValueError(
+                    f"csv.unit {self.unit!r} does not fit csv.channel {self.channel!r} "
+                    f"(expected a unit of {' or '.join(channel_units(self.channel))})"
                 )
         if self.value_kind == "interval":
             if self.interval_minutes not in INTERVAL_MINUTES:

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csv_mapping import ISO8601, CsvMapping
+from smartmdm_pipelines.adapters.csv_mapping import GAS_UNITS, ISO8601, CsvMapping
 from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check
 from smartmdm_pipelines.adapters.local_times import NAT, localise_in_order
 from smartmdm_pipelines.adapters.validation import OFFSET_SUFFIX, RowReasons
@@ -55,6 +55,7 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     normalise_units,
 )
+from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS
 
 NAME = "mapped_csv"
 _DAY_US = 86_400_000_000
@@ -289,6 +290,16 @@ class _Rows:
         canonical, canon_unit, unknown = normalise_units(value, unit, channel)
         if "unit" in self.raw:
             self._check(unknown.to_numpy(), self._quoted("unit", unit) + " is not a known unit")
+        fits = canon_unit.eq(channel.map(CHANNEL_UNITS)) | (channel.eq("gas") & canon_unit.isin(GAS_UNITS))
+        self._check(
+            ~fits.to_numpy(),
+            self._quoted("unit", unit)
+            + " does not fit channel "
+            + channel
+            + " (it is a unit of "
+            + canon_unit
+            + ")",
+        )
         quality = self.raw["quality"] if "quality" in self.raw else pd.Series("", index=range(n), dtype="str")
         time = self._times(meter, channel)
         frame = pd.DataFrame(
@@ -402,7 +413,7 @@ class _Rows:
         self.reasons.check(np.asarray(failed, dtype=bool), reason)
 
     def _quoted(self, role: str, values: pd.Series) -> pd.Series:
-        return self.names[role] + " '" + values.str.slice(0, 40) + "'"
+        return self.names.get(role, f"csv.{role}") + " '" + values.str.slice(0, 40) + "'"
 
 
 def _column_name(mapping: CsvMapping, role: str) -> str:
