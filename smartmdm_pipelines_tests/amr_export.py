@@ -3,8 +3,8 @@
 The shape of a public Madrid water-utility export (formats.md §5)::
 
     user key;datetime;meter reading;diff
-    12345;01/01/2019 00:59:47;4e+05;NA
-    12345;01/01/2019 02:00:31;400012;12
+    12345;01/01/2019 02:00:52;4e+05;NA
+    12345;01/01/2019 02:59:01;4e+05;0
 
 ``user key`` is the meter, ``datetime`` naive local time (Europe/Madrid, ``dd/mm/yyyy HH:MM:SS``),
 ``meter reading`` the register in litres (round values in R's scientific notation), ``diff`` the
@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smartmdm_pipelines.domain.readings import UNIT_CONVERSIONS
+
+GAL_PER_L = UNIT_CONVERSIONS["l"][1]
 TZ = "Europe/Madrid"
 YEAR_START = pd.Timestamp("2019-01-01T00:00:00Z")
 HOURS = 365 * 24
@@ -104,6 +107,22 @@ def register_reads(seed: int = 2019) -> pd.DataFrame:
     bad = (reads["meter_id"] == "12345") & ((reads["read_at"] - BAD_READ_AT).abs() < pd.Timedelta(minutes=5))
     reads.loc[bad, "litres"] = np.floor(reads.loc[bad, "litres"] / 10)  # a dropped digit
     return reads
+
+
+def canonical_reads(reads: pd.DataFrame) -> pd.DataFrame:
+    """The register reads as the adapter loads them (gallons, source unit L), one file, its lines."""
+    line = reads["line"] if "line" in reads else np.arange(2, len(reads) + 2)
+    return pd.DataFrame(
+        {
+            "meter_id": reads["meter_id"],
+            "channel": "water",
+            "read_at": reads["read_at"],
+            "value": reads["litres"] * GAL_PER_L,
+            "source_unit": "L",
+            "file_id": 1,
+            "line": line,
+        }
+    )
 
 
 def r_number(value: float) -> str:

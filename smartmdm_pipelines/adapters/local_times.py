@@ -31,27 +31,32 @@ def localise_in_order(naive_us: np.ndarray, group: np.ndarray, tz: str) -> tuple
 
     ``group`` (int) labels the sequences; the rows of a sequence must be contiguous and in file
     order (sort by group, stably, first)."""
-    n = len(naive_us)
-    utc = np.full(n, NAT, dtype=np.int64)
-    gap = np.zeros(n, dtype=bool)
-    has = naive_us != NAT
-    if not has.any():
-        return utc, gap
-    code, distinct = pd.factorize(naive_us[has])  # readings share few distinct local times
-    local = pd.Series(distinct.astype("datetime64[us]"))
-    utc[has] = _epochs(local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT"))[code]
-    problem = np.flatnonzero(has & (utc == NAT))
+    utc, gap, amb, early, late = local_instants(naive_us, tz, "us")
+    if len(amb):
+        utc[amb] = _split_runs(amb, early, late, utc, group)
+    return utc, gap
+
+
+def local_instants(
+    naive: np.ndarray, tz: str, unit: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Naive local epochs in ``unit`` (``NAT`` = none) -> (UTC epochs, ``NAT`` where none or not
+    unique; the mask of local times in the spring-forward gap; the rows whose local time occurs
+    twice, with their daylight-time and their standard-time instants)."""
+    # readings share few distinct local times: each is converted once
+    code, distinct = pd.factorize(naive)
+    local = pd.Series(distinct.view(f"datetime64[{unit}]"))
+    utc = _epochs(local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT"), unit)[code]
+    gap = np.zeros(len(naive), dtype=bool)
+    problem = np.flatnonzero((naive != NAT) & (utc == NAT))
     if len(problem) == 0:
-        return utc, gap
-    sub = pd.Series(naive_us[problem].astype("datetime64[us]"))
-    early = _epochs(sub.dt.tz_localize(tz, ambiguous=np.ones(len(sub), bool), nonexistent="NaT"))
-    late = _epochs(sub.dt.tz_localize(tz, ambiguous=np.zeros(len(sub), bool), nonexistent="NaT"))
+        return utc, gap, problem, problem, problem
+    sub = pd.Series(naive[problem].view(f"datetime64[{unit}]"))
+    early = _epochs(sub.dt.tz_localize(tz, ambiguous=np.ones(len(sub), bool), nonexistent="NaT"), unit)
+    late = _epochs(sub.dt.tz_localize(tz, ambiguous=np.zeros(len(sub), bool), nonexistent="NaT"), unit)
     missing = early == NAT
     gap[problem[missing]] = True
-    amb = problem[~missing]
-    if len(amb):
-        utc[amb] = _split_runs(amb, early[~missing], late[~missing], utc, group)
-    return utc, gap
+    return utc, gap, problem[~missing], early[~missing], late[~missing]
 
 
 def _split_runs(
@@ -109,7 +114,7 @@ def _split_runs(
     return np.where(take_early, early, late)
 
 
-def _epochs(local: pd.Series) -> np.ndarray:
-    """tz-aware Series -> int64 UTC epoch microseconds (NaT -> NAT)."""
-    values = local.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+def _epochs(local: pd.Series, unit: str) -> np.ndarray:
+    """tz-aware Series -> int64 UTC epochs in ``unit`` (NaT -> NAT)."""
+    values = local.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype=f"datetime64[{unit}]")
     return values.view(np.int64).copy()

@@ -32,10 +32,8 @@ Decisions:
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -44,7 +42,7 @@ import pyarrow.compute as pc
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.csv_mapping import GAS_UNITS, ISO8601, CsvMapping
-from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check
+from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
 from smartmdm_pipelines.adapters.local_times import NAT, localise_in_order
 from smartmdm_pipelines.adapters.validation import OFFSET_SUFFIX, RowReasons
 from smartmdm_pipelines.domain.readings import (
@@ -100,12 +98,7 @@ class MappedCsv:
         if mapping is None:
             result.fatal = f"source {source.name!r} has no csv: mapping (the mapped-CSV adapter needs one)"
             return result
-        try:
-            ZoneInfo(source.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            result.fatal = f"unknown time zone {source.timezone!r} configured for source {source.name!r}"
-            return result
-        try:
+        try:  # the source's time zone was checked with the configuration
             lines, positions = read_lines(Path(path).read_bytes(), mapping)
         except FileRejected as exc:
             result.fatal, result.fatal_line = exc.reason, exc.line
@@ -221,22 +214,8 @@ def _split(lines: pa.Array, mapping: CsvMapping) -> tuple[pa.ListArray, np.ndarr
     split = pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)], pa.int32()), unquoted)
     if not messy.any():
         return split, unbalanced
-    rows: list[list[str]] = []
-    for i in np.flatnonzero(messy):  # rare: a delimiter inside quotes, or a broken quote
-        text = lines[int(i)].as_py()
-        try:
-            rows.append(next(csv.reader([text], delimiter=delimiter, quotechar=quote, strict=True)))
-        except (csv.Error, StopIteration):
-            unbalanced[i] = True
-            rows.append(text.split(delimiter))
-    plain = np.flatnonzero(~messy)
-    merged = pa.concat_arrays(
-        [split.take(pa.array(plain)).cast(pa.list_(pa.string())), pa.array(rows, pa.list_(pa.string()))]
-    )
-    order = np.concatenate([plain, np.flatnonzero(messy)])
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return merged.take(pa.array(inverse)), unbalanced
+    # rare: a delimiter inside quotes, or a broken quote
+    return reparse_lines(split, lines, np.flatnonzero(messy), delimiter, quote)
 
 
 def _check_field_count(

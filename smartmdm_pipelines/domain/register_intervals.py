@@ -416,30 +416,22 @@ def decrease_exceptions(decreases: pd.DataFrame, day: dt.date, tz: str) -> pd.Da
         return pd.DataFrame(columns=cols)
     unit = " " + d["source_unit"].astype("str")
     where = " (file " + _int_text(d["file_id"]) + ", line " + _int_text(d["line"]) + ")"
+    read = _number_text(d["value"]) + unit + " at " + d["read_at"].dt.strftime("%Y-%m-%d %H:%M:%SZ") + where
+    previous = _number_text(d["prev_value"]) + unit
     text = np.where(
         d["kind"].eq("bad_read"),
         "read "
-        + _number_text(d["value"])
-        + unit
-        + " at "
-        + d["read_at"].dt.strftime("%Y-%m-%d %H:%M:%SZ")
-        + where
+        + read
         + " breaks the rising register (previous read "
-        + _number_text(d["prev_value"])
-        + unit
+        + previous
         + "): ignored as a bad read",
         "register went down from "
-        + _number_text(d["prev_value"])
-        + unit
+        + previous
         + " to "
-        + _number_text(d["value"])
-        + unit
-        + " at "
-        + d["read_at"].dt.strftime("%Y-%m-%d %H:%M:%SZ")
-        + where
-        + ", not a rollover and no meter exchange recorded: no consumption derived between "
+        + read
+        + ", not a rollover and no meter exchange recorded: no consumption derived since "
         + d["prev_at"].dt.strftime("%Y-%m-%d %H:%M:%SZ")
-        + " and then (estimated by VEE)",
+        + " (estimated by VEE)",
     )
     d = d.assign(text=text)
     g = (

@@ -31,7 +31,39 @@ from smartmdm_pipelines.store.store import Store
 NEIGHBOURS = 6
 """Reads kept on each side of the day: the pairs that reach into it and enough neighbours to tell a
 bad read from a reset the same way on both days around a boundary."""
-GRID_METERS = "SELECT meter_id FROM meters WHERE kind = 'ami' AND interval_seconds > 0"
+# The register reads of the deriving sources' files (:files) between :a and :b (operating days
+# :d0-:d1). One table, arrays as parameters: no join whose plan depends on fresh statistics (right
+# after a bulk load PostgreSQL estimates a handful of rows and loops over the table per meter).
+SOURCE_READS = (
+    "FROM register_reads r WHERE r.file_id = ANY(:files) AND r.read_day >= :d0 AND r.read_day <= :d1"
+    " AND r.read_at >= :a AND r.read_at <= :b"
+)
+
+
+def _window(files: pd.Series, gap_hours: float, first: pd.Timestamp, last: pd.Timestamp) -> dict:
+    """The parameters of ``SOURCE_READS`` for the reads that pair with reads from first to last."""
+    gap = pd.Timedelta(hours=gap_hours)
+    return {
+        "files": [int(f) for f in files.index],
+        "a": first - gap,
+        "b": last + gap,
+        "d0": (first - gap).date() - dt.timedelta(days=1),
+        "d1": (last + gap).date() + dt.timedelta(days=1),
+    }
+
+
+def _source_files(store: Store, sources: dict[str, float]) -> pd.Series:
+    """file_id -> source of the files of the deriving sources."""
+    files = store.read_frame(
+        "SELECT file_id, source FROM headend_files WHERE source = ANY(:sources)", {"sources": sorted(sources)}
+    )
+    return files.set_index("file_id")["source"]
+
+
+def _grid_meters(meters: pd.DataFrame) -> pd.DataFrame:
+    """The meters whose intervals VEE expects: AMI meters with an interval grid."""
+    seconds = pd.to_numeric(meters["interval_seconds"], errors="coerce")
+    return meters[meters["kind"].eq("ami").to_numpy() & (seconds > 0).to_numpy()]
 
 
 def derive_sources(cfg: UtilityConfig) -> dict[str, float]:
@@ -84,38 +116,27 @@ def derived_day(
     exceptions, the last derived interval end per series from the day on (the re-collection
     window) and the newest register read seen (the data clock)."""
     sources = derive_sources(cfg)
-    if not sources:
+    files = _source_files(store, sources) if sources else pd.Series(dtype="object")
+    if files.empty:
         return DerivedDay()
     tz = cfg.utility.timezone
     start, end = local_day_bounds(day, tz)
-    gap = pd.Timedelta(hours=max(sources.values()))
     reads = store.read_frame(
-        "SELECT meter_id, channel, read_at, value, source_unit, file_id, line, source FROM ("
-        " SELECT r.meter_id, r.channel, r.read_at, r.value, r.source_unit, r.file_id, r.line, f.source,"
+        "SELECT meter_id, channel, read_at, value, source_unit, file_id, line FROM ("
+        " SELECT r.meter_id, r.channel, r.read_at, r.value, r.source_unit, r.file_id, r.line,"
         " row_number() OVER (PARTITION BY r.meter_id, r.channel, r.read_at < :start ORDER BY r.read_at DESC) AS nb,"
         " row_number() OVER (PARTITION BY r.meter_id, r.channel, r.read_at > :end ORDER BY r.read_at) AS na"
-        " FROM register_reads r JOIN headend_files f ON f.file_id = r.file_id"
-        " WHERE r.read_day >= :d0 AND r.read_day <= :d1 AND r.read_at >= :a AND r.read_at <= :b"
-        " AND r.value IS NOT NULL AND f.source IN (SELECT unnest(:sources))"
-        f" AND r.meter_id IN ({GRID_METERS})) w"
+        f" {SOURCE_READS} AND r.value IS NOT NULL) w"
         " WHERE (read_at >= :start AND read_at <= :end) OR (read_at < :start AND nb <= :k)"
         " OR (read_at > :end AND na <= :k)",
-        {
-            "start": start,
-            "end": end,
-            "a": start - gap,
-            "b": end + gap,
-            "d0": day - dt.timedelta(days=gap.days + 2),
-            "d1": day + dt.timedelta(days=gap.days + 2),
-            "sources": sorted(sources),
-            "k": NEIGHBOURS,
-        },
+        {"start": start, "end": end, "k": NEIGHBOURS, **_window(files, max(sources.values()), start, end)},
     )
+    grid = _grid_meters(meters)
+    reads = reads[reads["meter_id"].isin(grid["meter_id"])]
     if reads.empty:
         return DerivedDay()
     reads["read_at"] = pd.to_datetime(reads["read_at"], utc=True)
-    reads["max_gap_hours"] = reads["source"].map(sources)
-    grid = meters[meters["kind"].eq("ami")]
+    reads["max_gap_hours"] = reads["file_id"].map(files).map(sources)
     derivation = derive_intervals(reads, grid, installs, tz)
     iv = derivation.intervals
     in_day = (operating_day(iv["interval_end"], iv["interval_seconds"], tz) == pd.Timestamp(day)).to_numpy()
@@ -141,30 +162,27 @@ def register_interval_days(
     if source.csv is None or source.name not in sources or regs.empty:
         return []
     meters = sorted(regs["meter_id"].unique().tolist())
-    known = store.read_frame(f"{GRID_METERS} AND meter_id IN (SELECT unnest(:m))", {"m": meters})
+    known = _grid_meters(
+        store.read_frame(
+            "SELECT meter_id, kind, interval_seconds FROM meters WHERE meter_id = ANY(:m)", {"m": meters}
+        )
+    )
     regs = regs[regs["meter_id"].isin(known["meter_id"])]
     if regs.empty:
         return []
     tz = cfg.utility.timezone
     first, last = regs["read_at"].min(), regs["read_at"].max()
-    gap = pd.Timedelta(hours=max(sources.values()))
     around = store.read_frame(
         "SELECT max(CASE WHEN r.read_at < :first THEN r.read_at END) AS prev_at,"
         " min(CASE WHEN r.read_at > :last THEN r.read_at END) AS next_at"
-        " FROM register_reads r JOIN headend_files f ON f.file_id = r.file_id"
-        " WHERE r.file_id <> :file AND f.source IN (SELECT unnest(:sources))"
-        " AND r.meter_id IN (SELECT unnest(:m)) AND r.read_day >= :d0 AND r.read_day <= :d1"
-        " AND r.read_at >= :a AND r.read_at <= :b AND (r.read_at < :first OR r.read_at > :last)",
+        f" {SOURCE_READS} AND r.file_id <> :file AND r.meter_id = ANY(:m)"
+        " AND (r.read_at < :first OR r.read_at > :last)",
         {
             "first": first,
             "last": last,
             "file": file_id,
-            "sources": sorted(sources),
             "m": sorted(regs["meter_id"].unique().tolist()),
-            "d0": (first - gap).date() - dt.timedelta(days=1),
-            "d1": (last + gap).date() + dt.timedelta(days=1),
-            "a": first - gap,
-            "b": last + gap,
+            **_window(_source_files(store, sources), max(sources.values()), first, last),
         },
     )
     bounds = pd.Series([first, last, *around.iloc[0].tolist()]).dropna()

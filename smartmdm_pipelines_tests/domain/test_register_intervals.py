@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmdm_pipelines.domain.readings import DERIVED_QUALITY, SPREAD_QUALITY, UNIT_CONVERSIONS
+from smartmdm_pipelines.domain.readings import DERIVED_QUALITY, SPREAD_QUALITY
 from smartmdm_pipelines.domain.register_intervals import decrease_exceptions, derive_intervals
 from smartmdm_pipelines.domain.timeutil import operating_day
 from smartmdm_pipelines_tests import amr_export as ax
 
-GAL_PER_L = UNIT_CONVERSIONS["l"][1]
+GAL_PER_L = ax.GAL_PER_L
 
 
 def reads(times: list[str], values: list[float], meter: str = "M1", unit: str = "gal", file_id: int = 1):
@@ -231,17 +231,7 @@ def reference(truth: pd.DataFrame, step: int = 3600) -> dict[tuple[str, pd.Times
 @pytest.fixture(scope="module")
 def year() -> tuple[pd.DataFrame, pd.DataFrame]:
     truth = ax.register_reads()
-    r = pd.DataFrame(
-        {
-            "meter_id": truth["meter_id"],
-            "channel": "water",
-            "read_at": truth["read_at"],
-            "value": truth["litres"] * GAL_PER_L,
-            "source_unit": "L",
-            "file_id": 1,
-            "line": np.arange(2, len(truth) + 2),
-        }
-    )
+    r = ax.canonical_reads(truth)
     return truth, r
 
 

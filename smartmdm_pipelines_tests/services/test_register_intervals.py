@@ -12,14 +12,12 @@ import pandas as pd
 import pytest
 
 from smartmdm_pipelines.config import load_config
-from smartmdm_pipelines.domain.readings import UNIT_CONVERSIONS
 from smartmdm_pipelines.domain.register_intervals import derive_intervals
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests import amr_export as ax
 
-GAL_PER_L = UNIT_CONVERSIONS["l"][1]
 METERS = ("12345", "67890")
 
 
@@ -83,17 +81,7 @@ def master_data(store: Store) -> pd.DataFrame:
 
 def expected_intervals(truth: pd.DataFrame, meters: pd.DataFrame) -> dict[tuple[str, pd.Timestamp], float]:
     """The domain derivation of the reads as written (meter, interval end) -> gallons."""
-    reads = pd.DataFrame(
-        {
-            "meter_id": truth["meter_id"],
-            "channel": "water",
-            "read_at": truth["read_at"],
-            "value": truth["litres"] * GAL_PER_L,
-            "source_unit": "L",
-            "file_id": 1,
-            "line": truth["line"],
-        }
-    )
+    reads = ax.canonical_reads(truth)
     out = derive_intervals(reads, meters, installs(), ax.TZ).intervals
     return dict(zip(zip(out["meter_id"], out["interval_end"], strict=True), out["value"], strict=True))
 
