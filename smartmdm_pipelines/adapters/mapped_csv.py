@@ -44,7 +44,13 @@ from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceCon
 from smartmdm_pipelines.adapters.csv_mapping import GAS_UNITS, ISO8601, CsvMapping
 from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
 from smartmdm_pipelines.adapters.local_times import NAT, localise_in_order
-from smartmdm_pipelines.adapters.validation import OFFSET_SUFFIX, RowReasons
+from smartmdm_pipelines.adapters.validation import (
+    OFFSET_SUFFIX,
+    RowReasons,
+    cast_text,
+    check_rows,
+    pandas_numbers,
+)
 from smartmdm_pipelines.domain.readings import (
     CHANNELS,
     INTERVAL_READ_COLUMNS,
@@ -56,6 +62,8 @@ from smartmdm_pipelines.domain.readings import (
 from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS
 
 NAME = "mapped_csv"
+_YEAR_1900 = int(pd.Timestamp("1900-01-01").value // 1000)
+_YEAR_2200 = int(pd.Timestamp("2200-01-01").value // 1000)
 _DAY_US = 86_400_000_000
 
 
@@ -79,8 +87,8 @@ class Lines:
             return pd.Series("", index=range(len(present)), dtype="str")
         offsets = self.fields.offsets.to_numpy()[:-1]
         value = self.fields.values.take(pa.array(np.where(present, offsets + j, offsets[present][0] + j)))
-        out = pd.Series(pc.utf8_trim_whitespace(value).to_numpy(zero_copy_only=False), dtype="str")
-        return out.where(present, "")
+        out = pc.utf8_trim_whitespace(value).to_pandas()  # Arrow-backed strings, no Python objects
+        return out.where(present, "") if not present.all() else out
 
 
 @dataclass(frozen=True)
@@ -254,32 +262,28 @@ class _Rows:
         m, n = self.mapping, len(self.lines.numbers)
         meter = self.raw["meter"]
         self._check(meter.eq(""), f"{self.names['meter']} is empty (expected the meter id)")
-        channel = (
-            self.raw["channel"]
-            if "channel" in self.raw
-            else pd.Series(m.channel, index=range(n), dtype="str")
-        )
+        channel = self.raw.get("channel", pd.Series(m.channel, index=range(n), dtype="str"))
         if "channel" in self.raw:
             self._check(
                 ~channel.isin(sorted(CHANNELS)),
-                self._quoted("channel", channel) + f" is not a channel code (one of {sorted(CHANNELS)})",
+                *self._quoted("channel", channel),
+                f" is not a channel code (one of {sorted(CHANNELS)})",
             )
-        unit = self.raw["unit"] if "unit" in self.raw else pd.Series(m.unit, index=range(n), dtype="str")
+        unit = self.raw.get("unit", pd.Series(m.unit, index=range(n), dtype="str"))
         value = self._numbers()
         canonical, canon_unit, unknown = normalise_units(value, unit, channel)
-        if "unit" in self.raw:
-            self._check(unknown.to_numpy(), self._quoted("unit", unit) + " is not a known unit")
+        self._check(unknown, *self._quoted("unit", unit), " is not a known unit")
         fits = canon_unit.eq(channel.map(CHANNEL_UNITS)) | (channel.eq("gas") & canon_unit.isin(GAS_UNITS))
         self._check(
-            ~fits.to_numpy(),
-            self._quoted("unit", unit)
-            + " does not fit channel "
-            + channel
-            + " (it is a unit of "
-            + canon_unit
-            + ")",
+            ~fits,
+            *self._quoted("unit", unit),
+            " does not fit channel ",
+            channel,
+            " (it is a unit of ",
+            canon_unit,
+            ")",
         )
-        quality = self.raw["quality"] if "quality" in self.raw else pd.Series("", index=range(n), dtype="str")
+        quality = self.raw.get("quality", pd.Series("", index=range(n), dtype="str"))
         time = self._times(meter, channel)
         frame = pd.DataFrame(
             {
@@ -293,12 +297,9 @@ class _Rows:
             }
         )
         if m.value_kind == "register":
+            self._check(value.isna(), f"{self.names['value']} is empty (expected a register reading)")
             self._check(
-                value.isna().to_numpy(), f"{self.names['value']} is empty (expected a register reading)"
-            )
-            self._check(
-                (value < 0).to_numpy(),
-                self._quoted("value", self.raw["value"]) + " is negative (a register cannot be)",
+                value < 0, *self._quoted("value", self.raw["value"]), " is negative (a register cannot be)"
             )
             return frame.assign(time=time)
         seconds = int(m.interval_minutes) * 60
@@ -307,22 +308,26 @@ class _Rows:
 
     # -- values
     def _numbers(self) -> pd.Series:
+        """float64 of the value column: Arrow's cast, pandas for what it refuses (NaN where empty)."""
         m, text = self.mapping, self.raw["value"]
         clean = text
         if m.thousands is not None:
             clean = clean.str.replace(m.thousands, "", regex=False)
         if m.decimal == ",":
             clean = clean.str.replace(",", ".", regex=False)
-        number = pd.to_numeric(clean.where(clean.ne("")), errors="coerce").astype("float64")
-        self._check(text.ne("") & number.isna(), self._quoted("value", text) + " is not a number")
-        self._check(
-            ~np.isfinite(number) & number.notna(), self._quoted("value", text) + " is not a finite number"
+        empty = clean.eq("").to_numpy()
+        number = pd.Series(
+            cast_text(pa.chunked_array([pa.array(clean)]), empty, pa.float64(), pandas_numbers)
         )
+        number = number.astype("float64")
+        quoted = self._quoted("value", text)
+        self._check(~empty & number.isna(), *quoted, " is not a number")
+        self._check(~np.isfinite(number) & number.notna(), *quoted, " is not a finite number")
         if m.error_values:
             self._check(
                 number.isin(list(m.error_values)),
-                self._quoted("value", text)
-                + " is the head-end's error value (csv.error_values), not a reading",
+                *quoted,
+                " is the head-end's error value (csv.error_values), not a reading",
             )
         return number.where(np.isfinite(number))
 
@@ -338,27 +343,21 @@ class _Rows:
             naive = _us(_parse(text.where(~aware), ISO8601, utc=False))
             instants = _us(_parse(text.where(aware), ISO8601, utc=True))
         elif m.aware:
-            aware, naive, instants = (
-                np.ones(len(text), dtype=bool),
-                nat,
-                _us(_parse(text, m.time_format, True)),
-            )
+            aware = np.ones(len(text), dtype=bool)
+            naive, instants = nat, _us(_parse(text, m.time_format, True))
         else:
-            aware, naive, instants = (
-                np.zeros(len(text), dtype=bool),
-                _us(_parse(text, m.time_format, False)),
-                nat,
-            )
+            aware = np.zeros(len(text), dtype=bool)
+            naive, instants = _naive_us(text, m.time_format), nat
         parsed = np.where(aware, instants, naive)
         self._check(
             text.ne("") & (parsed == NAT),
-            self._quoted("time", text) + f" does not match the time format {m.time_format!r}",
+            *self._quoted("time", text),
+            f" does not match the time format {m.time_format!r}",
         )
         local = np.where(aware, NAT, parsed)
-        utc = np.where(
-            aware, parsed, self._localise(local, meter, channel, text) if (local != NAT).any() else NAT
-        )
-        return pd.Series(utc.view("datetime64[us]")).dt.tz_localize("UTC")
+        if (local != NAT).any():
+            parsed = np.where(aware, parsed, self._localise(local, meter, channel, text))
+        return pd.Series(parsed.view("datetime64[us]")).dt.tz_localize("UTC")
 
     def _localise(
         self, local: np.ndarray, meter: pd.Series, channel: pd.Series, text: pd.Series
@@ -372,8 +371,8 @@ class _Rows:
         gap[order] = gap_sorted
         self._check(
             gap,
-            self._quoted("time", text)
-            + f" does not exist in {self.source.timezone} (it falls in the spring-forward gap)",
+            *self._quoted("time", text),
+            f" does not exist in {self.source.timezone} (it falls in the spring-forward gap)",
         )
         return utc
 
@@ -387,12 +386,12 @@ class _Rows:
         local_next = time.dt.tz_convert(tz).dt.tz_localize(None) + pd.Timedelta(days=1)
         return local_next.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
 
-    # -- reasons
-    def _check(self, failed, reason) -> None:
-        self.reasons.check(np.asarray(failed, dtype=bool), reason)
+    # -- reasons (texts built for the failing rows only)
+    def _check(self, failed: pd.Series | np.ndarray, *parts: str | pd.Series) -> None:
+        check_rows(self.reasons, np.asarray(failed, dtype=bool), *parts)
 
-    def _quoted(self, role: str, values: pd.Series) -> pd.Series:
-        return self.names.get(role, f"csv.{role}") + " '" + values.str.slice(0, 40) + "'"
+    def _quoted(self, role: str, values: pd.Series) -> tuple[str, pd.Series, str]:
+        return self.names.get(role, f"csv.{role}") + " '", values, "'"
 
 
 def _column_name(mapping: CsvMapping, role: str) -> str:
@@ -403,6 +402,18 @@ def _column_name(mapping: CsvMapping, role: str) -> str:
 def _parse(text: pd.Series, time_format: str, utc: bool) -> pd.Series:
     fmt = "ISO8601" if time_format == ISO8601 else time_format
     return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
+
+
+def _naive_us(text: pd.Series, time_format: str) -> np.ndarray:
+    """Epoch microseconds of naive times: Arrow's strptime (C++), pandas for the texts it refuses
+    or reads as an implausible year (Arrow takes '19' for year 0019 under %Y)."""
+    parsed = pc.strptime(pa.array(text), format=time_format, unit="us", error_is_null=True)
+    us = pc.fill_null(parsed.cast(pa.int64()), NAT).to_numpy(zero_copy_only=False).copy()
+    odd = ((us == NAT) | (us < _YEAR_1900) | (us >= _YEAR_2200)) & text.ne("").to_numpy()
+    rows = np.flatnonzero(odd)
+    if len(rows):
+        us[rows] = _us(_parse(text.iloc[rows], time_format, utc=False))
+    return us
 
 
 def _us(times: pd.Series) -> np.ndarray:

@@ -288,8 +288,10 @@ def _pairs(r: pd.DataFrame, rollover_share: float) -> tuple[pd.DataFrame, pd.Dat
 
 
 def _events(r: pd.DataFrame, before: np.ndarray, at: np.ndarray, kind: str) -> pd.DataFrame:
-    factor = r["factor"].fillna(1.0).to_numpy(dtype="float64")
+    factor = np.nan_to_num(r["factor"].to_numpy(dtype="float64"), nan=1.0)
     value = r["value"].to_numpy(dtype="float64")
+    if len(at) == 0:
+        return _empty(DECREASE_COLUMNS)
     return pd.DataFrame(
         {
             "meter_id": r["meter_id"].to_numpy()[at],
@@ -318,8 +320,10 @@ def _apportion(pairs: pd.DataFrame, r: pd.DataFrame, tz: str) -> pd.DataFrame:
     overlap = np.minimum(end, t1[idx]) - np.maximum(start, t0[idx])
     portion = pairs["consumption"].to_numpy()[idx] * overlap / (t1 - t0)[idx]
     sid = pairs["sid"].to_numpy()[idx]
-    order = np.lexsort((t1[idx], end, sid))
-    sid, end, start, overlap, portion, idx = (x[order] for x in (sid, end, start, overlap, portion, idx))
+    # pairs come in series and time order, so the intervals mostly do too (sorted: no sort needed)
+    if not ((sid[1:] > sid[:-1]) | ((sid[1:] == sid[:-1]) & (end[1:] >= end[:-1]))).all():
+        order = np.lexsort((t1[idx], end, sid))
+        sid, end, start, overlap, portion, idx = (x[order] for x in (sid, end, start, overlap, portion, idx))
     first = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (end[1:] != end[:-1])])
     last = np.r_[first[1:], len(sid)] - 1
     covered = np.add.reduceat(overlap, first)
