@@ -28,28 +28,39 @@ from smartmdm_pipelines.domain.register_intervals import (
 from smartmdm_pipelines.domain.timeutil import day_range, local_date, local_day_bounds, operating_day
 from smartmdm_pipelines.store.store import Store
 
-NEIGHBOURS = 6
+NEIGHBOURS = 3
 """Reads kept on each side of the day: the pairs that reach into it and enough neighbours to tell a
 bad read from a reset the same way on both days around a boundary."""
-# The register reads of the deriving sources' files (:files) between :a and :b (operating days
-# :d0-:d1). One table, arrays as parameters: no join whose plan depends on fresh statistics (right
-# after a bulk load PostgreSQL estimates a handful of rows and loops over the table per meter).
-SOURCE_READS = (
-    "FROM register_reads r WHERE r.file_id = ANY(:files) AND r.read_day >= :d0 AND r.read_day <= :d1"
-    " AND r.read_at >= :a AND r.read_at <= :b"
-)
+# One table, arrays as parameters: no join whose plan depends on fresh statistics (right after a bulk
+# load PostgreSQL estimates a handful of rows and loops over the table once per meter).
+COLUMNS = "r.meter_id, r.channel, r.read_at, r.value, r.source_unit, r.file_id, r.line"
 
 
-def _window(files: pd.Series, gap_hours: float, first: pd.Timestamp, last: pd.Timestamp) -> dict:
-    """The parameters of ``SOURCE_READS`` for the reads that pair with reads from first to last."""
-    gap = pd.Timedelta(hours=gap_hours)
-    return {
-        "files": [int(f) for f in files.index],
-        "a": first - gap,
-        "b": last + gap,
-        "d0": (first - gap).date() - dt.timedelta(days=1),
-        "d1": (last + gap).date() + dt.timedelta(days=1),
-    }
+def _reads(lo: str, hi: str) -> str:
+    """FROM and WHERE of the deriving sources' register reads (``:files``) with a value, read between
+    the instants ``:lo`` and ``:hi`` (inclusive; their operating days bound the index range)."""
+    return (
+        "FROM register_reads r WHERE r.file_id = ANY(:files) AND r.value IS NOT NULL"
+        f" AND r.read_day >= :{lo}_day AND r.read_day <= :{hi}_day AND r.read_at >= :{lo} AND r.read_at <= :{hi}"
+    )
+
+
+def _nearest(order: str, where: str) -> str:
+    """The ``:k`` reads of each series nearest to the day on one side (``order`` of read time)."""
+    return (
+        "SELECT meter_id, channel, read_at, value, source_unit, file_id, line FROM (SELECT"
+        f" {COLUMNS}, row_number() OVER (PARTITION BY r.meter_id, r.channel ORDER BY r.read_at {order}) AS n"
+        f" {where}) w WHERE n <= :k"
+    )
+
+
+def _instants(**named: pd.Timestamp) -> dict:
+    """Query parameters for ``_reads``: each instant and an operating day range that holds it."""
+    out: dict = {}
+    for name, at in named.items():
+        out[name] = at
+        out[f"{name}_day"] = at.date() + dt.timedelta(days=1 if name.endswith("hi") else -1)
+    return out
 
 
 def _source_files(store: Store, sources: dict[str, float]) -> pd.Series:
@@ -121,15 +132,21 @@ def derived_day(
         return DerivedDay()
     tz = cfg.utility.timezone
     start, end = local_day_bounds(day, tz)
+    gap, tick = pd.Timedelta(hours=max(sources.values())), pd.Timedelta(microseconds=1)
     reads = store.read_frame(
-        "SELECT meter_id, channel, read_at, value, source_unit, file_id, line FROM ("
-        " SELECT r.meter_id, r.channel, r.read_at, r.value, r.source_unit, r.file_id, r.line,"
-        " row_number() OVER (PARTITION BY r.meter_id, r.channel, r.read_at < :start ORDER BY r.read_at DESC) AS nb,"
-        " row_number() OVER (PARTITION BY r.meter_id, r.channel, r.read_at > :end ORDER BY r.read_at) AS na"
-        f" {SOURCE_READS} AND r.value IS NOT NULL) w"
-        " WHERE (read_at >= :start AND read_at <= :end) OR (read_at < :start AND nb <= :k)"
-        " OR (read_at > :end AND na <= :k)",
-        {"start": start, "end": end, "k": NEIGHBOURS, **_window(files, max(sources.values()), start, end)},
+        " UNION ALL ".join(
+            [
+                f"SELECT {COLUMNS} {_reads('day_lo', 'day_hi')}",
+                _nearest("DESC", _reads("before_lo", "before_hi")),
+                _nearest("ASC", _reads("after_lo", "after_hi")),
+            ]
+        ),
+        {
+            "files": [int(f) for f in files.index],
+            "k": NEIGHBOURS,
+            **_instants(day_lo=start, day_hi=end, before_lo=start - gap, before_hi=start - tick),
+            **_instants(after_lo=end + tick, after_hi=end + gap),
+        },
     )
     grid = _grid_meters(meters)
     reads = reads[reads["meter_id"].isin(grid["meter_id"])]
@@ -172,17 +189,19 @@ def register_interval_days(
         return []
     tz = cfg.utility.timezone
     first, last = regs["read_at"].min(), regs["read_at"].max()
+    gap = pd.Timedelta(hours=max(sources.values()))
     around = store.read_frame(
         "SELECT max(CASE WHEN r.read_at < :first THEN r.read_at END) AS prev_at,"
         " min(CASE WHEN r.read_at > :last THEN r.read_at END) AS next_at"
-        f" {SOURCE_READS} AND r.file_id <> :file AND r.meter_id = ANY(:m)"
+        f" {_reads('a_lo', 'b_hi')} AND r.file_id <> :file AND r.meter_id = ANY(:m)"
         " AND (r.read_at < :first OR r.read_at > :last)",
         {
             "first": first,
             "last": last,
             "file": file_id,
             "m": sorted(regs["meter_id"].unique().tolist()),
-            **_window(_source_files(store, sources), max(sources.values()), first, last),
+            "files": [int(f) for f in _source_files(store, sources).index],
+            **_instants(a_lo=first - gap, b_hi=last + gap),
         },
     )
     bounds = pd.Series([first, last, *around.iloc[0].tolist()]).dropna()
