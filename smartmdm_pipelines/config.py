@@ -14,12 +14,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smartmdm_pipelines.adapters.base import SourceConfig
+from smartmdm_pipelines.adapters.csv_mapping import CsvMapping
 from smartmdm_pipelines.domain.vee.config import VeeConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("config") / "utility.yaml"
+MAPPED_CSV = "mapped_csv"
 
 
 def _valid_zone(value: str) -> str:
@@ -57,8 +59,24 @@ class SourceSettings(_Strict):
     timezone: str = "UTC"
     format: str | None = None
     default_unit: str | None = None
+    csv: CsvMapping | None = None  # a YAML-mapped CSV source (adapters/csv_mapping.py)
 
     _zone = field_validator("timezone")(_valid_zone)
+
+    @model_validator(mode="after")
+    def _mapped_csv(self) -> SourceSettings:
+        """A ``csv:`` block chooses the mapped-CSV adapter; that adapter needs the block."""
+        if self.csv is not None and self.format not in (None, MAPPED_CSV):
+            raise ValueError(
+                f"source {self.name!r}: a csv mapping reads files as {MAPPED_CSV!r}, not {self.format!r}"
+            )
+        if self.format == MAPPED_CSV and self.csv is None:
+            raise ValueError(
+                f"source {self.name!r}: format {MAPPED_CSV!r} needs a csv: block (the column mapping)"
+            )
+        if self.csv is not None:
+            self.format = MAPPED_CSV
+        return self
 
 
 class CisSettings(_Strict):
@@ -147,7 +165,7 @@ class UtilityConfig(_Strict):
         """The configured source whose pattern matches the file name (else the utility default)."""
         for src in self.sources:
             if fnmatch.fnmatch(file_name, src.pattern):
-                return SourceConfig(src.name, src.timezone, src.format, src.default_unit)
+                return SourceConfig(src.name, src.timezone, src.format, src.default_unit, csv=src.csv)
         return SourceConfig("unknown", self.utility.timezone)
 
 

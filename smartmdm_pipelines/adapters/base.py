@@ -8,6 +8,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from smartmdm_pipelines.adapters.csv_mapping import CsvMapping
 from smartmdm_pipelines.domain.readings import (
     EVENT_COLUMNS,
     INTERVAL_READ_COLUMNS,
@@ -28,12 +29,14 @@ class FileRejected(Exception):
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Per-source settings from the utility config (time zone of naive timestamps, default unit)."""
+    """Per-source settings from the utility config (time zone of naive timestamps, default unit;
+    ``csv``: the column mapping of a YAML-mapped CSV source)."""
 
     name: str = "default"
     timezone: str = "UTC"
     format: str | None = None
     default_unit: str | None = None
+    csv: CsvMapping | None = None
 
 
 @dataclass

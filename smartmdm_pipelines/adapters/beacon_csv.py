@@ -65,6 +65,7 @@ from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceCon
 from smartmdm_pipelines.adapters.cmep import NAT, localise_sequences
 from smartmdm_pipelines.adapters.csvtools import BOM, decode_check, header_line, read_string_table
 from smartmdm_pipelines.adapters.validation import RowReasons
+from smartmdm_pipelines.adapters.validation import check_rows as _check
 from smartmdm_pipelines.domain.readings import (
     INTERVAL_READ_COLUMNS,
     INTERVAL_SECONDS,
@@ -401,25 +402,6 @@ def _line_texts(data: bytes, line_numbers: np.ndarray) -> np.ndarray:
         return np.array([], dtype=object)
     lines = data.split(b"\n")
     return np.array([lines[i - 1].decode("utf-8").rstrip("\r") for i in line_numbers.tolist()], dtype=object)
-
-
-def _check(reasons: RowReasons, failed: pd.Series | np.ndarray, *parts: str | pd.Series | np.ndarray) -> None:
-    """Give rows of ``failed`` (that have no reason yet) the reason ``parts`` joined: texts are
-    built only for those rows; a column part shows the row's value (40 characters at most)."""
-    failed = np.asarray(failed, dtype=bool) & ~reasons.bad
-    if not failed.any():
-        return
-    rows = np.flatnonzero(failed)
-    text = pd.Series("", index=range(len(rows)), dtype="str")
-    for part in parts:
-        if isinstance(part, str):
-            text = text + part
-            continue
-        values = pd.Series(np.asarray(part)[rows])
-        if values.dtype.kind == "f":
-            values = values.map(lambda v: f"{v:g}")
-        text = text + values.astype("str").str.slice(0, 40)
-    reasons.reasons[rows] = text.to_numpy(dtype=object)
 
 
 BEACON = BeaconCsv()

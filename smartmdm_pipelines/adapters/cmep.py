@@ -56,7 +56,6 @@ Decisions (see also the tests):
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -67,7 +66,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check
+from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
+from smartmdm_pipelines.adapters.local_times import local_instants
 from smartmdm_pipelines.adapters.validation import (
     RowReasons,
     SparseReasons,
@@ -209,25 +209,9 @@ def _split_fields(lines: pa.Array) -> tuple[pa.ListArray, np.ndarray]:
     """Fields of every line; lines with double quotes go through the csv module (rare)."""
     quoted = pc.match_substring(lines, '"').to_numpy(zero_copy_only=False)
     split = pc.split_pattern(lines, ",")
-    unbalanced = np.zeros(len(lines), dtype=bool)
     if not quoted.any():
-        return split, unbalanced
-    rows: list[list[str]] = []
-    for i in np.flatnonzero(quoted):
-        text = lines[int(i)].as_py()
-        try:
-            rows.append(next(csv.reader([text], strict=True)))
-        except (csv.Error, StopIteration):
-            unbalanced[i] = True
-            rows.append(text.split(","))
-    plain = np.flatnonzero(~quoted)
-    merged = pa.concat_arrays(
-        [split.take(pa.array(plain)).cast(pa.list_(pa.string())), pa.array(rows, pa.list_(pa.string()))]
-    )
-    order = np.concatenate([plain, np.flatnonzero(quoted)])
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return merged.take(pa.array(inverse)), unbalanced
+        return split, np.zeros(len(lines), dtype=bool)
+    return reparse_lines(split, lines, np.flatnonzero(quoted))
 
 
 class _Fields:
@@ -637,21 +621,7 @@ def localise_sequences(
     daylight-time one. A sequence holding only one pass of the repeated hour with nothing
     around it cannot be placed and reads as daylight time.
     """
-    has = naive != NAT
-    # readings share few distinct local times: each is converted once
-    code, distinct = pd.factorize(naive)
-    local = pd.Series(distinct.view("datetime64[s]"))
-    utc = _epochs(local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT"))[code]
-    gap = np.zeros(len(naive), dtype=bool)
-    problem = np.flatnonzero(has & (utc == NAT))
-    if len(problem) == 0:
-        return utc, gap
-    sub = pd.Series(naive[problem].view("datetime64[s]"))
-    early = _epochs(sub.dt.tz_localize(tz, ambiguous=np.ones(len(sub), bool), nonexistent="NaT"))
-    late = _epochs(sub.dt.tz_localize(tz, ambiguous=np.zeros(len(sub), bool), nonexistent="NaT"))
-    missing = early == NAT
-    gap[problem[missing]] = True
-    amb, early, late = problem[~missing], early[~missing], late[~missing]
+    utc, gap, amb, early, late = local_instants(naive, tz, "s")
     if len(amb) == 0:
         return utc, gap
     n = len(naive)
@@ -678,12 +648,6 @@ def localise_sequences(
         default=np.where(went_back, late, early),
     )
     return utc, gap
-
-
-def _epochs(local: pd.Series) -> np.ndarray:
-    """tz-aware Series -> int64 UTC epoch seconds (NaT -> NAT)."""
-    values = local.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
-    return values.view(np.int64).copy()
 
 
 def _add_calendar(naive: np.ndarray, months: np.ndarray, days: np.ndarray) -> np.ndarray:

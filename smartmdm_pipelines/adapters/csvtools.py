@@ -212,6 +212,32 @@ def _quoted_lines_by_split(body: bytes, odd_only: bool) -> list[tuple[int, int, 
     return spans
 
 
+def reparse_lines(
+    split: pa.ListArray, lines: pa.Array, rows: np.ndarray, delimiter: str = ",", quote: str = '"'
+) -> tuple[pa.ListArray, np.ndarray]:
+    """``split`` (the fields of ``lines`` split plainly on the delimiter) with the lines ``rows``
+    (ascending indices; the rare ones whose quoting needs it) parsed by the csv module instead.
+    Returns the fields and the mask of lines whose quoting is broken (left split plainly: the
+    caller rejects them)."""
+    unbalanced = np.zeros(len(lines), dtype=bool)
+    parsed: list[list[str]] = []
+    for i in rows:
+        text = lines[int(i)].as_py()
+        try:
+            parsed.append(next(csv.reader([text], delimiter=delimiter, quotechar=quote, strict=True)))
+        except (csv.Error, StopIteration):
+            unbalanced[i] = True
+            parsed.append(text.split(delimiter))
+    plain = np.setdiff1d(np.arange(len(lines)), rows)
+    merged = pa.concat_arrays(
+        [split.take(pa.array(plain)).cast(pa.list_(pa.string())), pa.array(parsed, pa.list_(pa.string()))]
+    )
+    order = np.concatenate([plain, rows])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return merged.take(pa.array(inverse)), unbalanced
+
+
 def _valid_csv(text: str) -> bool:
     """Whether one line of text is valid CSV (RFC 4180 quoting)."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smartmdm_pipelines.adapters import beacon_csv, cmep, generic_csv, green_button, nem12
+from smartmdm_pipelines.adapters import beacon_csv, cmep, generic_csv, green_button, mapped_csv, nem12
 from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, SourceConfig
 
 ADAPTERS: dict[str, Adapter] = {
@@ -17,6 +17,7 @@ ADAPTERS: dict[str, Adapter] = {
         nem12.ADAPTER,
         cmep.CMEP,
         beacon_csv.BEACON,
+        mapped_csv.MAPPED_CSV,
     )
 }
 

@@ -32,6 +32,27 @@ class RowReasons:
         return self.reasons != None  # noqa: E711
 
 
+def check_rows(
+    reasons: RowReasons, failed: pd.Series | np.ndarray, *parts: str | pd.Series | np.ndarray
+) -> None:
+    """Give rows of ``failed`` (that have no reason yet) the reason ``parts`` joined: texts are
+    built only for those rows; a column part shows the row's value (40 characters at most)."""
+    failed = np.asarray(failed, dtype=bool) & ~reasons.bad
+    if not failed.any():
+        return
+    rows = np.flatnonzero(failed)
+    text = pd.Series("", index=range(len(rows)), dtype="str")
+    for part in parts:
+        if isinstance(part, str):
+            text = text + part
+            continue
+        values = pd.Series(np.asarray(part)[rows])
+        if values.dtype.kind == "f":
+            values = values.map(lambda v: f"{v:g}")
+        text = text + values.astype("str").str.slice(0, 40)
+    reasons.reasons[rows] = text.to_numpy(dtype=object)
+
+
 def parse_utc_instants(text: pd.Series, column: str, reasons: RowReasons) -> pd.Series:
     """ISO-8601 instants that must carry an offset; naive or unparseable ones are rejected."""
     stripped = text.str.strip()

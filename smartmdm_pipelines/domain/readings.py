@@ -52,6 +52,10 @@ EVENT_TYPES = frozenset(
 )
 CHANNELS = frozenset({"kwh_delivered", "kwh_received", "kwh_net", "kvarh", "kvarh_received", "water", "gas"})
 INTERVAL_SECONDS = frozenset({60, 300, 600, 900, 1800, 3600, 86400})
+# source_quality of interval reads derived from cumulative register reads (domain/register_intervals.py):
+# every covering pair of reads at most two intervals apart, or apportioned across a longer gap
+DERIVED_QUALITY = "derived"
+SPREAD_QUALITY = "derived:spread"
 
 
 class Quality(StrEnum):

@@ -16,6 +16,7 @@ from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.registry import parse_file
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.timeutil import local_date, operating_day, register_day
+from smartmdm_pipelines.services.register_intervals import register_interval_days
 from smartmdm_pipelines.store.store import Store
 
 MAX_ERRORS_IN_SUMMARY = 50
@@ -200,6 +201,9 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
             )
         store.bulk_insert("rejected_rows", rejected.assign(file_id=file_id), conn)
     summary.vee_days = days_to_validate(store, parsed, summary.read_days, tz, days)
+    # register reads of a source that derives intervals: the days their derived intervals span
+    derived = register_interval_days(store, parsed, source, config, file_id)
+    summary.vee_days = sorted(set(summary.vee_days) | set(derived))
     if archive:
         target = (
             config.quarantine_dir

@@ -31,6 +31,7 @@ from smartmdm_pipelines.domain.vee.engine import (
     exception_ids,
     validate_day,
 )
+from smartmdm_pipelines.services.register_intervals import derived_day
 from smartmdm_pipelines.store.store import Store
 
 VALIDATION_ACTOR = "vee:validation"
@@ -99,6 +100,8 @@ def load_inputs(
         "WHERE read_day >= :day AND read_day <= :until AND value IS NOT NULL GROUP BY meter_id, channel",
         {"day": day, "until": day + dt.timedelta(days=7)},
     )
+    derived = derived_day(store, day, cfg, meters, installs)  # intervals from cumulative registers
+    reads, registers, last_seen, frontier = derived.added_to(reads, registers, last_seen, frontier)
     years = (day.year - 1, day.year + 1)
     return DayInputs(
         day=day,
@@ -115,6 +118,7 @@ def load_inputs(
         frontier=pd.Timestamp(frontier) if frontier is not None else None,
         last_seen=last_seen,
         config=vee,
+        exceptions=derived.exceptions,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from smartmdm_pipelines.domain.readings import SPREAD_QUALITY
 from smartmdm_pipelines.domain.timeutil import local_day_bounds, operating_day
 from smartmdm_pipelines.domain.vee import estimation, rules
 from smartmdm_pipelines.domain.vee.config import VeeConfig
@@ -82,6 +83,9 @@ class DayInputs:
     holidays: frozenset = frozenset()
     config: VeeConfig = field(default_factory=VeeConfig)
     catalog: Catalog | None = None  # set by validate_day: the integer keys of this day
+    # meter-day exceptions found before validation (register decreases met deriving intervals):
+    # meter_id, channel, rule, severity, detail, intervals, period_start, period_end
+    exceptions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -133,6 +137,7 @@ def validate_day(inp: DayInputs) -> DayResult:
         [
             _interval_exceptions(frame),
             _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance),
+            *([inp.exceptions] if len(inp.exceptions) else []),
         ],
         ignore_index=True,
     )
@@ -463,7 +468,8 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
         _usage_vs_history(group, daily, ruleset, add, day_type(pd.Series([inp.day]), inp.holidays).iloc[0])
 
     # customer meters only: a zone's bulk meter carries the network's night flow by design
-    water = frame[frame["channel"].eq("water") & frame["role"].eq("customer")]
+    spread = frame["source_quality"].eq(SPREAD_QUALITY)  # apportioned across a gap: flat, not a flow
+    water = frame[frame["channel"].eq("water") & frame["role"].eq("customer") & ~spread]
     if len(water):
         g = (
             water.groupby(["meter_id", "channel"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from smartmdm_pipelines.domain.readings import DERIVED_QUALITY, SPREAD_QUALITY
 from smartmdm_pipelines.domain.vee.config import MAX_PER_HOUR, RuleSet
 from smartmdm_pipelines.domain.vee.keys import group_bounds, lookup
 from smartmdm_pipelines.domain.vee.quality import is_power_fail_code
@@ -57,6 +58,11 @@ DAY_RULES: dict[str, tuple[str, str]] = {
     "conflicting_duplicates": ("warning", "one delivery holds the same interval twice with different values"),
     "missing_channel": ("warning", "a configured channel sent nothing while its siblings did"),
     "prolonged_estimation": ("warning", "the channel has been estimated for several days in a row"),
+    "register_decrease": (
+        "warning",
+        "a cumulative register went down: a bad read (ignored) or a reset that is neither a rollover nor a "
+        "recorded meter exchange (no consumption derived across it)",
+    ),
 }
 SUSPECT_RULES = [r for r, (_, suspect, _) in RULES.items() if suspect]
 CAN_RUN_BACKWARDS = {"kwh_net"}
@@ -114,6 +120,8 @@ def apply_interval_rules(day: pd.DataFrame, rules: RuleSet, hist_max: tuple | No
     run_count = equal_value_runs(flat_values, new_series)
     flat_len = run_count * day["interval_seconds"].to_numpy() / 3600.0
     flat = has_value & (value != 0) & (run_count >= 2) & (flat_len >= rules.flat_line_hours)
+    if flat.any():  # register reads apportioned across a gap are flat by construction, not stuck
+        flat &= ~day["source_quality"].isin([DERIVED_QUALITY, SPREAD_QUALITY]).to_numpy()
     day["r_flat_line"] = flat & ~day["channel"].isin(["kwh_received"]).to_numpy()
     return day
 
