@@ -28,12 +28,14 @@ class FileRejected(Exception):
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Per-source settings from the utility config (time zone of naive timestamps, default unit)."""
+    """Per-source settings from the utility config (time zone of naive timestamps, default unit,
+    the zone of NEM12 days when it is not NEM time)."""
 
     name: str = "default"
     timezone: str = "UTC"
     format: str | None = None
     default_unit: str | None = None
+    nem12_timezone: str | None = None
 
 
 @dataclass
