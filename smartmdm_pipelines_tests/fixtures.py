@@ -34,3 +34,32 @@ def interval_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(INTERVAL_HEADER + "\n".join(rows + (bad_lines or [])) + "\n")
     return path
+
+
+def nem12_text(
+    days: list[str],
+    channels: tuple[str, ...] = ("E1", "B1", "Q1", "K1"),
+    nmi: str = "4102335210",
+    serial: str = "M1",
+) -> str:
+    """A NEM12 file (AEMO MDFF layout) of 30-minute reads: one 200 record per channel suffix, one
+    300 record per day (``CCYYMMDD``) with values 0.001 .. 0.048 and quality A, then 900."""
+    units = {"E": "kWh", "B": "kWh", "Q": "kVArh", "K": "kVArh"}
+    values = ",".join(f"{0.001 * (i + 1):.3f}" for i in range(48))
+    lines = ["100,NEM12,202404020930,MDPX,RETAILER"]
+    for suffix in channels:
+        lines.append(f"200,{nmi},{''.join(channels)},{suffix},{suffix},N1,{serial},{units[suffix[0]]},30,")
+        lines += [f"300,{day},{values},A,,,20240402093000," for day in days]
+    return "\n".join(lines + ["900"]) + "\n"
+
+
+def cmep_line(meter: str, start: str, protocols: list[str], values: list[str], units: str = "KWH") -> str:
+    """One CMEP MEPMD01 interval record of 15-minute readings from ``start`` (``CCYYMMDDHHMM``, local
+    time of the source), each with its protocol text and value (blank times after the first)."""
+    triplets = [
+        f"{start if i == 0 else ''},{q},{v}" for i, (q, v) in enumerate(zip(protocols, values, strict=True))
+    ]
+    return (
+        f"MEPMD01,20080501,HEADEND,UTIL:1,MDM,,202403100000,{meter},OK,E,{units},1.0,00000015,"
+        f"{len(values)}," + ",".join(triplets) + "\n"
+    )
