@@ -63,3 +63,37 @@ def cmep_line(meter: str, start: str, protocols: list[str], values: list[str], u
         f"MEPMD01,20080501,HEADEND,UTIL:1,MDM,,202403100000,{meter},OK,E,{units},1.0,00000015,"
         f"{len(values)}," + ",".join(triplets) + "\n"
     )
+
+
+def green_button_feed(usage_point: str, start: int, values: list[int], seconds: int = 3600) -> str:
+    """A minimal ESPI feed: one UsagePoint (its ``self`` href), a Wh delta ReadingType, one
+    MeterReading and one IntervalBlock of ``values`` every ``seconds`` from epoch ``start``."""
+    rt = "/espi/1_1/resource/ReadingType/1"
+    mr = f"{usage_point}/MeterReading/1"
+
+    def entry(self_href: str, related: list[str], content: str) -> str:
+        links = f'<link rel="self" href="{self_href}"/>' + "".join(
+            f'<link rel="related" href="{h}"/>' for h in related
+        )
+        return f"<entry>{links}<content>{content}</content></entry>\n"
+
+    readings = "".join(
+        f"<IntervalReading><timePeriod><duration>{seconds}</duration><start>{start + i * seconds}</start>"
+        f"</timePeriod><value>{v}</value></IntervalReading>"
+        for i, v in enumerate(values)
+    )
+    espi = 'xmlns="http://naesb.org/espi"'
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n'
+        + entry(usage_point, [f"{usage_point}/MeterReading"], f"<UsagePoint {espi}/>")
+        + entry(
+            rt,
+            [],
+            f"<ReadingType {espi}><accumulationBehaviour>4</accumulationBehaviour>"
+            f"<flowDirection>1</flowDirection><uom>72</uom><powerOfTenMultiplier>0</powerOfTenMultiplier>"
+            f"</ReadingType>",
+        )
+        + entry(mr, [f"{mr}/IntervalBlock", rt], f"<MeterReading {espi}/>")
+        + entry(f"{mr}/IntervalBlock/1", [], f"<IntervalBlock {espi}>{readings}</IntervalBlock>")
+        + "</feed>\n"
+    )
