@@ -92,7 +92,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from smartmdm_pipelines.store.store import Store
 
     cfg = _config(args)
-    store = Store()
+    store = Store(
+        os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
+    )
     worst = 0
     try:
         for name in args.files:

@@ -422,7 +422,9 @@ def _join(
     return channels, group
 
 
-_SCOPED_USAGE_POINT = re.compile(r"(?:(?:^|/)(RetailCustomer|Subscription)/([^/]+))?(?:^|/)UsagePoint/([^/]+)")
+_SCOPED_USAGE_POINT = re.compile(
+    r"(?:(?:^|/)(RetailCustomer|Subscription)/([^/]+))?(?:^|/)UsagePoint/([^/]+)"
+)
 
 
 def _scoped_id(path: str) -> str | None:
