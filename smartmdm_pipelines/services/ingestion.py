@@ -216,7 +216,7 @@ def inspect_path(path: Path, config: UtilityConfig) -> list[FileSummary]:
         for d in deliveries:
             parsed = d.parse()
             unmapped = _map_meter_ids(parsed, config, d.source)
-            summary = summarise(d.label, d.key or sha256_of(d.path), parsed, config.utility.timezone)
+            summary = summarise(d.label, d.sha, parsed, config.utility.timezone)
             summary.container, summary.unmapped_meters = d.container, unmapped
             summaries.append(summary)
     return summaries
@@ -297,9 +297,9 @@ class _Delivery:
     name: str  # how headend_files names it: the file name, or ``container!member``
     source: SourceConfig
     path: Path | None  # its bytes (None: it could not be expanded, see ``error``)
+    sha: str  # sha256 of its bytes (of the container and its name when it has none)
     size: int = 0
     error: str | None = None
-    key: str | None = None  # the idempotency key of a delivery without bytes
     container: str | None = None
 
     def parse(self) -> ParsedFile:
@@ -315,7 +315,8 @@ def _deliveries(path: Path, config: UtilityConfig) -> Iterator[tuple[str, list[_
     sha = sha256_of(path)
     kind = container_kind(path)
     if kind is None:
-        yield sha, [_Delivery(str(path), path.name, config.source_for(path.name), path, path.stat().st_size)]
+        source = config.source_for(path.name)
+        yield sha, [_Delivery(str(path), path.name, source, path, sha, path.stat().st_size)]
         return
     with members(path, kind, unpack_limits(config)) as found:
         yield sha, [_member_delivery(m, path, sha, config) for m in found]
@@ -329,29 +330,16 @@ def _member_delivery(member: Member, container: Path, container_sha: str, config
         source = own if own.name != "unknown" else source
     if member.path is not None:
         label = f"{container}!{member.member}"
-        return _Delivery(label, member.name, source, member.path, member.size, container=str(container))
+        sha = sha256_of(member.path)
+        return _Delivery(label, member.name, source, member.path, sha, member.size, container=str(container))
     if member.member is None:  # the container itself could not be opened
+        size = container.stat().st_size
         return _Delivery(
-            str(container),
-            member.name,
-            source,
-            None,
-            container.stat().st_size,
-            member.error,
-            key=container_sha,
-            container=str(container),
+            str(container), member.name, source, None, container_sha, size, member.error, str(container)
         )
     key = hashlib.sha256(f"member\0{container_sha}\0{member.name}".encode()).hexdigest()
-    return _Delivery(
-        f"{container}!{member.member}",
-        member.name,
-        source,
-        None,
-        member.size,
-        member.error,
-        key=key,
-        container=str(container),
-    )
+    label = f"{container}!{member.member}"
+    return _Delivery(label, member.name, source, None, key, member.size, member.error, str(container))
 
 
 def _map_meter_ids(parsed: ParsedFile, config: UtilityConfig, source: SourceConfig) -> list[str]:
@@ -366,7 +354,7 @@ def _ingest_delivery(
     store: Store, config: UtilityConfig, delivery: _Delivery, received: pd.Timestamp
 ) -> FileSummary:
     """Duplicate check, parse and load of one delivery (no archiving)."""
-    key = delivery.key or sha256_of(delivery.path)
+    key = delivery.sha
     duplicate = _known(store, key, delivery.label)
     if duplicate is not None:
         return duplicate
