@@ -146,11 +146,16 @@ def test_migrate_reports_rejected_files_one_line_each(env: Path, capsys) -> None
     folder = env / "legacy"
     interval_file(folder / "2019" / "reads.csv", ["L1"], "2019-01-15")
     (folder / "2019" / "huge.csv").write_bytes(b"x" * (64 << 20))
+    big = "E1,kwh_delivered,2019-01-15T09:00:00Z,900," + "1" * (9 << 20) + ",kWh,"
+    ok = "E1,kwh_delivered,2019-01-15T10:00:00Z,900,1,kWh,"
+    (folder / "2019" / "oversized.csv").write_text(INTERVAL_HEADER + big + "\n" + ok + "\n")
     assert main(["migrate", str(folder)]) == 1
-    err = capsys.readouterr().err
-    lines = err.strip().split("\n")
+    captured = capsys.readouterr()
+    lines = captured.err.strip().split("\n")
     assert len(lines) == 1 and lines[0].startswith("rejected: 2019/huge.csv: unrecognised format")
-    assert "Traceback" not in err and len(lines[0]) < 400
+    assert "Traceback" not in captured.err and len(lines[0]) < 400
+    assert "ArrowInvalid" not in captured.out + captured.err
+    assert "chunk: loaded 2, skipped 0, rejected 1" in captured.out  # the oversized row alone is rejected
 
 
 def test_an_unexpected_error_is_one_line_with_a_hint_and_debug_shows_the_traceback(

@@ -156,17 +156,8 @@ def test_channels_detail_counts_quality_classes_and_no_read_placeholders(config,
         )
     )
     (summary,) = inspect_path(path, config)
-    assert summary.channels_detail == [
-        {
-            "channel": "kwh_delivered",
-            "record": "interval",
-            "unit": "kWh",
-            "reads": 8,
-            "actual": 5,
-            "estimated": 1,
-            "no_read": 2,  # the N32 and N placeholders with a 0: loaded as no-reads, shown as such
-        }
-    ]
+    # the N32 and N placeholders that carry a 0 are loaded as no-reads, and shown as such
+    assert summary.channels_detail == [detail("kwh_delivered", "kWh", actual=5, estimated=1, no_read=2)]
 
 
 def test_channels_detail_shows_converted_units_and_empty_values(config, tmp_path) -> None:
@@ -179,25 +170,15 @@ def test_channels_detail_shows_converted_units_and_empty_values(config, tmp_path
     )
     (summary,) = inspect_path(path, config)
     assert summary.channels_detail == [
-        {
-            "channel": "gas",
-            "record": "interval",
-            "unit": "therm",
-            "reads": 1,
-            "actual": 0,
-            "estimated": 1,
-            "no_read": 0,
-        },
-        {
-            "channel": "water",
-            "record": "interval",
-            "unit": "gal",
-            "reads": 2,
-            "actual": 1,
-            "estimated": 0,
-            "no_read": 1,
-        },
+        detail("gas", "therm", actual=0, estimated=1, no_read=0),
+        detail("water", "gal", actual=1, estimated=0, no_read=1),  # CCF converted; the empty value a no-read
     ]
+
+
+def detail(channel: str, unit: str, *, actual: int, estimated: int, no_read: int) -> dict:
+    reads = actual + estimated + no_read
+    counts = {"reads": reads, "actual": actual, "estimated": estimated, "no_read": no_read}
+    return {"channel": channel, "record": "interval", "unit": unit, **counts}
 
 
 # -- item 7: copy from outside landing; empty deliveries ------------------------------------------------
