@@ -6,8 +6,9 @@ Members are expanded with the standard library into a temporary folder, streamed
 under the limits of ``UnpackLimits`` (zip-bomb protection), so no more than the limits is ever
 written. What cannot be expanded is returned as a member with its reason (``error``) and no path:
 
-- a ZIP whose directory cannot be read, with more than ``max_members`` members, or whose declared
-  sizes already exceed ``max_total_bytes``, is rejected as a whole (one member, the container);
+- a ZIP whose directory cannot be read, that holds no file, with more than ``max_members``
+  members, or whose declared sizes already exceed ``max_total_bytes``, is rejected as a whole
+  (one member, the container);
 - a member whose name is absolute or climbs out of the archive (``../x``, ``C:\\x``), an encrypted
   member, a nested archive, or one that expands beyond the ratio or the total is rejected on its
   own; the other members are still expanded.
@@ -88,6 +89,8 @@ def _zip_members(path: Path, folder: Path, limits: UnpackLimits) -> list[Member]
         return [_rejected(path.name, None, f"not a readable ZIP archive ({exc})")]
     with archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
+        if not infos:
+            return [_rejected(path.name, None, "the ZIP archive holds no file (nothing to load)")]
         if len(infos) > limits.max_members:
             return [
                 _rejected(

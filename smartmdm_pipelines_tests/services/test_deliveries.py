@@ -121,7 +121,7 @@ def test_a_zip_bomb_is_rejected_with_its_reason(store: Store, config) -> None:
     assert store.count("raw_reads") == 0 and any(config.quarantine_dir.glob("*bomb.zip"))
 
 
-def test_too_many_members_or_a_broken_zip_reject_the_container(store: Store, config) -> None:
+def test_too_many_members_a_broken_or_an_empty_zip_reject_the_container(store: Store, config) -> None:
     config.landing.unpack.max_members = 3
     many = zip_file(config.landing_dir / "many.zip", {f"m{i}.csv": INTERVAL_HEADER for i in range(4)})
     (summary,) = ingest_path(store, many, config)
@@ -133,7 +133,10 @@ def test_too_many_members_or_a_broken_zip_reject_the_container(store: Store, con
     broken.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
     (summary,) = ingest_path(store, broken, config)
     assert summary.status == "rejected" and "not a readable ZIP archive" in summary.errors[0]["reason"]
-    assert registry(store)["name"].tolist() == ["many.zip", "broken.zip"]
+    empty = zip_file(config.landing_dir / "empty.zip", {})
+    (summary,) = ingest_path(store, empty, config)
+    assert summary.status == "rejected" and "holds no file" in summary.errors[0]["reason"]
+    assert registry(store)["name"].tolist() == ["many.zip", "broken.zip", "empty.zip"]
 
 
 def test_inspect_opens_a_zip_without_loading(config, tmp_path) -> None:
