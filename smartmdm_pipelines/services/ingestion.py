@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -166,34 +167,37 @@ def summarise(
 def channels_detail(parsed: ParsedFile) -> list[dict]:
     """Per record kind, channel and unit (after conversion): the reads and how many of them are
     actual, estimated by the head-end, or no-read placeholders (the classes VEE ranks, from the
-    source quality codes each adapter keeps: CMEP ``N…``, NEM12 ``N``, an empty value …)."""
-    parts = []
+    source quality codes each adapter keeps: CMEP ``N…``, NEM12 ``N``, an empty value …).
+
+    A file holds a handful of channels, units and quality codes: each is classified once and the
+    reads are counted with one ``bincount``."""
+    out = []
     for record, frame in (("interval", parsed.intervals), ("register", parsed.registers)):
-        if len(frame):
-            rank = source_quality_rank(frame["source_quality"], frame["value"])
-            parts.append(
-                pd.DataFrame({"record": record, "channel": frame["channel"], "unit": frame["unit"]}).assign(
-                    actual=rank == 0, estimated=rank == 1, no_read=rank == 2
-                )
+        if not len(frame):
+            continue
+        q_codes, q_uniques = pd.factorize(frame["source_quality"], use_na_sentinel=False)
+        per_code = source_quality_rank(
+            pd.Series(q_uniques, dtype=object), pd.Series(np.zeros(len(q_uniques)))
+        )
+        rank = np.where(frame["value"].isna().to_numpy(), 2, per_code[q_codes])
+        c_codes, channels = pd.factorize(frame["channel"], use_na_sentinel=False)
+        u_codes, units = pd.factorize(frame["unit"], use_na_sentinel=False)
+        group = c_codes.astype(np.int64) * len(units) + u_codes
+        counts = np.bincount(group * 3 + rank, minlength=len(channels) * len(units) * 3).reshape(-1, 3)
+        for g in np.flatnonzero(counts.sum(axis=1)):
+            actual, estimated, no_read = (int(x) for x in counts[g])
+            out.append(
+                {
+                    "channel": str(channels[g // len(units)]),
+                    "record": record,
+                    "unit": str(units[g % len(units)]),
+                    "reads": actual + estimated + no_read,
+                    "actual": actual,
+                    "estimated": estimated,
+                    "no_read": no_read,
+                }
             )
-    if not parts:
-        return []
-    frame = pd.concat(parts, ignore_index=True)
-    counts = frame.groupby(["record", "channel", "unit"], sort=True).agg(
-        reads=("actual", "size"),
-        actual=("actual", "sum"),
-        estimated=("estimated", "sum"),
-        no_read=("no_read", "sum"),
-    )
-    return [
-        {
-            "channel": str(channel),
-            "record": str(record),
-            "unit": str(unit),
-            **{k: int(v) for k, v in row.items()},
-        }
-        for (record, channel, unit), row in counts.iterrows()
-    ]
+    return sorted(out, key=lambda d: (d["record"], d["channel"], d["unit"]))
 
 
 def clip(text: str | None, limit: int = MAX_REASON_CHARS) -> str | None:
