@@ -301,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="data directory (default $SMARTMDM_DATA_DIR or ./data)")
     parser.add_argument("--config", help="utility config YAML (default $SMARTMDM_CONFIG or the bundled one)")
     parser.add_argument(
-        "--debug", action="store_true", help="show the Python traceback of an unexpected error"
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an unexpected error (or set SMARTMDM_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     date = dt.date.fromisoformat
@@ -418,13 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     from smartmdm_pipelines.services.meter_ids import MeterMapError
 
     args = build_parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get("SMARTMDM_DEBUG"))
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `smartmdm inspect FILE | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ConfigError, MeterMapError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        if args.debug:
+        if debug:
             raise
         text = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
         print(f"error: {_one_line(text)}", file=sys.stderr)
@@ -433,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if args.debug:
+        if debug:
             raise
         print(
             f"error: unexpected {type(exc).__name__}: {_one_line(exc, 300)} (rerun with --debug for the traceback)",
