@@ -58,7 +58,7 @@ class FileSummary:
     file: str
     sha256: str
     format: str
-    status: str  # loaded | partially loaded | rejected | duplicate
+    status: str  # loaded | partially loaded | rejected | empty (no data record) | duplicate
     interval_reads: int = 0
     register_reads: int = 0
     events: int = 0
@@ -148,7 +148,7 @@ def summarise(
         file=str(path),
         sha256=sha,
         format=parsed.format,
-        status=parsed.status,
+        status="empty" if _is_empty(parsed) else parsed.status,
         interval_reads=len(iv),
         register_reads=len(parsed.registers),
         events=len(parsed.events),
@@ -410,7 +410,7 @@ def _register_delivery(
                     "source": delivery.source.name,
                     "received_at": received,
                     "loaded_at": pd.Timestamp.now(tz="UTC"),
-                    "status": parsed.status,
+                    "status": summary.status,
                     "rows_in": parsed.records,
                     "rows_loaded": max(parsed.records - len(parsed.rejected), 0),
                     "interval_reads": summary.interval_reads,

@@ -124,6 +124,7 @@ def test_identical_empty_files_of_two_head_ends_are_both_delivered(
     store = Store(os.environ["SMARTMDM_DATABASE_URL"])
     rows = store.read_frame("SELECT name, source, status, rows_in FROM headend_files ORDER BY name")
     assert rows["source"].tolist() == ["ami-east", "ami-water"] and rows["rows_in"].tolist() == [0, 0]
+    assert rows["status"].tolist() == ["empty", "empty"]
     store.dispose()
     # delivered again under its name after it was archived: a duplicate, not left in landing
     (landing / "ami-east_20240308_events.csv").write_text("meter_id,event_at,event_type,code\n")

@@ -207,11 +207,11 @@ def test_empty_files_of_two_head_ends_are_two_empty_deliveries(store: Store, con
     east.write_text(INTERVAL_HEADER)
     water.write_text(INTERVAL_HEADER)  # byte for byte the same as east's
     first, second = ingest_file(store, east, config), ingest_file(store, water, config)
-    assert (first.status, second.status) == ("loaded", "loaded")
+    assert (first.status, second.status) == ("empty", "empty")
     assert second.duplicate_of is None and first.sha256 != second.sha256
     rows = registry(store)
     assert rows["source"].tolist() == ["ami-east", "ami-water"]
-    assert rows["rows_in"].tolist() == [0, 0]
+    assert rows["status"].tolist() == ["empty", "empty"] and rows["rows_in"].tolist() == [0, 0]
     # the same empty file of the same head-end, delivered again, is a duplicate
     east.write_text(INTERVAL_HEADER)
     assert ingest_file(store, east, config).status == "duplicate"
