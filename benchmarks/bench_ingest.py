@@ -37,10 +37,13 @@ BACKENDS = ("duckdb", "postgresql")
 
 
 def generate_day(fmt: str, meters: int, out: Path) -> tuple[list[Path], float]:
-    """One day of ``meters`` meters in head-end format ``fmt``: the head-end files, largest first."""
+    """One day of ``meters`` meters in head-end format ``fmt``: the head-end files, largest first.
+    NEM12 files hold whole NEM days (UTC+10): one utility day holds none, so NEM12 gets two utility
+    days, which hold one whole NEM day (the partial ones are generic CSV)."""
     t0 = time.perf_counter()
+    days = 2 if fmt == "nem12" else 1
     summary = generate(
-        out, SimulationSpec(meters=meters, days=1, start=DAY, output_format=fmt, truth_values=False)
+        out, SimulationSpec(meters=meters, days=days, start=DAY, output_format=fmt, truth_values=False)
     )
     seconds = time.perf_counter() - t0
     files = [out / f for f in summary.files]

@@ -75,25 +75,41 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from smartmdm_pipelines.services.ingestion import inspect_file
+    """One JSON summary per delivery (a compressed file: one per member); exit 1 if one is rejected."""
+    from smartmdm_pipelines.services.ingestion import inspect_path
 
-    summary = inspect_file(Path(args.file), _config(args))
-    print(json.dumps(summary.to_dict(), indent=2))
-    return 1 if summary.status == "rejected" else 0
+    summaries = inspect_path(Path(args.file), _config(args))
+    for summary in summaries:
+        print(json.dumps(summary.to_dict(), indent=2))
+    return 1 if any(s.status == "rejected" for s in summaries) else 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from smartmdm_pipelines.services.ingestion import ingest_file
+    """Load each file (every member of a compressed one); a file that cannot be opened is one line
+    on stderr and the others still load. Exit 2 if a file could not be opened, else 1 if a delivery
+    was rejected."""
+    from smartmdm_pipelines.services.ingestion import DeliveryError, ingest_path
     from smartmdm_pipelines.store.store import Store
 
     cfg = _config(args)
-    store = Store()
+    store = Store(
+        os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
+    )
     worst = 0
-    for name in args.files:
-        summary = ingest_file(store, Path(name), cfg, archive=args.archive)
-        print(json.dumps(summary.to_dict(), indent=2))
-        worst = max(worst, 1 if summary.status == "rejected" else 0)
-    store.dispose()
+    try:
+        for name in args.files:
+            try:
+                summaries = ingest_path(store, Path(name), cfg, archive=args.archive)
+            except DeliveryError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                worst = 2
+                continue
+            for summary in summaries:
+                print(json.dumps(summary.to_dict(), indent=2))
+                if summary.status == "rejected":
+                    worst = max(worst, 1)
+    finally:
+        store.dispose()
     return worst
 
 
@@ -102,9 +118,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     import time
 
     from smartmdm_pipelines.demo import prepare_environment
+    from smartmdm_pipelines.services.ingestion import DeliveryError
 
+    folder = Path(args.folder)
+    if not folder.exists():
+        raise DeliveryError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise DeliveryError(
+            f"{folder} is a file; migrate expects a folder of legacy files (load one file with smartmdm ingest)"
+        )
     prepare_environment(_data_dir(args))
-    os.environ["SMARTMDM_MIGRATION_DIR"] = str(Path(args.folder).resolve())
+    os.environ["SMARTMDM_MIGRATION_DIR"] = str(folder.resolve())
     import dagster as dg
 
     from smartmdm_pipelines.definitions import defs
@@ -138,6 +162,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 }
                 reads += int(meta.get("reads", 0))
                 failed += int(meta.get("rejected", 0))
+                for failure in meta.get("rejected_files", []):
+                    print(f"rejected: {failure}", file=sys.stderr)
+            else:
+                failed += len(chunk)
+                print(f"error: {_run_failure(run)}", file=sys.stderr)
             elapsed = time.perf_counter() - started
             print(
                 f"{min(first + args.chunk, len(keys))}/{len(keys)} files  {reads:,} reads  "
@@ -147,6 +176,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 flush=True,
             )
     return 1 if failed else 0
+
+
+def _run_failure(run) -> str:
+    """The first failure of an in-process Dagster run, as one line."""
+    for event in run.all_events:
+        if event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE") and event.event_specific_data:
+            error = getattr(event.event_specific_data, "error", None)
+            if error is not None:
+                return _one_line(error.message)
+    return "the migration run failed (see the Dagster UI for its logs)"
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """An error message as one line of at most ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def cmd_exceptions(args: argparse.Namespace) -> int:
@@ -255,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", help="data directory (default $SMARTMDM_DATA_DIR or ./data)")
     parser.add_argument("--config", help="utility config YAML (default $SMARTMDM_CONFIG or the bundled one)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an unexpected error (or set SMARTMDM_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     date = dt.date.fromisoformat
 
@@ -291,7 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("inspect", help="JSON summary of what a head-end file holds, without loading it")
+    p = sub.add_parser(
+        "inspect",
+        help="JSON summary of what a head-end file holds (each member of a .zip/.gz), without loading it",
+    )
     p.add_argument("file")
     p.set_defaults(func=cmd_inspect)
 
@@ -356,9 +409,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_USAGE = 2  # a path, an argument or the configuration is wrong (argparse uses 2 as well)
+EXIT_INTERNAL = 3  # an unexpected error (a bug): one line, the traceback with --debug
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Exit codes: 0 done; 1 a file or delivery was rejected (or runs failed);
+    2 a usage, file or configuration error; 3 an unexpected error. Errors are one line on stderr."""
+    from smartmdm_pipelines.config import ConfigError
+    from smartmdm_pipelines.services.meter_ids import MeterMapError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    debug = args.debug or bool(os.environ.get("SMARTMDM_DEBUG"))
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # `smartmdm inspect FILE | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (ConfigError, MeterMapError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if debug:
+            raise
+        text = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+        print(f"error: {_one_line(text)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc, 300)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -45,12 +45,21 @@ class UtilitySettings(_Strict):
     _zone = field_validator("timezone")(_valid_zone)
 
 
+class UnpackSettings(_Strict):
+    """Limits on opening compressed deliveries (.zip, .gz): beyond them an archive is a zip bomb."""
+
+    max_members: int = Field(10_000, gt=0)  # files in one .zip
+    max_total_mb: int = Field(4096, gt=0)  # bytes written when every member is expanded
+    max_ratio: float = Field(100.0, gt=1)  # expanded / compressed bytes of a member, past its first 10 MiB
+
+
 class LandingSettings(_Strict):
     path: Path = Path("landing")
     archive: Path = Path("archive")
     quarantine: Path = Path("quarantine")
     cis_drop: Path = Path("cis")
     migration: Path = Path("migration")
+    unpack: UnpackSettings = Field(default_factory=UnpackSettings)
 
 
 class SourceSettings(_Strict):
@@ -60,8 +69,19 @@ class SourceSettings(_Strict):
     format: str | None = None
     default_unit: str | None = None
     csv: CsvMapping | None = None  # a YAML-mapped CSV source (adapters/csv_mapping.py)
+    # NEM12 intervals are in NEM time (AEMO: UTC+10 without DST) whatever ``timezone`` says;
+    # a source whose NEM12 files follow another fixed-offset zone names it here
+    nem12_timezone: str | None = None
+    # CSV ``external_id,meter_id`` (relative paths resolve against the config folder): the ids a
+    # head-end sends -> CIS meter ids
+    meter_map: Path | None = None
 
     _zone = field_validator("timezone")(_valid_zone)
+
+    @field_validator("nem12_timezone")
+    @classmethod
+    def _nem12_zone(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_zone(value)
 
     @model_validator(mode="after")
     def _mapped_csv(self) -> SourceSettings:
@@ -161,25 +181,50 @@ class UtilityConfig(_Strict):
     def tariff_path(self, tariff: TariffSettings) -> Path:
         return tariff.file if tariff.file.is_absolute() else (self.config_dir / tariff.file).resolve()
 
+    def source_settings_for(self, file_name: str) -> SourceSettings | None:
+        """The configured source whose pattern matches the file name, if any."""
+        return next((src for src in self.sources if fnmatch.fnmatch(file_name, src.pattern)), None)
+
     def source_for(self, file_name: str) -> SourceConfig:
         """The configured source whose pattern matches the file name (else the utility default)."""
-        for src in self.sources:
-            if fnmatch.fnmatch(file_name, src.pattern):
-                return SourceConfig(src.name, src.timezone, src.format, src.default_unit, csv=src.csv)
-        return SourceConfig("unknown", self.utility.timezone)
+        src = self.source_settings_for(file_name)
+        if src is None:
+            return SourceConfig("unknown", self.utility.timezone)
+        return SourceConfig(
+            src.name,
+            src.timezone,
+            src.format,
+            src.default_unit,
+            csv=src.csv,
+            nem12_timezone=src.nem12_timezone,
+        )
+
+    def meter_map_path(self, source_name: str) -> Path | None:
+        """The meter-id map file of a source (None when it has none)."""
+        src = next((s for s in self.sources if s.name == source_name), None)
+        if src is None or src.meter_map is None:
+            return None
+        return src.meter_map if src.meter_map.is_absolute() else (self.config_dir / src.meter_map).resolve()
+
+
+class ConfigError(ValueError):
+    """The utility configuration cannot be read or is invalid."""
 
 
 def load_config(path: Path | str | None = None, data_dir: Path | str | None = None) -> UtilityConfig:
     """Read and validate the utility YAML; a bad file raises with the failing field's path."""
     path = Path(path or os.environ.get("SMARTMDM_CONFIG") or DEFAULT_CONFIG)
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"utility config {path} cannot be read: {' '.join(str(exc).split())}") from None
     raw.setdefault("data_dir", str(data_dir or os.environ.get("SMARTMDM_DATA_DIR", "data")))
     raw.setdefault("config_dir", str(path.resolve().parent))
     try:
         cfg = UtilityConfig.model_validate(raw)
         cfg.vee_config()
     except Exception as exc:
-        raise ValueError(f"invalid utility config {path}: {exc}") from exc
+        raise ConfigError(f"invalid utility config {path}: {exc}") from exc
     cfg.data_dir = cfg.data_dir.resolve()
     return cfg
 

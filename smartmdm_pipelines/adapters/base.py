@@ -29,14 +29,16 @@ class FileRejected(Exception):
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Per-source settings from the utility config (time zone of naive timestamps, default unit;
-    ``csv``: the column mapping of a YAML-mapped CSV source)."""
+    """Per-source settings from the utility config (time zone of naive timestamps, default unit,
+    the zone of NEM12 days when it is not NEM time; ``csv``: the column mapping of a YAML-mapped
+    CSV source)."""
 
     name: str = "default"
     timezone: str = "UTC"
     format: str | None = None
     default_unit: str | None = None
     csv: CsvMapping | None = None
+    nem12_timezone: str | None = None
 
 
 @dataclass

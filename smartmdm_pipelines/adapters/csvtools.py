@@ -91,7 +91,8 @@ def read_string_table(
     if quoted:
         blanked, unterminated = blank_unterminated_lines(body.bytes(), first)
         body = _Body(blanked)
-    table, bad_texts = _read(body, names, columns)
+    table, bad_texts, body, too_long = _read_or_blank_long_lines(body, names, columns, first)
+    unterminated = sorted(unterminated + too_long)
     # A line can also be left open with an even number of quotes (a stray quote inside an
     # unquoted field, then an opening one): then pyarrow returns fewer rows than lines.
     if quoted and table.num_rows + len(bad_texts) < body.line_count():
@@ -273,6 +274,58 @@ def _read(body: _Body, names: list[str], columns: list[str]) -> tuple[pa.Table, 
         ),
     )
     return table, bad_texts
+
+
+def _read_or_blank_long_lines(
+    body: _Body, names: list[str], columns: list[str], first_line: int
+) -> tuple[pa.Table, list[str], _Body, list[tuple[int, str, str]]]:
+    """``_read``; when a row is longer than pyarrow's block (it then fails the whole file with
+    "straddling object straddles two block boundaries"), those lines are rejected on their own
+    (with their line number, quoting at most 200 characters) and the rest is read."""
+    try:
+        table, bad_texts = _read(body, names, columns)
+        return table, bad_texts, body, []
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+    blanked, too_long = blank_long_lines(body.bytes(), first_line, _BLOCK_SIZE)
+    body = _Body(blanked)
+    try:
+        table, bad_texts = _read(body, names, columns)
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+        raise FileRejected(
+            f"a row is too long to be read (the CSV reader takes at most {_BLOCK_SIZE >> 20} MiB at a time)"
+        ) from None
+    return table, bad_texts, body, too_long
+
+
+def blank_long_lines(body: bytes, first_line: int, limit: int) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """Lines of ``body`` longer than ``limit`` bytes, blanked (their newline stays, so line numbers
+    do not move) and returned as rejected (line, the first 200 characters, reason)."""
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 0x0A)
+    starts = np.concatenate([[0], newlines + 1])
+    ends = np.concatenate([newlines, [len(body)]])
+    long = np.flatnonzero(ends - starts > limit)
+    if len(long) == 0:
+        return body, []
+    rejected, pieces, kept_from = [], [], 0
+    for index in long.tolist():
+        start, end = int(starts[index]), int(ends[index])
+        text = body[start : start + 200].decode("utf-8", "replace")
+        rejected.append(
+            (
+                first_line + index,
+                text + "…",
+                f"a field longer than {limit >> 20} MiB (the line is {end - start:,} bytes; a meter data "
+                "row is a few hundred)",
+            )
+        )
+        pieces.append(body[kept_from:start])
+        kept_from = end
+    pieces.append(body[kept_from:])
+    return b"".join(pieces), rejected
 
 
 def _line_count(data: bytes, start: int = 0) -> int:

@@ -21,11 +21,17 @@ Design decisions
   ReadingType is the ``related`` link of the MeterReading that is a ReadingType entry's ``self``.
   Orphan ReadingTypes and all other resources (LocalTimeParameters, summaries, customer data)
   are ignored; readings that cannot be linked are rejected with the reason.
-- **Meter id** = the UsagePoint id: the (URL-decoded) path segment after the last ``UsagePoint/``
-  in the UsagePoint's ``self`` href (``.../RetailCustomer/9B6C/UsagePoint/5446AF3F`` → ``5446AF3F``),
-  else the last segment of that href, else the entry's Atom ``id`` without ``urn:uuid:``. It does
-  not depend on the SourceConfig nor on the host or subscription part of the href, so the same
-  usage point keeps its id across Download-My-Data exports and Connect-My-Data subscriptions.
+- **Meter id** = the UsagePoint as its ``self`` href scopes it (URL-decoded), so that two customers'
+  files never share a meter: ESPI numbers usage points per retail customer or subscription
+  (``RetailCustomer/5/UsagePoint/1`` and ``RetailCustomer/1/UsagePoint/1`` are two meters), so the
+  id keeps that scope: ``.../RetailCustomer/9B6C/UsagePoint/5446AF3F`` → ``RetailCustomer/9B6C/
+  UsagePoint/5446AF3F``, ``.../Subscription/12/UsagePoint/3`` → ``Subscription/12/UsagePoint/3``.
+  A root-form href (``.../resource/UsagePoint/G000123``, the data custodian's own id) gives the
+  usage point id alone (``G000123``); without a ``UsagePoint/`` segment the last segment of the href,
+  else the entry's Atom ``id`` without ``urn:uuid:``. The host is not part of the id. Several
+  data custodians, or the same usage point seen through a download and a subscription, are told
+  apart or joined by the source's meter map (``meter_map`` in the utility YAML), which maps these
+  ids to CIS meter ids.
 - **Channel** from the ReadingType: ``uom`` 72 Wh / 73 VArh are electric and use
   ``flowDirection`` (1 forward or absent → ``kwh_delivered``/``kvarh``, 19 reverse →
   ``kwh_received``/``kvarh_received``, 4 net → ``kwh_net``; others are rejected); 169 therm → gas;
@@ -416,12 +422,29 @@ def _join(
     return channels, group
 
 
+_SCOPED_USAGE_POINT = re.compile(
+    r"(?:(?:^|/)(RetailCustomer|Subscription)/([^/]+))?(?:^|/)UsagePoint/([^/]+)"
+)
+
+
+def _scoped_id(path: str) -> str | None:
+    """The usage point of an href path with its retail customer or subscription scope, if it has
+    one (``RetailCustomer/5/UsagePoint/1``), else the usage point id alone; None without one."""
+    found = _SCOPED_USAGE_POINT.findall(path)
+    if not found:
+        return None
+    scope, scope_id, usage_point = found[-1]
+    if scope:
+        return f"{scope}/{unquote(scope_id)}/UsagePoint/{unquote(usage_point)}"
+    return unquote(usage_point)
+
+
 def _usage_point_id(up: _Entry) -> str:
     if up.self_href:
         path = _key(up.self_href)
-        found = re.findall(r"UsagePoint/([^/]+)", path)
-        if found:
-            return unquote(found[-1])
+        scoped = _scoped_id(path)
+        if scoped:
+            return scoped
         last = path.rsplit("/", 1)[-1]
         if last:
             return unquote(last)
@@ -443,9 +466,9 @@ def _meter_reading_channel(
         up = next((u for u in ups if u.self_href and own.startswith(_key(u.self_href) + "/")), None)
     meter_id = _usage_point_id(up) if up is not None else ""
     if up is None:
-        found = re.findall(r"UsagePoint/([^/]+)", _key(mr.self_href) or _key(mr.up_href))
-        if found:
-            meter_id = unquote(found[-1])
+        scoped = _scoped_id(_key(mr.self_href) or _key(mr.up_href))
+        if scoped:
+            meter_id = scoped
         elif len(ups) == 1:
             up = ups[0]
             meter_id = _usage_point_id(up)

@@ -35,11 +35,13 @@ Design decisions
   else the 300 record is rejected; a bad 400 record is rejected and so is its 300 record (its
   values' quality is unknown). ``N`` (null data) is a no-read placeholder: value NaN, never the
   0 the file carries. An empty value is allowed only where the quality is N.
-- **Time**: interval n of a day covers [(n−1)·L, n·L) minutes after local midnight and is labelled
-  by its end. NEM time is AEST, fixed UTC+10 without DST: the zone is ``SourceConfig.timezone``
-  unless it is ``UTC`` (the default), in which case ``Etc/GMT-10``. A day that is not 1,440 minutes
-  long in the configured zone (a DST zone on its change days) is rejected, since a 300 record
-  always holds 1,440 minutes.
+- **Time**: interval n of a day covers [(n−1)·L, n·L) minutes after midnight and is labelled
+  by its end. By the AEMO specification NEM12 days are in NEM time (AEST, fixed UTC+10 without
+  DST, ``Etc/GMT-10``) whatever the utility's or the source's zone (``SourceConfig.timezone`` is the
+  zone of *naive local* timestamps of other formats and is not used here); a source whose NEM12
+  files follow another zone says so explicitly with ``SourceConfig.nem12_timezone``. A day that
+  is not 1,440 minutes long in that zone (a DST zone on its change days) is rejected, since a
+  300 record always holds 1,440 minutes.
 - 500 records are read past; 100/200/400/500/900 lines are not data records.
 """
 
@@ -103,11 +105,14 @@ ADAPTER = Nem12Adapter()
 
 
 def _zone(source: SourceConfig) -> str:
-    tz = source.timezone if source.timezone and source.timezone != "UTC" else NEM_TIME
+    """NEM time, unless the source overrides the zone of its NEM12 days."""
+    tz = source.nem12_timezone or NEM_TIME
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise FileRejected(f"time zone {tz!r} of source {source.name!r} is not a known IANA zone") from None
+        raise FileRejected(
+            f"NEM12 time zone {tz!r} of source {source.name!r} is not a known IANA zone"
+        ) from None
     return tz
 
 
@@ -402,7 +407,8 @@ class _Parse:
             ~(length == 86400),
             lambda j: (
                 f"day {dates.iloc[j]:%Y-%m-%d} is not 1,440 minutes long in time zone {self.tz} "
-                "(NEM12 days always are; configure a fixed-offset zone such as Etc/GMT-10)"
+                "(NEM12 days always are; set the source's nem12_timezone to a fixed-offset zone, or leave it out "
+                "for NEM time, Etc/GMT-10)"
             ),
         )
         epoch = start.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[s]")

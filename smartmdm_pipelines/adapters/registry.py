@@ -47,4 +47,5 @@ def parse_file(path: Path, source: SourceConfig | None = None) -> ParsedFile:
     try:
         return adapter.parse(Path(path), source)
     except Exception as exc:  # an adapter bug must not lose the file: it is registered as rejected
-        return ParsedFile(format=name, fatal=f"{name} parser failed: {type(exc).__name__}: {exc}")
+        detail = " ".join(str(exc).split())[:200]
+        return ParsedFile(format=name, fatal=f"{name} parser failed: {type(exc).__name__}: {detail}")

@@ -1,14 +1,35 @@
 """Head-end file ingestion: register, parse, load in bulk, archive. One code path for the
-sensor-launched Dagster runs, the ``smartmdm ingest`` command and historical migrations."""
+sensor-launched Dagster runs, the ``smartmdm inspect`` / ``ingest`` commands and historical
+migrations.
+
+A landed file is a *delivery*, except a compressed one (``.zip`` with one or more members, ``.gz``;
+see ``services/unpack.py``): each of its members is a delivery of its own, with its own
+``headend_files`` row named ``container!member``, its own accounting and idempotency, and the
+original compressed file is archived once.
+
+Idempotency: a delivery is identified by the sha256 of its bytes, so identical bytes delivered
+again (under any name) are not loaded twice. An *empty* delivery (a file of at most 1 MiB that
+parses without error and holds no data record, e.g. a header-only CSV saying "no events today")
+is identified by its source, its name and its bytes instead: head-ends send identical empty
+files every day, and each is a delivery of its own, never a duplicate of another one.
+
+Archiving: a file in the landing folder is moved out of it (archive, quarantine or duplicates);
+a file given from anywhere else (``smartmdm ingest ~/Downloads/x.zip``) is copied there and the
+user's file stays where it is.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -16,10 +37,19 @@ from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.registry import parse_file
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.timeutil import local_date, operating_day, register_day
+from smartmdm_pipelines.domain.vee.quality import source_quality_rank
+from smartmdm_pipelines.services.meter_ids import apply_meter_map, load_meter_map
+from smartmdm_pipelines.services.unpack import Member, UnpackLimits, container_kind, members
 from smartmdm_pipelines.services.register_intervals import register_interval_days
 from smartmdm_pipelines.store.store import Store
 
 MAX_ERRORS_IN_SUMMARY = 50
+MAX_REASON_CHARS = 300  # a reason quotes at most 200 characters of the file
+EMPTY_PROBE_BYTES = 1 << 20  # a file this small is parsed to tell whether it is an empty delivery
+
+
+class DeliveryError(OSError):
+    """A path that is not a readable head-end file (missing, a directory, unreadable)."""
 
 
 @dataclass
@@ -29,7 +59,7 @@ class FileSummary:
     file: str
     sha256: str
     format: str
-    status: str  # loaded | partially loaded | rejected | duplicate
+    status: str  # loaded | partially loaded | rejected | empty (no data record) | duplicate
     interval_reads: int = 0
     register_reads: int = 0
     events: int = 0
@@ -45,9 +75,24 @@ class FileSummary:
     file_id: int | None = None
     duplicate_of: int | None = None
     archived_to: str | None = None
+    container: str | None = None  # the compressed file the delivery came in
+    channels_detail: list[dict] = field(default_factory=list)  # per record, channel and unit
+    unmapped_meters: list[str] = field(default_factory=list)  # ids the source's meter map lacks
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_readable(path: Path) -> Path:
+    """``path`` if it is a readable file, else a one-line ``DeliveryError`` naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise DeliveryError(f"{path} is a directory (expected a head-end file)")
+    if not path.exists():
+        raise DeliveryError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise DeliveryError(f"{path}: permission denied (the file cannot be read)")
+    return path
 
 
 def sha256_of(path: Path) -> str:
@@ -88,14 +133,14 @@ def _dates(days: pd.Series) -> list[dt.date]:
 
 
 def summarise(
-    path: Path, sha: str, parsed: ParsedFile, utility_tz: str, days: ReadDays | None = None
+    path: Path | str, sha: str, parsed: ParsedFile, utility_tz: str, days: ReadDays | None = None
 ) -> FileSummary:
     iv = parsed.intervals
     meters = pd.concat([iv["meter_id"], parsed.registers["meter_id"], parsed.events["meter_id"]]).nunique()
     channels = sorted(set(iv["channel"].unique()) | set(parsed.registers["channel"].unique()))
-    errors = [{"line": parsed.fatal_line, "reason": parsed.fatal}] if parsed.fatal else []
+    errors = [{"line": parsed.fatal_line, "reason": clip(parsed.fatal)}] if parsed.fatal else []
     errors += [
-        {"line": int(line), "reason": reason}
+        {"line": int(line), "reason": clip(reason)}
         for line, reason in parsed.rejected[["line", "reason"]]
         .head(MAX_ERRORS_IN_SUMMARY)
         .itertuples(index=False)
@@ -104,7 +149,7 @@ def summarise(
         file=str(path),
         sha256=sha,
         format=parsed.format,
-        status=parsed.status,
+        status="empty" if _is_empty(parsed) else parsed.status,
         interval_reads=len(iv),
         register_reads=len(parsed.registers),
         events=len(parsed.events),
@@ -116,14 +161,77 @@ def summarise(
         last_interval_end=iv["interval_end"].max().isoformat() if len(iv) else None,
         read_days=[d.isoformat() for d in touched_days(parsed, utility_tz, days)],
         errors=errors,
+        channels_detail=channels_detail(parsed),
     )
 
 
+def channels_detail(parsed: ParsedFile) -> list[dict]:
+    """Per record kind, channel and unit (after conversion): the reads and how many of them are
+    actual, estimated by the head-end, or no-read placeholders (the classes VEE ranks, from the
+    source quality codes each adapter keeps: CMEP ``N…``, NEM12 ``N``, an empty value …).
+
+    A file holds a handful of channels, units and quality codes: each is classified once and the
+    reads are counted with one ``bincount``."""
+    out = []
+    for record, frame in (("interval", parsed.intervals), ("register", parsed.registers)):
+        if not len(frame):
+            continue
+        q_codes, q_uniques = pd.factorize(frame["source_quality"], use_na_sentinel=False)
+        per_code = source_quality_rank(
+            pd.Series(q_uniques, dtype=object), pd.Series(np.zeros(len(q_uniques)))
+        )
+        rank = np.where(frame["value"].isna().to_numpy(), 2, per_code[q_codes])
+        c_codes, channels = pd.factorize(frame["channel"], use_na_sentinel=False)
+        u_codes, units = pd.factorize(frame["unit"], use_na_sentinel=False)
+        group = c_codes.astype(np.int64) * len(units) + u_codes
+        counts = np.bincount(group * 3 + rank, minlength=len(channels) * len(units) * 3).reshape(-1, 3)
+        for g in np.flatnonzero(counts.sum(axis=1)):
+            actual, estimated, no_read = (int(x) for x in counts[g])
+            out.append(
+                {
+                    "channel": str(channels[g // len(units)]),
+                    "record": record,
+                    "unit": str(units[g % len(units)]),
+                    "reads": actual + estimated + no_read,
+                    "actual": actual,
+                    "estimated": estimated,
+                    "no_read": no_read,
+                }
+            )
+    return sorted(out, key=lambda d: (d["record"], d["channel"], d["unit"]))
+
+
+def clip(text: str | None, limit: int = MAX_REASON_CHARS) -> str | None:
+    """A reason as reported: at most ``limit`` characters (a reason quotes at most 200 of the file)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
 def inspect_file(path: Path, config: UtilityConfig) -> FileSummary:
-    """Parse without loading: what the file holds and what would be rejected."""
-    path = Path(path)
-    parsed = parse_file(path, config.source_for(path.name))
-    return summarise(path, sha256_of(path), parsed, config.utility.timezone)
+    """Parse a plain (not compressed) file without loading: what it holds and what would be rejected."""
+    return inspect_path(path, config)[0]
+
+
+def inspect_path(path: Path, config: UtilityConfig) -> list[FileSummary]:
+    """Parse without loading: one summary per delivery of a landed file (one, or one per member of
+    a compressed file)."""
+    summaries = []
+    with _deliveries(Path(path), config) as (_, deliveries):
+        for d in deliveries:
+            parsed = d.parse()
+            unmapped = _map_meter_ids(parsed, config, d.source)
+            summary = summarise(d.label, d.sha, parsed, config.utility.timezone)
+            summary.container, summary.unmapped_meters = d.container, unmapped
+            summaries.append(summary)
+    return summaries
+
+
+def unpack_limits(config: UtilityConfig) -> UnpackLimits:
+    limits = config.landing.unpack
+    return UnpackLimits(
+        max_members=limits.max_members, max_total_bytes=limits.max_total_mb << 20, max_ratio=limits.max_ratio
+    )
 
 
 def touched_days(parsed: ParsedFile, tz: str, days: ReadDays | None = None) -> list[dt.date]:
@@ -131,27 +239,164 @@ def touched_days(parsed: ParsedFile, tz: str, days: ReadDays | None = None) -> l
 
 
 def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: bool = True) -> FileSummary:
-    """Register, parse and load one file in one transaction, then move it out of landing.
+    """Register, parse and load one plain file in one transaction, then archive it (``ingest_path``
+    for a file that may be compressed).
 
     Re-delivery of identical bytes is a no-op (status ``duplicate``). A file that cannot be
-    parsed at all is registered as rejected with its reason and moved to quarantine.
+    parsed at all is registered as rejected with its reason and goes to quarantine.
     """
+    return ingest_path(store, path, config, archive=archive)[0]
+
+
+def ingest_path(
+    store: Store, path: Path, config: UtilityConfig, *, archive: bool = True
+) -> list[FileSummary]:
+    """Ingest a landed file: a plain file is one delivery, a compressed one a delivery per member
+    (each registered and loaded on its own: a bad member does not stop the good ones). The
+    original file is archived once (see the module docstring for move versus copy)."""
+    received = pd.Timestamp.now(tz="UTC")
+    summaries: list[FileSummary] = []
+    with _deliveries(Path(path), config) as (sha, deliveries):
+        for d in deliveries:
+            summary = _ingest_delivery(store, config, d, received)
+            summary.container = d.container
+            summaries.append(summary)
+    if archive:
+        target = _archive(Path(path), config, sha, {s.status for s in summaries}, received)
+        ids = [s.file_id for s in summaries if s.file_id is not None]
+        for s in summaries:
+            s.archived_to = str(target)
+        if ids:
+            store.execute(
+                "UPDATE headend_files SET archive_path = :p WHERE file_id IN (SELECT unnest(:ids))",
+                {"p": str(target), "ids": ids},
+            )
+    return summaries
+
+
+def landing_key(path: Path, config: UtilityConfig) -> str:
+    """The idempotency key of a file in the landing folder (the sensor's run key): its sha256, or
+    for an empty delivery the key of ``empty_delivery_key``."""
     path = Path(path)
     sha = sha256_of(path)
-    existing = store.read_frame("SELECT file_id FROM headend_files WHERE sha256 = :sha", {"sha": sha})
-    if len(existing):
-        summary = FileSummary(file=str(path), sha256=sha, format="", status="duplicate")
-        summary.duplicate_of = int(existing["file_id"].iloc[0])
-        if archive:
-            summary.archived_to = str(_move(path, config.archive_dir / "duplicates", sha))
-        return summary
+    if path.stat().st_size > EMPTY_PROBE_BYTES or container_kind(path) is not None:
+        return sha
+    source = config.source_for(path.name)
+    return empty_delivery_key(sha, source.name, path.name) if _is_empty(parse_file(path, source)) else sha
 
-    source: SourceConfig = config.source_for(path.name)
-    parsed = parse_file(path, source)
+
+def empty_delivery_key(sha: str, source: str, name: str) -> str:
+    """An empty delivery's key: its source, name and bytes (not the bytes alone)."""
+    return hashlib.sha256(f"empty delivery\0{source}\0{name}\0{sha}".encode()).hexdigest()
+
+
+def _is_empty(parsed: ParsedFile) -> bool:
+    return parsed.fatal is None and parsed.records == 0
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One delivery of a landed file: the file itself, or a member of a compressed one."""
+
+    label: str  # how summaries name it: the path, or ``container_path!member``
+    name: str  # how headend_files names it: the file name, or ``container!member``
+    source: SourceConfig
+    path: Path | None  # its bytes (None: it could not be expanded, see ``error``)
+    sha: str  # sha256 of its bytes (of the container and its name when it has none)
+    size: int = 0
+    error: str | None = None
+    container: str | None = None
+
+    def parse(self) -> ParsedFile:
+        if self.path is None:
+            return ParsedFile(format="unknown", fatal=self.error)
+        return parse_file(self.path, self.source)
+
+
+@contextmanager
+def _deliveries(path: Path, config: UtilityConfig) -> Iterator[tuple[str, list[_Delivery]]]:
+    """The sha256 of a landed file and its deliveries (members expanded while the block runs)."""
+    path = check_readable(path)
+    sha = sha256_of(path)
+    kind = container_kind(path)
+    if kind is None:
+        source = config.source_for(path.name)
+        yield sha, [_Delivery(str(path), path.name, source, path, sha, path.stat().st_size)]
+        return
+    with members(path, kind, unpack_limits(config)) as found:
+        yield sha, [_member_delivery(m, path, sha, config) for m in found]
+
+
+def _member_delivery(member: Member, container: Path, container_sha: str, config: UtilityConfig) -> _Delivery:
+    """A member as a delivery; its source is the one its own name matches, else the container's."""
+    source = config.source_for(container.name)
+    if member.member is not None:
+        own = config.source_for(Path(member.member.replace("\\", "/")).name)
+        source = own if own.name != "unknown" else source
+    if member.path is not None:
+        label = f"{container}!{member.member}"
+        sha = sha256_of(member.path)
+        return _Delivery(label, member.name, source, member.path, sha, member.size, container=str(container))
+    if member.member is None:  # the container itself could not be opened
+        size = container.stat().st_size
+        return _Delivery(
+            str(container), member.name, source, None, container_sha, size, member.error, str(container)
+        )
+    key = hashlib.sha256(f"member\0{container_sha}\0{member.name}".encode()).hexdigest()
+    label = f"{container}!{member.member}"
+    return _Delivery(label, member.name, source, None, key, member.size, member.error, str(container))
+
+
+def _map_meter_ids(parsed: ParsedFile, config: UtilityConfig, source: SourceConfig) -> list[str]:
+    """Apply the source's meter-id map, if it has one; the ids it lacks."""
+    map_path = config.meter_map_path(source.name)
+    if map_path is None:
+        return []
+    return apply_meter_map(parsed, load_meter_map(map_path))
+
+
+def _ingest_delivery(
+    store: Store, config: UtilityConfig, delivery: _Delivery, received: pd.Timestamp
+) -> FileSummary:
+    """Duplicate check, parse and load of one delivery (no archiving)."""
+    key = delivery.sha
+    duplicate = _known(store, key, delivery.label)
+    if duplicate is not None:
+        return duplicate
+    parsed = delivery.parse()
+    if delivery.path is not None and _is_empty(parsed) and delivery.size <= EMPTY_PROBE_BYTES:
+        key = empty_delivery_key(key, delivery.source.name, delivery.name)
+        duplicate = _known(store, key, delivery.label)
+        if duplicate is not None:
+            return duplicate
+    return _register_delivery(store, config, parsed, delivery, key=key, received=received)
+
+
+def _known(store: Store, key: str, label: str) -> FileSummary | None:
+    """A duplicate summary when ``key`` is already registered."""
+    existing = store.read_frame("SELECT file_id FROM headend_files WHERE sha256 = :sha", {"sha": key})
+    if not len(existing):
+        return None
+    summary = FileSummary(file=label, sha256=key, format="", status="duplicate")
+    summary.duplicate_of = int(existing["file_id"].iloc[0])
+    return summary
+
+
+def _register_delivery(
+    store: Store,
+    config: UtilityConfig,
+    parsed: ParsedFile,
+    delivery: _Delivery,
+    *,
+    key: str,
+    received: pd.Timestamp,
+) -> FileSummary:
+    """Register one delivery and load its rows, in one transaction."""
+    unmapped = _map_meter_ids(parsed, config, delivery.source)
     tz = config.utility.timezone
     days = ReadDays.of(parsed, tz)
-    summary = summarise(path, sha, parsed, tz, days)
-    received = pd.Timestamp.now(tz="UTC")
+    summary = summarise(delivery.label, key, parsed, tz, days)
+    summary.unmapped_meters = unmapped
     with store.begin() as conn:
         file_id = int(store.execute("SELECT nextval('headend_file_id_seq')", conn=conn).scalar_one())
         summary.file_id = file_id
@@ -159,14 +404,14 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
             [
                 {
                     "file_id": file_id,
-                    "name": path.name,
-                    "sha256": sha,
-                    "size_bytes": path.stat().st_size,
+                    "name": delivery.name,
+                    "sha256": key,
+                    "size_bytes": delivery.size,
                     "format": parsed.format,
-                    "source": source.name,
+                    "source": delivery.source.name,
                     "received_at": received,
                     "loaded_at": pd.Timestamp.now(tz="UTC"),
-                    "status": parsed.status,
+                    "status": summary.status,
                     "rows_in": parsed.records,
                     "rows_loaded": max(parsed.records - len(parsed.rejected), 0),
                     "interval_reads": summary.interval_reads,
@@ -195,27 +440,39 @@ def ingest_file(store: Store, path: Path, config: UtilityConfig, *, archive: boo
                     {
                         "line": parsed.fatal_line or 0,
                         "raw_text": None,
-                        "reason": f"file rejected: {parsed.fatal}",
+                        "reason": clip(f"file rejected: {parsed.fatal}"),
                     }
                 ]
             )
         store.bulk_insert("rejected_rows", rejected.assign(file_id=file_id), conn)
     summary.vee_days = days_to_validate(store, parsed, summary.read_days, tz, days)
     # register reads of a source that derives intervals: the days their derived intervals span
-    derived = register_interval_days(store, parsed, source, config, file_id)
+    derived = register_interval_days(store, parsed, delivery.source, config, file_id)
     summary.vee_days = sorted(set(summary.vee_days) | set(derived))
-    if archive:
-        target = (
-            config.quarantine_dir
-            if parsed.status == "rejected"
-            else config.archive_dir / received.strftime("%Y/%m/%d")
-        )
-        moved = _move(path, target, sha)
-        summary.archived_to = str(moved)
-        store.execute(
-            "UPDATE headend_files SET archive_path = :p WHERE file_id = :id", {"p": str(moved), "id": file_id}
-        )
     return summary
+
+
+def _archive(path: Path, config: UtilityConfig, sha: str, statuses: set[str], received: pd.Timestamp) -> Path:
+    """Move (from the landing folder) or copy (from anywhere else) a landed file to where its
+    deliveries' outcome sends it: duplicates when every one was a duplicate, quarantine when none
+    loaded, else the archive folder of the day it was received."""
+    if statuses == {"duplicate"}:
+        folder = config.archive_dir / "duplicates"
+    elif statuses <= {"rejected", "duplicate"}:
+        folder = config.quarantine_dir
+    else:
+        folder = config.archive_dir / received.strftime("%Y/%m/%d")
+    if _inside(path, config.landing_dir):
+        return _move(path, folder, sha)
+    return _copy(path, folder, sha)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def days_to_validate(
@@ -249,11 +506,11 @@ def _with_file(frame: pd.DataFrame, file_id: int, read_day: pd.Series) -> pa.Tab
 
 def _error_text(parsed: ParsedFile) -> str | None:
     if parsed.fatal:
-        return f"line {parsed.fatal_line}: {parsed.fatal}" if parsed.fatal_line else parsed.fatal
+        return clip(f"line {parsed.fatal_line}: {parsed.fatal}" if parsed.fatal_line else parsed.fatal)
     if len(parsed.rejected):
         first = parsed.rejected.iloc[0]
         more = len(parsed.rejected) - 1
-        return f"line {first['line']}: {first['reason']}" + (
+        return clip(f"line {first['line']}: {first['reason']}") + (
             f" (and {more} more rejected rows)" if more else ""
         )
     return None
@@ -263,4 +520,11 @@ def _move(path: Path, folder: Path, sha: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{sha[:12]}_{path.name}"
     shutil.move(str(path), target)
+    return target
+
+
+def _copy(path: Path, folder: Path, sha: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{sha[:12]}_{path.name}"
+    shutil.copy2(path, target)
     return target

@@ -4,7 +4,9 @@ same adapters and load path as live ingestion, in chunks, resumably and idempote
 Each file is a partition of ``legacy_files`` keyed by its path relative to the migration
 folder. Loading is idempotent because a file's sha256 is registered once: a re-run or a
 resumed backfill skips what is already in ``headend_files`` (status ``duplicate``).
-Files are left where they are (a migration folder is not a landing zone).
+Files are left where they are (a migration folder is not a landing zone). A compressed file
+(``.zip``, ``.gz``) is one partition whose members are loaded as deliveries of their own, so the
+counts are per delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smartmdm_pipelines.config import UtilityConfig
-from smartmdm_pipelines.services.ingestion import FileSummary, ingest_file
+from smartmdm_pipelines.services.ingestion import DeliveryError, FileSummary, clip, ingest_path
 from smartmdm_pipelines.store.store import Store
 
 
@@ -33,6 +35,9 @@ def legacy_files(folder: Path) -> list[str]:
 
 @dataclass
 class ChunkReport:
+    """What a chunk did: ``files`` of the folder, and per delivery (a file or a member of a
+    compressed one) loaded, skipped (already loaded) or rejected."""
+
     files: int = 0
     loaded: int = 0
     skipped: int = 0
@@ -70,17 +75,25 @@ def migrate_files(
     report = ChunkReport(files=len(keys))
     started = time.perf_counter()
     for number, key in enumerate(keys, start=1):
-        summary = ingest_file(store, Path(folder) / key, config, archive=False)
-        if summary.status == "duplicate":
-            report.skipped += 1
-        elif summary.status == "rejected":
+        try:
+            summaries = ingest_path(store, Path(folder) / key, config, archive=False)
+        except DeliveryError as exc:  # the file went away (or cannot be read) since it was registered
             report.rejected += 1
-            report.failures.append(f"{key}: {summary.errors[0]['reason'] if summary.errors else 'rejected'}")
-        else:
-            report.loaded += 1
-            report.reads += summary.interval_reads + summary.register_reads + summary.events
-            report.read_days.update(summary.vee_days)
-        if progress:
-            progress(number, len(keys), summary)
+            report.failures.append(f"{key}: {exc}")
+            continue
+        for summary in summaries:
+            name = key + ("!" + summary.file.rsplit("!", 1)[-1] if summary.container else "")
+            if summary.status == "duplicate":
+                report.skipped += 1
+            elif summary.status == "rejected":
+                report.rejected += 1
+                reason = summary.errors[0]["reason"] if summary.errors else "rejected"
+                report.failures.append(clip(f"{name}: {reason}", 400))
+            else:
+                report.loaded += 1
+                report.reads += summary.interval_reads + summary.register_reads + summary.events
+                report.read_days.update(summary.vee_days)
+            if progress:
+                progress(number, len(keys), summary)
     report.seconds = time.perf_counter() - started
     return report

@@ -134,7 +134,10 @@ class Block:
 
     def day_rows(self, day: int) -> Rows | None:
         """Delivered rows of local day ``day`` (ordered by meter, then instant)."""
-        c0, c1 = int(self.grid.day_cols[day]), int(self.grid.day_cols[day + 1])
+        return self.rows_between(int(self.grid.day_cols[day]), int(self.grid.day_cols[day + 1]))
+
+    def rows_between(self, c0: int, c1: int) -> Rows | None:
+        """Delivered rows of columns ``c0`` .. ``c1 - 1`` (ordered by meter, then instant)."""
         if c1 <= c0 or len(self.meters) == 0:
             return None
         counts = self.count if self.count is not None else (None if self.all_active else self.own_count())

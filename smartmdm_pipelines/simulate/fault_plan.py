@@ -20,7 +20,7 @@ import numpy as np
 from . import catalog as c
 from .master_data import NO_END, Population
 from .spec import SimulationSpec
-from .time_grid import DAY, TimeGrid, build_grid, dst_days
+from .time_grid import DAY, TimeGrid, build_grid, dst_days, zone_day_label
 from .writers.base import RECORD_INTERVALS, RECORD_REGISTERS, VARIANT_RESEND, Delivery
 
 FAULT_TYPES = (
@@ -172,7 +172,9 @@ class _Planner:
     def file_of(self, meter: int, col: int, record: str = RECORD_INTERVALS) -> str:
         grid = self.grid(meter)
         headend = self.pop.headend_of(meter)
-        return self.path_for(Delivery(headend, record, grid.day_label(int(grid.day_of_col[col]))))
+        zone = self.spec.delivery_zone(headend) if record == RECORD_INTERVALS else None
+        label = zone_day_label(grid, col, zone) if zone else grid.day_label(int(grid.day_of_col[col]))
+        return self.path_for(Delivery(headend, record, label))
 
     def add(
         self, fault_type: str, meter: int, c0: int, c1: int, channel: int | None = None, **params: Any

@@ -37,7 +37,7 @@ from .fault_plan import Fault, plan_faults, replacements_needed, vacancy_needed
 from .master_data import NO_END, Population, build_population
 from .rows import Rows, concat_sorted, event_table, interval_table, register_table, truth_table
 from .spec import GenerationSummary, SimulationSpec
-from .time_grid import TimeGrid, build_grid, iso_utc
+from .time_grid import TimeGrid, build_grid, iso_utc, zone_day_cuts
 from .writers import get_writer
 from .writers.base import RECORD_EVENTS, RECORD_INTERVALS, RECORD_REGISTERS, Delivery, HeadEndWriter
 from .writers.mixed import MixedWriter
@@ -126,8 +126,10 @@ class _Run:
         """Create every regular delivery up front: a day without rows is still a (header-only) file."""
         labels = [self.water_grid.day_label(d) for d in range(self.spec.days)]
         for headend in self.interval_headends:
-            for label in labels:
+            zone = self.spec.delivery_zone(headend)
+            for label in zone_day_cuts(self.water_grid, zone)[0] if zone else labels:
                 self.writer.open(Delivery(headend, RECORD_INTERVALS, label))
+            for label in labels:
                 self.writer.open(Delivery(headend, RECORD_EVENTS, label))
                 if headend in self.headends:  # electric AMI: daily register reads
                     self.writer.open(Delivery(headend, RECORD_REGISTERS, label))
@@ -255,6 +257,10 @@ class _Run:
             mine = [b for b in blocks if b.segment.headend == headend]
             if not mine:
                 continue
+            zone = self.spec.delivery_zone(headend)
+            if zone is not None:  # files cut on another zone's days (NEM12: NEM days)
+                self.emit_zone_days(headend, mine, zone)
+                continue
             for day in range(self.spec.days):
                 label = self.water_grid.day_label(day)
                 rows = concat_sorted([r for b in mine if (r := b.day_rows(day)) is not None])
@@ -264,6 +270,17 @@ class _Run:
                 delivery = Delivery(headend, RECORD_REGISTERS, self.water_grid.day_label(day))
                 self.write(delivery, concat_sorted(parts, by_time=True))
         self.write_truth(concat_sorted([r for b in blocks if (r := b.truth_rows()) is not None]))
+
+    def emit_zone_days(self, headend: str, blocks: list[Block], zone: str) -> None:
+        """Interval files of a head-end that delivers the days of ``zone``: one per such day."""
+        by_label: dict[str, list[Rows]] = defaultdict(list)
+        for block in blocks:
+            labels, cuts = zone_day_cuts(block.grid, zone)
+            for label, c0, c1 in zip(labels, cuts[:-1], cuts[1:], strict=True):
+                if (rows := block.rows_between(int(c0), int(c1))) is not None:
+                    by_label[label].append(rows)
+        for label in sorted(by_label):
+            self.write(Delivery(headend, RECORD_INTERVALS, label), concat_sorted(by_label[label]))
 
     def emit_handheld(self, blocks: list[Block]) -> None:
         parts: dict[str, list[Rows]] = defaultdict(list)

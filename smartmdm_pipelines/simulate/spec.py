@@ -24,6 +24,12 @@ FORMAT_PRESETS: dict[str, dict[str, str]] = {
 }
 
 
+# Formats whose files are cut on the days of a fixed zone rather than the utility's operating days:
+# a NEM12 file holds whole NEM days (AEMO: NEM time, AEST, UTC+10 without DST), so a NEM12 head-end
+# delivers each NEM day in a file of its own, labelled with the NEM date.
+DELIVERY_ZONES: dict[str, str] = {"nem12": "Etc/GMT-10"}
+
+
 @dataclass(frozen=True)
 class SimulationSpec:
     """A synthetic utility: size, window and seed. Same spec -> byte-identical output.
@@ -87,6 +93,10 @@ class SimulationSpec:
     def format_of(self, headend: str) -> str:
         """The format head-end ``headend`` delivers in."""
         return (self.formats or {}).get(headend, self.output_format)
+
+    def delivery_zone(self, headend: str) -> str | None:
+        """The zone whose days cut the head-end's interval files, when not the utility's."""
+        return DELIVERY_ZONES.get(self.format_of(headend))
 
     @property
     def south(self) -> bool:

@@ -128,6 +128,30 @@ def build_grid(tz: str, step: int, start: dt.date, days: int, country: str = "US
     )
 
 
+def zone_day_cuts(grid: TimeGrid, zone: str) -> tuple[list[str], np.ndarray]:
+    """The grid's intervals cut on the days of another ``zone`` (by interval start, like the local
+    days): the labels (YYYYMMDD) of those days and the first column of each (+ ``n`` at the end)."""
+    if grid.n == 0:
+        return [], np.zeros(1, dtype=np.int64)
+    day = _zone_days(grid.ends - grid.step, zone)
+    starts = np.flatnonzero(np.concatenate([[True], day[1:] != day[:-1]]))
+    labels = [str(d).replace("-", "") for d in day[starts].astype("datetime64[D]")]
+    return labels, np.append(starts, grid.n).astype(np.int64)
+
+
+def zone_day_label(grid: TimeGrid, col: int, zone: str) -> str:
+    """The label (YYYYMMDD) of the ``zone`` day in which interval ``col`` of the grid starts."""
+    day = _zone_days(grid.ends[col : col + 1] - grid.step, zone)[0]
+    return str(day.astype("datetime64[D]")).replace("-", "")
+
+
+def _zone_days(epochs: np.ndarray, zone: str) -> np.ndarray:
+    """Local dates (days since the epoch) of UTC epoch seconds in ``zone``."""
+    return (
+        to_local(epochs, zone).tz_localize(None).normalize().values.astype("datetime64[D]").astype(np.int64)
+    )
+
+
 def dst_days(tz: str, start: dt.date, days: int) -> list[tuple[int, int]]:
     """(day index, day length in seconds) of the local days in the window that are not 24 h long."""
     bounds = local_midnights_utc(tz, start, days)

@@ -133,7 +133,7 @@ def test_feed_loads_scaled_values_with_reading_quality_over_default_quality(tmp_
     parsed = parse(write(tmp_path, text))
     assert parsed.status == "loaded" and parsed.records == 3 and parsed.fatal is None
     iv = parsed.intervals
-    assert iv["meter_id"].tolist() == ["5446AF3F"] * 3
+    assert iv["meter_id"].tolist() == ["RetailCustomer/9B6C/UsagePoint/5446AF3F"] * 3
     assert iv["channel"].tolist() == ["kwh_delivered"] * 3
     assert iv["value"].tolist() == pytest.approx([0.282, 0.323, 0.294])
     assert iv["unit"].tolist() == ["kWh"] * 3 and iv["source_unit"].tolist() == ["Wh"] * 3
@@ -172,13 +172,39 @@ def test_entries_in_any_order_several_usage_points_and_flow_directions(tmp_path:
     )
     iv = parse(write(tmp_path, text)).intervals
     got = dict(zip(zip(iv["meter_id"], iv["channel"], strict=True), iv["value"], strict=True))
+    up1, up2 = "RetailCustomer/9B6C/UsagePoint/5446AF3F", "RetailCustomer/9B6C/UsagePoint/77"
     assert got == {
-        ("77", "kwh_delivered"): 1.0,
-        ("77", "kwh_net"): -0.25,
-        ("5446AF3F", "kwh_received"): 0.5,
-        ("5446AF3F", "kvarh_received"): 0.04,
+        (up2, "kwh_delivered"): 1.0,
+        (up2, "kwh_net"): -0.25,
+        (up1, "kwh_received"): 0.5,
+        (up1, "kvarh_received"): 0.04,
     }
     assert iv.loc[iv["channel"] == "kvarh_received", "unit"].item() == "kVARh"
+
+
+def test_usage_points_keep_their_customer_or_subscription_scope(tmp_path: Path) -> None:
+    """Issue 9 item 4: ``RetailCustomer/5/UsagePoint/1`` and ``RetailCustomer/1/UsagePoint/1`` are
+    two meters; a root-form href is the custodian's own id."""
+    ids = []
+    for up in (
+        f"https://utility.example{R}/RetailCustomer/5/UsagePoint/1",
+        f"{R}/RetailCustomer/1/UsagePoint/1",
+        f"{R}/Subscription/77/UsagePoint/1",
+        f"{R}/UsagePoint/G%20000123",
+    ):
+        text = feed(
+            usage_point(up),
+            meter_reading("01", f"{R}/ReadingType/07", up=up),
+            reading_type(f"{R}/ReadingType/07", **ELECTRIC_RT),
+            block("01", 1, [reading(T0, 900, 282)], up=up),
+        )
+        ids += parse(write(tmp_path, text)).intervals["meter_id"].tolist()
+    assert ids == [
+        "RetailCustomer/5/UsagePoint/1",
+        "RetailCustomer/1/UsagePoint/1",
+        "Subscription/77/UsagePoint/1",
+        "G 000123",
+    ]
 
 
 def test_reverse_order_readings_and_lying_or_missing_block_headers(tmp_path: Path) -> None:
@@ -383,11 +409,12 @@ def test_gas_in_therms_with_multiplier_minus_3_and_volumes_by_commodity(tmp_path
     )
     parsed = parse(write(tmp_path, text))
     iv = parsed.intervals
+    g1, w1 = "RetailCustomer/1/UsagePoint/G1", "RetailCustomer/1/UsagePoint/W1"
     assert list(zip(iv["meter_id"], iv["channel"], iv["unit"], iv["source_unit"], strict=True)) == [
-        ("G1", "gas", "therm", "therm"),
-        ("G1", "gas", "CCF", "ft3"),
-        ("W1", "water", "gal", "ft3"),
-        ("W1", "water", "gal", "gal"),
+        (g1, "gas", "therm", "therm"),
+        (g1, "gas", "CCF", "ft3"),
+        (w1, "water", "gal", "ft3"),
+        (w1, "water", "gal", "gal"),
     ]
     assert iv["value"].tolist() == pytest.approx([12.0, 2.5, 74.80519480519482, 2.5])
     (reason,) = parsed.rejected["reason"]
@@ -538,7 +565,9 @@ def test_prefixed_namespaces_are_understood(tmp_path: Path) -> None:
     path = write(tmp_path, text)
     assert detect_format(path) == "green_button"
     iv = parse_file(path).intervals
-    assert iv[["meter_id", "channel", "unit"]].values.tolist() == [["5446AF3F", "gas", "therm"]]
+    assert iv[["meter_id", "channel", "unit"]].values.tolist() == [
+        ["RetailCustomer/9B6C/UsagePoint/5446AF3F", "gas", "therm"]
+    ]
     assert iv["value"].tolist() == [12.0] and iv["line"].tolist() == [
         text.count("\n", 0, text.index("<ns:IntervalReading")) + 1
     ]

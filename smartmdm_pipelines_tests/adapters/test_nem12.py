@@ -70,27 +70,50 @@ def test_a_day_of_30_minute_reads_in_nem_time(tmp_path: Path) -> None:
     assert iv["line"].unique().tolist() == [3]
 
 
-def test_configured_zone_is_used_unless_it_is_utc(tmp_path: Path) -> None:
+def test_nem_time_whatever_the_source_zone_unless_the_source_overrides_it(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + r200() + r300() + END)
-    assert parse(path, timezone="UTC").intervals["interval_end"].iloc[0] == utc("2024-03-31T14:30")
-    assert parse(path, timezone="Australia/Brisbane").intervals["interval_end"].iloc[0] == utc(
+    for zone in ("UTC", "America/Chicago", "Australia/Perth"):  # the zone of naive timestamps: not NEM12's
+        assert parse(path, timezone=zone).intervals["interval_end"].iloc[0] == utc("2024-03-31T14:30")
+    assert parse(path, nem12_timezone="Australia/Brisbane").intervals["interval_end"].iloc[0] == utc(
         "2024-03-31T14:30"
     )
-    assert parse(path, timezone="Australia/Perth").intervals["interval_end"].iloc[0] == utc(
+    assert parse(path, nem12_timezone="Australia/Perth").intervals["interval_end"].iloc[0] == utc(
         "2024-03-31T16:30"
     )
-    bad = parse(path, timezone="Mars/Olympus")
+    bad = parse(path, nem12_timezone="Mars/Olympus")
     assert bad.status == "rejected" and "not a known IANA zone" in bad.fatal
+
+
+def test_four_channels_over_a_us_dst_change_all_load_in_nem_time(tmp_path: Path) -> None:
+    """Issue 9 item 1: a utility in America/Chicago receives a 4-day, 4-channel file whose days
+    include the US spring-forward (2024-03-10): NEM days are 24 h, nothing is rejected."""
+    days = ["20240309", "20240310", "20240311", "20240312"]
+    text = HEADER
+    for suffix, uom in (("E1", "kWh"), ("B1", "kWh"), ("Q1", "kVArh"), ("K1", "kVArh")):
+        text += r200(suffix=suffix, uom=uom) + "".join(r300(d) for d in days)
+    parsed = parse(write(tmp_path, text + END), name="ami-south", timezone="America/Chicago")
+    assert parsed.status == "loaded" and len(parsed.rejected) == 0
+    iv = parsed.intervals
+    assert len(iv) == 768 and parsed.records == 768
+    assert iv.groupby("channel").size().to_dict() == {
+        "kvarh": 192,
+        "kvarh_received": 192,
+        "kwh_delivered": 192,
+        "kwh_received": 192,
+    }
+    day = iv[iv["channel"] == "kwh_delivered"]["interval_end"]
+    assert day.iloc[0] == utc("2024-03-08T14:30") and day.iloc[-1] == utc("2024-03-12T14:00")
+    assert day.diff().dropna().eq(pd.Timedelta(minutes=30)).all()  # no hour lost at the US change
 
 
 def test_a_dst_day_in_a_dst_zone_is_rejected(tmp_path: Path) -> None:
     # Sydney leaves DST on 2024-04-07: that local day has 25 hours, a 300 record always 24
     text = HEADER + r200() + r300("20240406") + r300("20240407") + END
-    parsed = parse(write(tmp_path, text), timezone="Australia/Sydney")
+    parsed = parse(write(tmp_path, text), nem12_timezone="Australia/Sydney")
     assert parsed.intervals["line"].unique().tolist() == [3]
     assert reasons(parsed) == {
         4: "line 4: day 2024-04-07 is not 1,440 minutes long in time zone Australia/Sydney (NEM12 days always "
-        "are; configure a fixed-offset zone such as Etc/GMT-10)"
+        "are; set the source's nem12_timezone to a fixed-offset zone, or leave it out for NEM time, Etc/GMT-10)"
     }
 
 

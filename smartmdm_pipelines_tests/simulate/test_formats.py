@@ -120,7 +120,7 @@ def test_every_file_is_detected_as_its_format_and_loads_whole(
         by_headend.setdefault(Path(name).name.split("_")[0], set()).add(fmt)
     assert by_headend == {
         "ami-east": {"cmep", "generic_csv"},  # kwh_received and events in generic CSV
-        "ami-south": {"nem12", "generic_csv"},  # DST days, registers and events in generic CSV
+        "ami-south": {"nem12", "generic_csv"},  # partial NEM days, registers and events in generic CSV
         "ami-water": {"beacon_csv", "generic_csv"},  # events (and clock drift) in generic CSV
         "gas-amr": {"green_button", "generic_csv"},  # events in generic CSV
         "handheld": {"generic_csv"},
@@ -145,8 +145,15 @@ def test_what_a_format_cannot_carry_is_in_generic_csv_of_the_same_delivery(mix: 
     assert formats["headend/ami-east_20240308_events.csv"] == "generic_csv"
     assert formats["headend/ami-south_20240308_registers.csv"] == "generic_csv"
     assert formats["headend/ami-south_20240308_intervals.csv"] == "nem12"
-    dst_day = pd.read_csv(out / "headend/ami-south_20240310_intervals_generic.csv", dtype=str)
-    assert dst_day["channel"].eq("kwh_delivered").sum() >= 92  # the 23-hour day is not a NEM day
+    # NEM12 files hold NEM days (NEM time, UTC+10): the US spring-forward day is an ordinary NEM day
+    nem_day = mix["parsed"]["headend/ami-south_20240310_intervals.csv"].intervals
+    delivered = nem_day[nem_day["channel"] == "kwh_delivered"]
+    assert delivered["interval_end"].min() == pd.Timestamp("2024-03-09T14:15Z")
+    assert delivered["interval_end"].max() == pd.Timestamp("2024-03-10T14:00Z")
+    assert delivered.groupby("meter_id").size().isin([96, 24]).all()  # 24 h of 15- or 60-minute reads
+    # the window starts and ends inside NEM days: those parts are in generic CSV
+    for edge in ("20240308", "20240315"):
+        assert formats[f"headend/ami-south_{edge}_intervals_generic.csv"] == "generic_csv"
 
 
 # --- nothing lost --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import dagster as dg
 
 from smartmdm_pipelines.lib.partitions import HEADEND_FILES
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.ingestion import FileSummary, ingest_file, sha256_of
+from smartmdm_pipelines.services.ingestion import FileSummary, ingest_path, landing_key
 
 
 @dg.asset(
@@ -18,7 +18,8 @@ from smartmdm_pipelines.services.ingestion import FileSummary, ingest_file, sha2
     description=(
         "Raw reads of one head-end file, exactly as received after unit normalisation: interval reads, "
         "register reads, meter events and rejected rows, with the file registered in headend_files. "
-        "The partition is the file (short sha256 + name)."
+        "The partition is the file (short sha256 + name); a .zip or .gz file loads each member as a "
+        "delivery of its own."
     ),
 )
 def raw_reads(
@@ -28,36 +29,64 @@ def raw_reads(
     sha_prefix, _, name = context.partition_key.partition("-")
     path = cfg.landing_dir / name
     db = store.get_store()
-    if not path.exists() or not sha256_of(path).startswith(sha_prefix):
+    if not path.exists() or not landing_key(path, cfg).startswith(sha_prefix):
         loaded = db.read_frame(
-            "SELECT file_id, status FROM headend_files WHERE sha256 LIKE :p", {"p": f"{sha_prefix}%"}
+            "SELECT file_id, status FROM headend_files WHERE sha256 LIKE :p OR archive_path LIKE :a",
+            {"p": f"{sha_prefix}%", "a": f"%{sha_prefix}_{name}"},
         )
         if len(loaded):
             context.log.info(f"{name} was already loaded as file {int(loaded['file_id'].iloc[0])}")
             return dg.MaterializeResult(metadata={"status": "already loaded"})
         raise dg.Failure(f"{name}: not in the landing folder {cfg.landing_dir} with sha256 {sha_prefix}…")
-    summary = ingest_file(db, path, cfg)
-    metadata = _metadata(summary)
-    if summary.status == "rejected":
-        errors = "; ".join(f"line {e['line']}: {e['reason']}" for e in summary.errors[:5])
+    summaries = ingest_path(db, path, cfg)
+    metadata = _metadata(summaries)
+    rejected = [s for s in summaries if s.status == "rejected"]
+    if rejected:
+        errors = "; ".join(
+            f"{Path(s.file).name} line {e['line']}: {e['reason']}"
+            if len(summaries) > 1
+            else f"line {e['line']}: {e['reason']}"
+            for s in rejected
+            for e in s.errors[:5]
+        )
         raise dg.Failure(description=f"{name} was rejected: {errors}", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _metadata(s: FileSummary) -> dict:
-    return {
-        "file": s.file and Path(s.file).name,
-        "file_id": s.file_id if s.file_id is not None else -1,
-        "status": s.status,
-        "format": s.format,
-        "dagster/row_count": s.interval_reads + s.register_reads + s.events,
-        "interval_reads": s.interval_reads,
-        "register_reads": s.register_reads,
-        "events": s.events,
-        "rejected_rows": s.rejected_rows,
-        "meters": s.meters,
-        "read_days": dg.MetadataValue.json(s.read_days),
-        "vee_days": dg.MetadataValue.json(s.vee_days),
-        "errors": dg.MetadataValue.json(s.errors[:20]),
-        "archived_to": s.archived_to or "",
+def _metadata(summaries: list[FileSummary]) -> dict:
+    """The run's metadata: the file's counts (summed over the members of a compressed file)."""
+    first = summaries[0]
+
+    def total(attr: str) -> int:
+        return sum(getattr(s, attr) for s in summaries)
+
+    statuses = sorted({s.status for s in summaries})
+    metadata = {
+        "file": first.container and Path(first.container).name or (first.file and Path(first.file).name),
+        "file_id": first.file_id if first.file_id is not None else -1,
+        "status": statuses[0] if len(statuses) == 1 else ", ".join(statuses),
+        "format": ", ".join(sorted({s.format for s in summaries if s.format})),
+        "dagster/row_count": total("interval_reads") + total("register_reads") + total("events"),
+        "interval_reads": total("interval_reads"),
+        "register_reads": total("register_reads"),
+        "events": total("events"),
+        "rejected_rows": total("rejected_rows"),
+        "meters": total("meters"),
+        "read_days": dg.MetadataValue.json(sorted({d for s in summaries for d in s.read_days})),
+        "vee_days": dg.MetadataValue.json(sorted({d for s in summaries for d in s.vee_days})),
+        "errors": dg.MetadataValue.json([e for s in summaries for e in s.errors][:20]),
+        "archived_to": first.archived_to or "",
     }
+    if first.container:
+        metadata["members"] = dg.MetadataValue.json(
+            [
+                {
+                    "file": s.file.rsplit("!", 1)[-1],
+                    "status": s.status,
+                    "file_id": s.file_id,
+                    "error": (s.errors or [{}])[0].get("reason"),
+                }
+                for s in summaries
+            ]
+        )
+    return metadata

@@ -8,7 +8,7 @@ import dagster as dg
 
 from smartmdm_pipelines.lib.partitions import HEADEND_FILES, file_partition_key
 from smartmdm_pipelines.lib.resources import UtilityConfigResource
-from smartmdm_pipelines.services.ingestion import sha256_of
+from smartmdm_pipelines.services.ingestion import landing_key
 
 ingest_headend_job = dg.define_asset_job(
     "ingest_headend_job",
@@ -26,7 +26,10 @@ def settle_seconds() -> float:
     job=ingest_headend_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches the landing folder; run key = sha256, so the same bytes are never loaded twice.",
+    description=(
+        "Watches the landing folder; run key = sha256 (of source, name and bytes for an empty delivery), so "
+        "the same delivery is never loaded twice. A .zip or .gz file is one run that loads each member."
+    ),
 )
 def headend_file_sensor(
     context: dg.SensorEvaluationContext, utility: UtilityConfigResource
@@ -42,7 +45,7 @@ def headend_file_sensor(
     for path in sorted(p for p in landing.iterdir() if p.is_file() and not p.name.startswith(".")):
         if now - path.stat().st_mtime < settle_seconds():
             continue
-        sha = sha256_of(path)
+        sha = landing_key(path, cfg)
         key = file_partition_key(path.name, sha)
         if _already_requested(context, sha, key):
             target = cfg.archive_dir / "duplicates"
@@ -70,6 +73,11 @@ def headend_file_sensor(
 
 
 def _already_requested(context: dg.SensorEvaluationContext, sha: str, key: str) -> bool:
-    """Identical bytes already went through a run under another name (the run key is taken)."""
-    runs = context.instance.get_run_records(filters=dg.RunsFilter(tags={"smartmdm/sha256": sha}), limit=1)
-    return bool(runs) and runs[0].dagster_run.tags.get("dagster/partition") != key
+    """The same delivery already went through a run (the run key is taken): under another name, or
+    under this one by a run that succeeded (the file was delivered again after it was archived)."""
+    runs = context.instance.get_run_records(filters=dg.RunsFilter(tags={"smartmdm/sha256": sha}), limit=5)
+    return any(
+        r.dagster_run.tags.get("dagster/partition") != key
+        or r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        for r in runs
+    )

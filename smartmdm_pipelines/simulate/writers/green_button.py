@@ -2,8 +2,10 @@
 
 One feed per delivery: ``headend/{headend}_{label}_{record}.xml`` (re-deliveries
 ``headend/{headend}_{label}_redelivery.xml``, resends ``..._{record}_resend.xml``). Each append
-adds, for meters and channels not yet in the file, a UsagePoint entry (``.../UsagePoint/{meter}``,
-ServiceCategory from the meter's commodity), a shared ReadingType per (channel, unit, length)
+adds, for meters and channels not yet in the file, a UsagePoint entry (the root-form
+``/espi/1_1/resource/UsagePoint/{meter}``: the head-end is the data custodian and its usage point
+ids are the CIS meter ids, which the adapter reads back as they are; ServiceCategory from the
+meter's commodity), a shared ReadingType per (channel, unit, length)
 and a MeterReading per (meter, channel, unit, length); then one IntervalBlock entry per
 MeterReading holding that append's readings, one ``IntervalReading`` per line. ``</feed>`` is
 written at ``close()``, so a feed is valid XML only after it.
@@ -238,7 +240,7 @@ def _entries(table: pa.Table, delivery: Delivery, feed: _Feed) -> str:
         if key not in UNITS:
             raise ValueError(f"Green Button cannot express unit {un!r} (known: {sorted(UNITS)})")
         uom, power = UNITS[key]
-        up_href = f"{BASE}/RetailCustomer/1/UsagePoint/{quote(mid, safe='')}"
+        up_href = f"{BASE}/UsagePoint/{quote(mid, safe='')}"  # root form: the head-end's own meter id
         if mid not in feed.usage_points:
             feed.usage_points.add(mid)
             kind = SERVICE_KIND.get(ch, 0)
@@ -247,7 +249,7 @@ def _entries(table: pa.Table, delivery: Delivery, feed: _Feed) -> str:
                     f"urn:smartmdm:usagepoint:{quote(mid, safe='')}",
                     [
                         ("self", up_href),
-                        ("up", f"{BASE}/RetailCustomer/1/UsagePoint"),
+                        ("up", f"{BASE}/UsagePoint"),
                         ("related", f"{up_href}/MeterReading"),
                     ],
                     mid,

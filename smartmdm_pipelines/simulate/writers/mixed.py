@@ -24,13 +24,15 @@ the complement, decided per meter so that files do not depend on the chunk size)
   value. No duplicated rows (a MeterReading whose readings all carry one start makes the reader
   distrust the whole file).
 - ``nem12``: kwh_delivered/kwh_received (kWh) and kvarh (kVARh) of 1-60 minutes, by whole
-  meter-days of the writer's zone: a (meter, channel, local day) is NEM12 only if the day is 24 h
-  long and has each of its intervals exactly once, on the grid, exact to 0.001. DST days, gaps,
-  duplicates, clock drift, meter exchange days and partial re-deliveries go to the complement.
+  meter-days of NEM time (AEMO: UTC+10 without DST; the generator cuts a NEM12 head-end's
+  interval files on NEM days, so a US DST day is an ordinary NEM day): a (meter, channel, NEM
+  day) is NEM12 only if it has each of its intervals exactly once, on the grid, exact to 0.001.
+  Gaps, duplicates, clock drift, meter exchange days, partial re-deliveries and the partial NEM
+  days at both ends of the window go to the complement.
 - ``generic_csv``: everything.
 
-CMEP, BEACON and NEM12 write local times in ``timezone`` (the utility's zone; the MDM's source
-config must name the same zone for these head-ends). An empty CMEP or Green Button file is not
+CMEP and BEACON write local times in ``timezone`` (the utility's zone; the MDM's source config must
+name the same zone for these head-ends); NEM12 writes NEM time, as the MDM reads it by default. An empty CMEP or Green Button file is not
 recognisable as such, so those files are created with their first row; a delivery that ends up
 with no file at all is written as a header-only generic CSV file.
 
@@ -49,6 +51,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..spec import DELIVERY_ZONES
 from . import beacon_csv, cmep, green_button, nem12
 from .base import RECORD_EVENTS, RECORD_INTERVALS, RECORD_REGISTERS, Delivery, HeadEndWriter
 from .beacon_csv import BeaconCsvWriter
@@ -82,11 +85,16 @@ class ComplementCsvWriter(GenericCsvWriter):
         return super().path_for(delivery).removesuffix(".csv") + COMPLEMENT_SUFFIX + ".csv"
 
 
+def format_zone(name: str, timezone: str) -> str:
+    """The zone a format writes its local times and days in: NEM time for NEM12, else ``timezone``."""
+    return DELIVERY_ZONES.get(name, timezone)
+
+
 def _format_writer(name: str, out_dir: Path, timezone: str) -> HeadEndWriter:
     factories: dict[str, Callable[[], HeadEndWriter]] = {
         "cmep": lambda: CmepWriter(out_dir, timezone=timezone),
         "beacon_csv": lambda: BeaconCsvWriter(out_dir, timezone=timezone),
-        "nem12": lambda: Nem12Writer(out_dir, timezone=timezone),
+        "nem12": lambda: Nem12Writer(out_dir, timezone=format_zone("nem12", timezone)),
         "green_button": lambda: GreenButtonWriter(out_dir),
     }
     return factories[name]()
@@ -331,7 +339,7 @@ class MixedWriter(HeadEndWriter):
                 self._track(delivery, _View(table, delivery.record), np.ones(table.num_rows, bool), MAIN)
             return
         view = _View(table, delivery.record)
-        keep = CARRY[name](view, delivery.record, self.timezone)
+        keep = CARRY[name](view, delivery.record, format_zone(name, self.timezone))
         for part, mask in ((MAIN, keep), (COMPLEMENT, ~keep)):
             if mask.any():
                 self._writer(delivery, part).write(delivery, table.filter(pa.array(mask)))

@@ -9,11 +9,11 @@ What NEM12 can express, and how the writer maps canonical rows:
 - NMI = meter id (no meter serial number, so the adapter's meter id is the meter id again);
   NMI suffix E1 kwh_delivered, B1 kwh_received, Q1 kvarh, K1 kvarh_received; UOM = the row's
   unit verbatim (kWh, kVARh); interval length = interval_seconds / 60.
-- Days are NEM days (default ``Etc/GMT-10``, AEST; pass ``timezone`` for another fixed-offset
-  zone, matching the source's ``timezone`` in the MDM config). A 300 record always holds the whole
-  day: intervals without a row are written as ``0`` with quality ``N`` (null), which the adapter
-  loads as no-read placeholders (NaN). Deliveries cut on another zone's days therefore produce
-  such placeholders at both ends.
+- Days are NEM days (default ``Etc/GMT-10``, AEST, as the AEMO specification and the MDM's
+  adapter have it; pass ``timezone`` for another fixed-offset zone, matching the source's
+  ``nem12_timezone`` in the MDM config). A 300 record always holds the whole day: intervals
+  without a row are written as ``0`` with quality ``N`` (null), which the adapter loads as no-read
+  placeholders (NaN); so the mixed writer hands it whole NEM days only.
 - Values are written rounded to 0.001 of the unit. A null value is ``0`` with quality N.
 - Quality: empty → ``A``; codes already in NEM12 form (``A``, ``E52``, ``F``, ``S14``, ``N``…) verbatim;
   other codes by their first letter (E → E, N → N, else A). A day whose intervals differ in
