@@ -42,7 +42,8 @@ def build(url: str, *, hours_missing: int = 0) -> None:
 def close(definitions, instance, **config) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions("billing_periods", [KEY])
     job = definitions.resolve_job_def("close_billing_cycle_job")
-    run_config = {"ops": {"billing_determinants": {"config": {"closed_by": "test", **config}}}}
+    close_config = {"closed_by": "test", "reason": "monthly close", **config}  # both required
+    run_config = {"ops": {"billing_determinants": {"config": close_config}}}
     return job.execute_in_process(
         instance=instance, partition_key=KEY, run_config=run_config, raise_on_error=False
     )
