@@ -176,6 +176,12 @@ def test_schedule_closes_due_periods_after_the_grace_days(
     assert not early.run_requests and "no billing period due" in (early.skip_message or "")
     due = tick("2027-07-08")
     assert [r.partition_key for r in due.run_requests] == [KEY]
+    # a scheduled close says who and why, like a manual one
+    close_config = due.run_requests[0].run_config["ops"]["billing_determinants"]["config"]
+    assert (
+        close_config["closed_by"] == "billing_close_schedule"
+        and "grace days passed" in close_config["reason"]
+    )
     assert KEY in instance.get_dynamic_partitions("billing_periods")
     close(definitions, instance)
     assert not tick("2027-07-09").run_requests  # closed periods are not closed again by the schedule

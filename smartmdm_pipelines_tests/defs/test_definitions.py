@@ -50,3 +50,23 @@ def test_billing_lineage_is_one_graph(definitions: dg.Definitions) -> None:
     assert dg.AssetKey("period_determinants") in graph.get(dg.AssetKey("billing_determinants")).parent_keys
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("period_determinants")}
     assert any(name.startswith("tou_buckets_add_up") for name in checks)  # a dbt test as an asset check
+
+
+def test_dbt_assets_show_the_store_backend_as_their_kind(monkeypatch, tmp_path) -> None:
+    """The kind comes from SMARTMDM_DATABASE_URL when the definitions load (one store per process),
+    not from the target that parsed the manifest."""
+    import json
+
+    from smartmdm_pipelines.defs.billing.dbt_assets import BillingTranslator
+    from smartmdm_pipelines.lib.dbt import smartmdm_dbt
+
+    manifest = json.loads(smartmdm_dbt.manifest_path.read_text())
+    [model] = [k for k in manifest["nodes"] if k.startswith("model.") and k.endswith(".period_determinants")]
+    for url, kind in (
+        (f"duckdb:///{tmp_path / 'x.duckdb'}", "duckdb"),
+        ("postgresql+psycopg2://u@127.0.0.1:5432/db", "postgres"),  # nothing connects: definitions only
+    ):
+        monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
+        spec = BillingTranslator().get_asset_spec(manifest, model, smartmdm_dbt)
+        assert spec.kinds == {"dbt", kind}
+        assert spec.metadata["dagster/storage_kind"] == kind
