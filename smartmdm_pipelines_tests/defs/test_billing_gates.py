@@ -17,26 +17,19 @@ TZ = "America/Chicago"
 KEY = "C01|2024-07-02"  # a past period: its operating days are vee_job partitions
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def billing_env(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = request.getfixturevalue("duckdb_url" if request.param == "duckdb" else "postgres_url")
-    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
-    return url
-
-
 def build(url: str, *, first_day_from_files: bool = False, hours_missing: int = 0) -> None:
     """Three metered accounts, period 2024-07-02..05. With ``first_day_from_files`` the first day
     has no intervals yet (its reads come through ingestion and VEE), nothing before it."""
     store = Store(url)
     sc.add_tariff(store, "FLAT", energy_weekday=sc.peak_grid(range(0)))
-    sc.add_cycle(store, "C01", "2024-07-02", "2024-07-05")
-    for i in range(3):
-        sc.add_service_point(store, f"SP{i}", account=f"A{i}", meter=f"M{i}", rate_code="FLAT", timezone=TZ)
-        ends = sc.local_range("2024-07-03" if first_day_from_files else "2024-07-02", "2024-07-06", TZ, 900)
-        if i == 0 and hours_missing:
-            ends = ends[: len(ends) - 4 * hours_missing]
-        sc.add_intervals(store, f"M{i}", ends, 0.25)
+    sc.three_metered_accounts(
+        store,
+        "FLAT",
+        "2024-07-02",
+        "2024-07-05",
+        intervals_from="2024-07-03" if first_day_from_files else None,
+        hours_missing=hours_missing,
+    )
     store.dispose()
 
 

@@ -17,18 +17,8 @@ from smartmdm_pipelines_tests.fixtures import INTERVAL_HEADER, interval_file
 METERS_CSV = "meter_id,kind,commodity,role,channels,unit,interval_seconds,multiplier,dials\n"
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def ops_env(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    url = request.getfixturevalue("duckdb_url" if request.param == "duckdb" else "postgres_url")
-    data = tmp_path / "data"
-    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(data))
-    monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
-    monkeypatch.setenv("SMARTMDM_LANDING_SETTLE_SECONDS", "0")
-    return data
-
-
 @pytest.fixture
-def definitions(ops_env: Path) -> dg.Definitions:
+def definitions(store_env: Path) -> dg.Definitions:
     from smartmdm_pipelines.definitions import defs
 
     return defs()
@@ -63,9 +53,9 @@ def day_file(path: Path, meter: str, day: str, spike_at: int | None = None, nega
 
 
 def test_a_day_of_unregistered_meters_completes_and_the_cis_sync_requests_it_again(
-    ops_env: Path, definitions, instance
+    store_env: Path, definitions, instance
 ) -> None:
-    interval_file(ops_env / "landing" / "ami-east_20240312.csv", ["E1", "E2"], "2024-03-12", shaped=True)
+    interval_file(store_env / "landing" / "ami-east_20240312.csv", ["E1", "E2"], "2024-03-12", shaped=True)
     assert all(r.success for r in run_requests(definitions, instance, sensor_tick(definitions, instance)))
     first = vee_tick(definitions, instance)
     [run] = vee_runs(definitions, instance, first)
@@ -77,7 +67,7 @@ def test_a_day_of_unregistered_meters_completes_and_the_cis_sync_requests_it_aga
     ]
     assert db.count("intervals") == 0
 
-    cis = ops_env / "cis"
+    cis = store_env / "cis"
     cis.mkdir(parents=True)
     (cis / "meters.csv").write_text(
         METERS_CSV + "".join(f"{m},ami,electric,customer,kwh_delivered,kWh,900,1,6\n" for m in ("E1", "E2"))
@@ -94,10 +84,10 @@ def test_a_day_of_unregistered_meters_completes_and_the_cis_sync_requests_it_aga
 
 
 def test_metadata_and_gx_evaluations_are_per_day_in_a_backfill_range(
-    ops_env: Path, definitions, instance
+    store_env: Path, definitions, instance
 ) -> None:
     load_master_data(os.environ["SMARTMDM_DATABASE_URL"], ["E1"])
-    landing = ops_env / "landing"
+    landing = store_env / "landing"
     day_file(landing / "ami-east_20240312.csv", "E1", "2024-03-12", spike_at=40, negative_at=50)
     day_file(landing / "ami-east_20240313.csv", "E1", "2024-03-13")
     run_requests(definitions, instance, sensor_tick(definitions, instance))
@@ -137,10 +127,10 @@ def test_metadata_and_gx_evaluations_are_per_day_in_a_backfill_range(
 
 
 def test_the_queue_asset_lists_open_exceptions_and_the_launchpad_resolves_one(
-    ops_env: Path, definitions, instance
+    store_env: Path, definitions, instance
 ) -> None:
     load_master_data(os.environ["SMARTMDM_DATABASE_URL"], ["E1"])
-    day_file(ops_env / "landing" / "ami-east_20240312.csv", "E1", "2024-03-12", spike_at=40)
+    day_file(store_env / "landing" / "ami-east_20240312.csv", "E1", "2024-03-12", spike_at=40)
     run_requests(definitions, instance, sensor_tick(definitions, instance))
     assert all(r.success for r in vee_runs(definitions, instance, vee_tick(definitions, instance)))
 
@@ -183,7 +173,7 @@ def test_the_queue_asset_lists_open_exceptions_and_the_launchpad_resolves_one(
     assert after.metadata["open_exceptions"].value == 0
 
 
-def test_awaited_intervals_are_not_called_missing(ops_env: Path, definitions, instance) -> None:
+def test_awaited_intervals_are_not_called_missing(store_env: Path, definitions, instance) -> None:
     load_master_data(os.environ["SMARTMDM_DATABASE_URL"], ["E1", "E2"])
     start = pd.Timestamp("2024-03-12T05:00Z")
     rows = [  # E1 complete; E2 stopped at 10:00 local, inside the re-collection window
@@ -192,7 +182,7 @@ def test_awaited_intervals_are_not_called_missing(ops_env: Path, definitions, in
         for m in ("E1", "E2")
         for s in range(96 if m == "E1" else 40)
     ]
-    landing = ops_env / "landing"
+    landing = store_env / "landing"
     landing.mkdir(parents=True)
     (landing / "ami-east_20240312.csv").write_text(INTERVAL_HEADER + "\n".join(rows) + "\n")
     run_requests(definitions, instance, sensor_tick(definitions, instance))
