@@ -12,12 +12,13 @@ with the UI continues from that cursor instead of requesting everything again.
 
 from __future__ import annotations
 
+import os
 import time
 from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.execution.execution_result import ExecutionResult
@@ -52,8 +53,19 @@ def repository_origin() -> RemoteRepositoryOrigin:
     return RemoteRepositoryOrigin(origin, SINGLETON_REPOSITORY_NAME)
 
 
-@lru_cache(maxsize=1)
+_loaded_for: dict[str, str] = {}
+
+
 def _repository() -> ReconstructableRepository:
+    """The definitions as the code location loads them. Dagster keeps the last job definition it
+    built; the resources read SMARTMDM_* variables when they are built, so a changed environment
+    (another store or data directory in the same process) builds them again."""
+    environment = {k: v for k, v in os.environ.items() if k.startswith("SMARTMDM_")}
+    if environment != _loaded_for:
+        ReconstructableJob.get_definition.cache_clear()
+        ReconstructableJob.get_repository_definition.cache_clear()
+        _loaded_for.clear()
+        _loaded_for.update(environment)
     return ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=str(REPO_ROOT))
 
 

@@ -145,3 +145,20 @@ def test_launched_runs_are_on_the_job_page_and_the_daemon_continues_from_the_cur
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_run_job_follows_the_environment_of_each_call(tmp_path: Path, monkeypatch) -> None:
+    """Two data directories and stores in one process (as in a test session): each run reads its own."""
+    meters = "meter_id,kind,commodity,role,channels,unit,interval_seconds,multiplier,dials\n"
+    with dg.instance_for_test() as instance:
+        for n in (1, 3):
+            data = tmp_path / f"data{n}"
+            (data / "cis").mkdir(parents=True)
+            (data / "cis" / "meters.csv").write_text(
+                meters + "".join(f"M{i},ami,electric,customer,kwh_delivered,kWh,900,1,6\n" for i in range(n))
+            )
+            monkeypatch.setenv("SMARTMDM_DATA_DIR", str(data))
+            monkeypatch.setenv("SMARTMDM_DATABASE_URL", f"duckdb:///{tmp_path / f'store{n}.duckdb'}")
+            result = run_job(instance, "cis_sync_job")
+            [mat] = result.asset_materializations_for_node("cis_master_data")
+            assert mat.metadata["meters_inserted"].value == n
