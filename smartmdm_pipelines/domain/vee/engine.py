@@ -20,7 +20,7 @@ from smartmdm_pipelines.domain.timeutil import local_day_bounds, operating_day
 from smartmdm_pipelines.domain.vee import estimation, rules
 from smartmdm_pipelines.domain.vee.config import VeeConfig
 from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, group_bounds, lookup
-from smartmdm_pipelines.domain.vee.prepare import KEY, align, expected_grid, resolve_reads
+from smartmdm_pipelines.domain.vee.prepare import align, expected_grid, resolve_reads
 from smartmdm_pipelines.domain.vee.quality import quality_codes
 
 CHANNEL_UNITS = {
@@ -785,11 +785,6 @@ def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFr
     exc["intervals"] = pd.to_numeric(exc["intervals"], errors="coerce").fillna(0).astype("int64")
     exc["exception_id"] = exception_ids(exc["meter_id"], exc["channel"], day.isoformat(), exc["rule"])
     return exc.drop_duplicates("exception_id")[EXCEPTION_COLUMNS].reset_index(drop=True)
-
-
-def _empty_day() -> pd.DataFrame:
-    cols = [*KEY, "interval_seconds", "value", "received", "status", "outage", "context"]
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
 
 
 # --- history and estimation -------------------------------------------------------------------------
