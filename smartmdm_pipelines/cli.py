@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from smartmdm_pipelines import cli_billing
+from smartmdm_pipelines import cli_billing, cli_ops
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,28 +131,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     os.environ["SMARTMDM_MIGRATION_DIR"] = str(folder.resolve())
     import dagster as dg
 
-    from smartmdm_pipelines.definitions import defs
     from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG
+    from smartmdm_pipelines.lib.launch import run_job
     from smartmdm_pipelines.lib.partitions import LEGACY_FILES
 
-    definitions = defs()
     started, reads, failed = time.perf_counter(), 0, 0
-    with dg.DagsterInstance.get() as instance:
-        definitions.resolve_job_def("register_legacy_files_job").execute_in_process(
-            instance=instance, run_config=QUIET_RUN_CONFIG
-        )
+    with dg.DagsterInstance.get() as instance:  # runs against code location smartmdm (job pages list them)
+        run_job(instance, "register_legacy_files_job", run_config=QUIET_RUN_CONFIG)
         keys = instance.get_dynamic_partitions(LEGACY_FILES.name)
-        job = definitions.resolve_job_def("legacy_migration_job")
         for first in range(0, len(keys), args.chunk):
             chunk = keys[first : first + args.chunk]
-            run = job.execute_in_process(
-                instance=instance,
+            run = run_job(
+                instance,
+                "legacy_migration_job",
+                partition_range=(chunk[0], chunk[-1]),
                 run_config=QUIET_RUN_CONFIG,
-                tags={
-                    "dagster/asset_partition_range_start": chunk[0],
-                    "dagster/asset_partition_range_end": chunk[-1],
-                },
-                raise_on_error=False,
             )
             meta = {}
             if run.success:
@@ -401,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backtest)
 
     cli_billing.register(sub)
+    cli_ops.register(sub)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])

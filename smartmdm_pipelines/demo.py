@@ -49,6 +49,7 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
 
     from smartmdm_pipelines.config import load_config
     from smartmdm_pipelines.definitions import defs
+    from smartmdm_pipelines.lib.launch import run_job, sensor_run_tags, store_sensor_cursor
     from smartmdm_pipelines.lib.resources import UtilityConfigResource
     from smartmdm_pipelines.simulate import SimulationSpec, generate
     from smartmdm_pipelines.store.store import Store
@@ -70,10 +71,10 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
     definitions = defs()
     result = DemoResult()
     with dg.DagsterInstance.get() as instance:
+        # every run is created against code location `smartmdm` (lib/launch.py), so the UI's job
+        # pages list them; sensor ticks are recorded on the instance as the daemon records them
         echo("Syncing CIS master data (asset cis_master_data) …")
-        cis = definitions.resolve_job_def("cis_sync_job").execute_in_process(
-            instance=instance, run_config=QUIET_RUN_CONFIG
-        )
+        cis = run_job(instance, "cis_sync_job", run_config=QUIET_RUN_CONFIG)
         _count(result, cis.success, "cis_master_data")
 
         sensor = definitions.resolve_sensor_def("headend_file_sensor")
@@ -87,38 +88,39 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         requests = tick.run_requests or []
         echo(f"Ingesting {len(requests)} files (sensor headend_file_sensor → job ingest_headend_job) …")
-        job = definitions.resolve_job_def("ingest_headend_job")
         for request in requests:
-            run = job.execute_in_process(
-                instance=instance,
-                run_config=QUIET_RUN_CONFIG,
+            run = run_job(
+                instance,
+                "ingest_headend_job",
                 partition_key=request.partition_key,
-                tags=request.tags,
-                raise_on_error=False,
+                run_config=QUIET_RUN_CONFIG,
+                tags=sensor_run_tags(sensor.name, request),
             )
             _count(result, run.success, request.tags.get("smartmdm/file", request.partition_key))
+        store_sensor_cursor(instance, sensor, tick.cursor)
 
         vee_sensor = definitions.resolve_sensor_def("vee_day_sensor")
         vee_tick = vee_sensor(dg.build_sensor_context(instance=instance, definitions=definitions))
         days = [r.partition_key for r in vee_tick.run_requests or []]
         echo(f"Validating and estimating {len(days)} operating days (sensor vee_day_sensor → job vee_job) …")
-        vee = definitions.resolve_job_def("vee_job")
         for request in vee_tick.run_requests or []:
-            run = vee.execute_in_process(
-                instance=instance,
-                run_config=QUIET_RUN_CONFIG,
+            run = run_job(
+                instance,
+                "vee_job",
                 partition_key=request.partition_key,
-                tags=request.tags,
-                raise_on_error=False,
+                run_config=QUIET_RUN_CONFIG,
+                tags=sensor_run_tags(vee_sensor.name, request),
             )
             _count(result, run.success, f"vee {request.partition_key}")
+        # the daemon started with the UI continues from here: it does not validate these days again
+        store_sensor_cursor(instance, vee_sensor, vee_tick.cursor)
+        queue = run_job(instance, "exception_queue_job", run_config=QUIET_RUN_CONFIG)
+        _count(result, queue.success, "vee_exception_queue")
 
         echo("Loading tariffs and system peaks (asset billing_reference_data) …")
-        ref = definitions.resolve_job_def("billing_reference_job").execute_in_process(
-            instance=instance, run_config=QUIET_RUN_CONFIG
-        )
+        ref = run_job(instance, "billing_reference_job", run_config=QUIET_RUN_CONFIG)
         _count(result, ref.success, "billing_reference_data")
-        _close_a_cycle(definitions, instance, result, options, echo)
+        _close_a_cycle(instance, result, options, echo)
 
     store = Store()
     result.summary = store_summary(store)
@@ -128,14 +130,16 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
 
 
 def _close_config(**config) -> dict:
-    return {**QUIET_RUN_CONFIG, "ops": {"billing_determinants": {"config": {"closed_by": "demo", **config}}}}
+    close = {"closed_by": "demo", "reason": "demo: monthly close", **config}
+    return {**QUIET_RUN_CONFIG, "ops": {"billing_determinants": {"config": close}}}
 
 
-def _close_a_cycle(definitions, instance, result: DemoResult, options: DemoOptions, echo) -> None:
+def _close_a_cycle(instance, result: DemoResult, options: DemoOptions, echo) -> None:
     """Close the billing period that overlaps the demo window most: the completeness gate refuses it
     (the demo holds one week of the period), then the billing team's forced close goes through."""
     import pandas as pd
 
+    from smartmdm_pipelines.lib.launch import run_job
     from smartmdm_pipelines.services.billing_close import period_key
     from smartmdm_pipelines.store.store import Store
 
@@ -155,23 +159,20 @@ def _close_a_cycle(definitions, instance, result: DemoResult, options: DemoOptio
     overlap = [(min(e, last) - max(b, first)).days for b, e in zip(starts, ends, strict=True)]
     best = periods.iloc[max(range(len(overlap)), key=overlap.__getitem__)]
     key = period_key(best.cycle_id, starts.iloc[periods.index.get_loc(best.name)])
-    job = definitions.resolve_job_def("close_billing_cycle_job")
     echo(
         f"Closing billing period {key} (job close_billing_cycle_job: dbt → determinants → checks → export) …"
     )
-    first_try = job.execute_in_process(
-        instance=instance, partition_key=key, run_config=_close_config(), raise_on_error=False
-    )
+    first_try = run_job(instance, "close_billing_cycle_job", partition_key=key, run_config=_close_config())
     if not first_try.success:
         result.refusals.append(key)
         echo(
             "  refused by the completeness gate (the demo holds one week of this period); closing with force=true"
         )
-        forced = job.execute_in_process(
-            instance=instance,
+        forced = run_job(
+            instance,
+            "close_billing_cycle_job",
             partition_key=key,
             run_config=_close_config(force=True, reason="demo: the store holds only one week of this period"),
-            raise_on_error=False,
         )
         _count(result, forced.success, f"close {key}")
     else:
@@ -195,11 +196,14 @@ def store_summary(store) -> dict:
         "events_loaded": int(store.count("meter_events")),
         "rows_rejected": int(store.count("rejected_rows")),
         "operating_days": int(store.scalar("SELECT count(DISTINCT read_day) FROM raw_reads") or 0),
+        # an interval not received yet but still inside the re-collection window is awaited, not missing
         "intervals_by_status": {
             r.status: int(r.n)
             for r in q(
-                "SELECT status, count(*) AS n FROM (SELECT status, row_number() OVER (PARTITION BY meter_id, "
-                "channel, interval_end ORDER BY version DESC) AS rn FROM intervals) c WHERE rn = 1 GROUP BY 1 ORDER BY 1"
+                "SELECT CASE WHEN status = 'missing' AND failed_rules LIKE '%awaiting_data%' THEN 'awaiting' "
+                "ELSE status END AS status, count(*) AS n FROM (SELECT status, failed_rules, row_number() OVER "
+                "(PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn FROM intervals) c "
+                "WHERE rn = 1 GROUP BY 1 ORDER BY 1"
             ).itertuples()
         },
         "interval_versions": int(store.count("intervals")),
@@ -249,7 +253,10 @@ def format_summary(result: DemoResult) -> str:
         f"  rows rejected          {s['rows_rejected']:>12,}  (see table rejected_rows)",
         "  VEE current intervals  "
         + f"{sum(s['intervals_by_status'].values()):>12,}  "
-        + ", ".join(f"{k} {v:,}" for k, v in s["intervals_by_status"].items()),
+        + ", ".join(
+            f"{k} {v:,}" + (" (inside the re-collection window)" if k == "awaiting" else "")
+            for k, v in s["intervals_by_status"].items()
+        ),
         f"  interval versions      {s['interval_versions']:>12,}",
         "  estimated by method    " + ", ".join(f"{k} {v:,}" for k, v in s["estimated_by_method"].items()),
         f"  open VEE exceptions    {sum(s['open_exceptions_by_rule'].values()):>12,}  "

@@ -58,3 +58,19 @@ def negative_delivered(latest: pd.DataFrame) -> pd.DataFrame:
 def over_estimated(latest: pd.DataFrame, limit: float) -> pd.DataFrame:
     est = latest[latest["determinant"].eq("share_estimated")]
     return est.loc[est["value"] > limit, ["account_id", "service_point_id", "value"]]
+
+
+def latest_close(store: Store, cycle_id: str, period_start: str) -> dict | None:
+    """The period's latest close that went through (not a refusal): outcome, who, why, forced,
+    completeness; None when it was never closed."""
+    rows = store.read_frame(
+        "SELECT outcome, closed_by, reason, forced, completeness, closed_at FROM billing_closes "
+        "WHERE cycle_id = :c AND period_start = :p AND outcome <> 'refused' ORDER BY closed_at DESC LIMIT 1",
+        _params(cycle_id, period_start),
+    )
+    if rows.empty:
+        return None
+    row = rows.iloc[0].to_dict()
+    row["forced"] = bool(row["forced"])
+    row["completeness"] = float(row["completeness"]) if pd.notna(row["completeness"]) else 1.0
+    return row

@@ -34,18 +34,60 @@ class Resolution:
     method: str | None = None  # estimate: the method to use
 
 
-def queue_summary(store: Store) -> dict:
+def _day_range(first: dt.date | None, last: dt.date | None) -> tuple[str, dict]:
+    """A ``read_day`` filter for the days ``first..last`` (every day when ``first`` is None)."""
+    if first is None:
+        return "", {}
+    return " AND read_day >= :first AND read_day <= :last", {"first": first, "last": last or first}
+
+
+def queue_summary(store: Store, first: dt.date | None = None, last: dt.date | None = None) -> dict:
+    """Open exceptions of the read days ``first..last`` (the whole queue when omitted): how many, by
+    rule and severity, and the read day of the oldest."""
+    days, params = _day_range(first, last)
     open_rows = store.read_frame(
-        "SELECT rule, severity, count(*) AS n, min(created_at) AS oldest FROM vee_exceptions "
-        "WHERE status = 'open' GROUP BY rule, severity"
+        "SELECT rule, severity, count(*) AS n, min(read_day) AS oldest FROM vee_exceptions "
+        f"WHERE status = 'open'{days} GROUP BY rule, severity",
+        params,
     )
     oldest = open_rows["oldest"].min() if len(open_rows) else None
     return {
         "open": int(open_rows["n"].sum()) if len(open_rows) else 0,
         "open_by_rule": {r: int(n) for r, n in open_rows.groupby("rule")["n"].sum().items()},
         "open_by_severity": {s: int(n) for s, n in open_rows.groupby("severity")["n"].sum().items()},
-        "oldest_open": pd.Timestamp(oldest).isoformat() if oldest is not None and pd.notna(oldest) else None,
+        "oldest_open": pd.Timestamp(oldest).date().isoformat()
+        if oldest is not None and pd.notna(oldest)
+        else None,
     }
+
+
+SEVERITY_ORDER = "CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
+
+
+def open_queue(
+    store: Store, first: dt.date | None = None, last: dt.date | None = None, limit: int = 100
+) -> tuple[pd.DataFrame, int]:
+    """The open exceptions an operator works through (worst first, oldest day first) and how many
+    are open in all: id, read day, meter, channel, rule, severity, the sentence."""
+    days, params = _day_range(first, last)
+    rows = store.read_frame(
+        "SELECT exception_id, read_day, meter_id, channel, rule, severity, detail FROM vee_exceptions "
+        f"WHERE status = 'open'{days} ORDER BY {SEVERITY_ORDER}, read_day, meter_id, rule LIMIT :limit",
+        {**params, "limit": limit},
+    )
+    total = store.scalar(f"SELECT count(*) FROM vee_exceptions WHERE status = 'open'{days}", params)
+    rows["read_day"] = pd.to_datetime(rows["read_day"]).dt.date.astype(str)
+    return rows, int(total or 0)
+
+
+def days_waiting_for_master_data(store: Store) -> list[str]:
+    """Read days holding reads of meters the master data did not know when VEE ran, but knows now:
+    a re-run of those days validates them (the CIS sync requests it)."""
+    rows = store.read_frame(
+        "SELECT DISTINCT e.read_day FROM vee_exceptions e JOIN meters m ON m.meter_id = e.meter_id "
+        "WHERE e.status = 'open' AND e.rule = 'unregistered_meter' ORDER BY e.read_day"
+    )
+    return [pd.Timestamp(d).date().isoformat() for d in rows["read_day"]]
 
 
 def list_exceptions(

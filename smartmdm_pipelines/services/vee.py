@@ -381,7 +381,12 @@ def _write_exceptions(store: Store, day: dt.date, exceptions: pd.DataFrame, now,
     fresh["created_at"] = fresh["created_at"].fillna(now) if len(fresh) else fresh["created_at"]
     fresh["read_day"] = pd.Timestamp(day)
     gone = still_open[~still_open["exception_id"].isin(fresh["exception_id"])].assign(
-        status="resolved", resolution="no longer detected by VEE", resolved_by="vee", resolved_at=now
+        status="resolved", resolved_by="vee", resolved_at=now
+    )
+    gone["resolution"] = np.where(
+        gone["rule"].eq("unregistered_meter"),
+        "the meter is in the master data now: its reads were validated",
+        "no longer detected by VEE",
     )
     store.delete("vee_exceptions", {"read_day": day, "status": "open"}, conn)
     store.bulk_insert("vee_exceptions", [fresh, gone], conn)

@@ -268,6 +268,29 @@ def local_range(start: str, end: str, tz: str, seconds: int = 900) -> pd.Datetim
     return pd.date_range(first.tz_convert("UTC"), last.tz_convert("UTC"), freq=f"{seconds}s")
 
 
+def three_metered_accounts(
+    store: Store,
+    rate_code: str,
+    period_start: str,
+    period_end: str,
+    *,
+    intervals_from: str | None = None,
+    hours_missing: int = 0,
+    tz: str = "America/Chicago",
+) -> None:
+    """Cycle C01 over ``period_start..period_end``; SP0..SP2 with accounts A0..A2 and meters M0..M2
+    reading 0.25 kWh per quarter-hour from ``intervals_from`` (the period start by default) to the
+    end of the period; SP0 lacks its last ``hours_missing`` hours."""
+    add_cycle(store, "C01", period_start, period_end)
+    after = (dt.date.fromisoformat(period_end) + dt.timedelta(days=1)).isoformat()
+    for i in range(3):
+        add_service_point(store, f"SP{i}", account=f"A{i}", meter=f"M{i}", rate_code=rate_code, timezone=tz)
+        ends = local_range(intervals_from or period_start, after, tz, 900)
+        if i == 0 and hours_missing:
+            ends = ends[: len(ends) - 4 * hours_missing]
+        add_intervals(store, f"M{i}", ends, 0.25)
+
+
 def determinants(store: Store) -> pd.DataFrame:
     return store.read_frame("select * from period_determinants order by account_id, determinant, tou_period")
 

@@ -4,7 +4,6 @@ correction when one interval of a closed period changes), blocking checks, CIS e
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -18,31 +17,18 @@ TZ = "America/Chicago"
 KEY = "C01|2027-07-02"
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def billing_env(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = request.getfixturevalue("duckdb_url" if request.param == "duckdb" else "postgres_url")
-    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
-    return url
-
-
 def build(url: str, *, hours_missing: int = 0) -> None:
     store = Store(url)
     sc.add_tariff(store, "TOU", energy_weekday=sc.peak_grid(range(16, 21)), holidays=[dt.date(2027, 7, 5)])
-    sc.add_cycle(store, "C01", "2027-07-02", "2027-07-05")
-    for i in range(3):
-        sc.add_service_point(store, f"SP{i}", account=f"A{i}", meter=f"M{i}", rate_code="TOU", timezone=TZ)
-        ends = sc.local_range("2027-07-02", "2027-07-06", TZ, 900)
-        if i == 0 and hours_missing:
-            ends = ends[: len(ends) - 4 * hours_missing]
-        sc.add_intervals(store, f"M{i}", ends, 0.25)
+    sc.three_metered_accounts(store, "TOU", "2027-07-02", "2027-07-05", hours_missing=hours_missing)
     store.dispose()
 
 
 def close(definitions, instance, **config) -> dg.ExecuteInProcessResult:
     instance.add_dynamic_partitions("billing_periods", [KEY])
     job = definitions.resolve_job_def("close_billing_cycle_job")
-    run_config = {"ops": {"billing_determinants": {"config": {"closed_by": "test", **config}}}}
+    close_config = {"closed_by": "test", "reason": "monthly close", **config}  # both required
+    run_config = {"ops": {"billing_determinants": {"config": close_config}}}
     return job.execute_in_process(
         instance=instance, partition_key=KEY, run_config=run_config, raise_on_error=False
     )
@@ -175,6 +161,12 @@ def test_schedule_closes_due_periods_after_the_grace_days(
     assert not early.run_requests and "no billing period due" in (early.skip_message or "")
     due = tick("2027-07-08")
     assert [r.partition_key for r in due.run_requests] == [KEY]
+    # a scheduled close says who and why, like a manual one
+    close_config = due.run_requests[0].run_config["ops"]["billing_determinants"]["config"]
+    assert (
+        close_config["closed_by"] == "billing_close_schedule"
+        and "grace days passed" in close_config["reason"]
+    )
     assert KEY in instance.get_dynamic_partitions("billing_periods")
     close(definitions, instance)
     assert not tick("2027-07-09").run_requests  # closed periods are not closed again by the schedule

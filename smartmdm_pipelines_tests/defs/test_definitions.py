@@ -43,8 +43,30 @@ def test_billing_lineage_is_one_graph(definitions: dg.Definitions) -> None:
     """dbt sources map to the Python assets that write them: ingestion → VEE → dbt → close → export."""
     graph = definitions.resolve_asset_graph()
     upstream = graph.get(dg.AssetKey("billing_ready_usage")).parent_keys
-    assert dg.AssetKey("validated_intervals") in upstream
+    # billing reads the estimated intervals (behind their blocking check), downstream of validation
+    assert dg.AssetKey("interval_estimates") in upstream
+    assert dg.AssetKey("validated_intervals") in graph.get(dg.AssetKey("interval_estimates")).parent_keys
     assert dg.AssetKey("cis_master_data") in graph.get(dg.AssetKey(["store", "accounts"])).parent_keys
     assert dg.AssetKey("period_determinants") in graph.get(dg.AssetKey("billing_determinants")).parent_keys
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == dg.AssetKey("period_determinants")}
     assert any(name.startswith("tou_buckets_add_up") for name in checks)  # a dbt test as an asset check
+
+
+def test_dbt_assets_show_the_store_backend_as_their_kind(monkeypatch, tmp_path) -> None:
+    """The kind comes from SMARTMDM_DATABASE_URL when the definitions load (one store per process),
+    not from the target that parsed the manifest."""
+    import json
+
+    from smartmdm_pipelines.defs.billing.dbt_assets import BillingTranslator
+    from smartmdm_pipelines.lib.dbt import smartmdm_dbt
+
+    manifest = json.loads(smartmdm_dbt.manifest_path.read_text())
+    [model] = [k for k in manifest["nodes"] if k.startswith("model.") and k.endswith(".period_determinants")]
+    for url, kind in (
+        (f"duckdb:///{tmp_path / 'x.duckdb'}", "duckdb"),
+        ("postgresql+psycopg2://u@127.0.0.1:5432/db", "postgres"),  # nothing connects: definitions only
+    ):
+        monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
+        spec = BillingTranslator().get_asset_spec(manifest, model, smartmdm_dbt)
+        assert spec.kinds == {"dbt", kind}
+        assert spec.metadata["dagster/storage_kind"] == kind

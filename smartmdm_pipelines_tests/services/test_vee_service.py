@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 
 from smartmdm_pipelines.config import load_config
-from smartmdm_pipelines.services.exceptions import ExceptionError, Resolution, list_exceptions, resolve
+from smartmdm_pipelines.services.exceptions import (
+    ExceptionError,
+    Resolution,
+    days_waiting_for_master_data,
+    list_exceptions,
+    resolve,
+)
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.store.store import Store
@@ -217,3 +223,35 @@ def test_requested_estimation_method(store: Store, config, tmp_path) -> None:
     neighbours = (values[("M1", 49)] + values[("M1", 51)]) / 2
     assert last["status"] == "estimated" and last["estimation_method"] == "linear"
     assert last["value"] == pytest.approx(neighbours)
+
+
+def test_reads_of_unregistered_meters_wait_for_the_cis_sync(store: Store, config, tmp_path) -> None:
+    """A day whose meters the master data does not know yet: VEE completes, the reads wait as one
+    unregistered_meter exception per meter-channel-day, and a re-run after the sync validates them."""
+    ingest_file(store, reads_file(tmp_path / "d1.csv", {**day_values("M1"), **day_values("M2")}), config)
+    first = run_day(store, DAY, config)
+    assert first.validation.stats["expected_intervals"] == 0 and store.count("intervals") == 0
+    waiting = list_exceptions(store)
+    assert sorted(waiting["meter_id"]) == ["M1", "M2"] and set(waiting["rule"]) == {"unregistered_meter"}
+    assert set(waiting["severity"]) == {"warning"}
+    assert "96 read(s) of a meter the master data does not know yet" in waiting["detail"].iloc[0]
+    assert days_waiting_for_master_data(store) == []  # the meters are still unknown
+
+    master_data(store)  # the CIS sync brings M1 and M2
+    assert days_waiting_for_master_data(store) == [DAY.isoformat()]
+    again = run_day(store, DAY, config)
+    assert again.validation_versions == 192 and again.validation.stats["first_pass_valid_share"] == 1.0
+    rows = store.read_frame("SELECT status, resolution FROM vee_exceptions WHERE rule = 'unregistered_meter'")
+    assert set(rows["status"]) == {"resolved"} and "in the master data now" in rows["resolution"].iloc[0]
+    assert days_waiting_for_master_data(store) == [] and list_exceptions(store).empty
+
+
+def test_an_unknown_meter_next_to_known_ones_is_unregistered_not_inactive(
+    store: Store, config, tmp_path
+) -> None:
+    master_data(store)
+    ingest_file(store, reads_file(tmp_path / "d1.csv", {**day_values("M1"), **day_values("M9")}), config)
+    run_day(store, DAY, config)
+    queue = list_exceptions(store)  # (M2 sent nothing yet: awaited, no exception)
+    assert queue.set_index("meter_id")["rule"].to_dict() == {"M9": "unregistered_meter"}
+    assert store.scalar("SELECT count(DISTINCT meter_id) FROM intervals") == 2  # M1 and M2, never M9

@@ -3,7 +3,9 @@ and the batch export to the CIS."""
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
+from smartmdm_pipelines.lib.check_gate import INTERVAL_ESTIMATES_GX, failed_partitions
 from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.services.billing_close import (
@@ -39,12 +41,28 @@ def billing_reference_data(store: StoreResource, utility: UtilityConfigResource)
 
 
 class CloseConfig(dg.Config):
-    """Launchpad config of a (re-)close."""
+    """Launchpad config of a (re-)close: who closes and why are required on a manual run (the
+    schedule fills them), so every close in billing_closes says who and why."""
 
-    force: bool = False  # close even when completeness is below the threshold
-    forward_estimate: bool = False  # estimate intervals that have not arrived, then close
-    closed_by: str = "scheduler"
-    reason: str = ""
+    closed_by: str = Field(
+        min_length=1, description="Who closes the period (name or user id); recorded in billing_closes."
+    )
+    reason: str = Field(
+        min_length=1,
+        description="Why it is closed now (e.g. 'monthly close', 'storm outage, bill actuals'); recorded in "
+        "billing_closes and on the billing_determinants materialization.",
+    )
+    force: bool = Field(
+        default=False,
+        description="Close even when data completeness is below billing.completeness_threshold; the "
+        "billing_completeness check then records a failed (WARN) check on the asset. Does not override a "
+        "failed interval_estimates_gx check on a day of the period.",
+    )
+    forward_estimate: bool = Field(
+        default=False,
+        description="Project the intervals that have not arrived yet (method 'forward') before closing; "
+        "late actuals supersede them through VEE.",
+    )
 
 
 @dg.asset(
@@ -55,8 +73,9 @@ class CloseConfig(dg.Config):
     owners=["team:billing"],
     pool="smartmdm_store",
     description=(
-        "Versioned billing determinants per account and billing period. Refuses a close when data "
-        "completeness is below the threshold (unless forced or forward-estimated); writes a new version only "
+        "Versioned billing determinants per account and billing period. Refuses a close while a day of the "
+        "period fails the blocking interval_estimates_gx check, or when data completeness is below the "
+        "threshold (unless forced or forward-estimated); writes a new version only "
         "for account-periods whose determinants changed, marked as a correction when the period was closed "
         "before; locks the estimates it billed."
     ),
@@ -70,8 +89,18 @@ def billing_determinants(
     cycle_id, period_start = parse_period_key(context.partition_key)
     cfg = utility.config
     db = store.get_store()
+    end = period_end(db, cycle_id, pd.Timestamp(period_start).date())
+    days = [d.date().isoformat() for d in pd.date_range(period_start, end)]
+    if failed := failed_partitions(context.instance, INTERVAL_ESTIMATES_GX, days):
+        raise dg.Failure(
+            description=(
+                f"billing cycle {cycle_id} period {period_start}: the blocking check interval_estimates_gx failed "
+                f"on {len(failed)} operating day(s) of the period ({', '.join(failed[:10])}); resolve those days' "
+                "exceptions and re-run VEE for them (vee_job) before closing. force does not override it."
+            ),
+            metadata={"failed_days": dg.MetadataValue.json(failed)},
+        )
     if config.forward_estimate:
-        end = period_end(db, cycle_id, pd.Timestamp(period_start).date())
         # the end of the period's last local day in the utility's zone
         through = (
             (pd.Timestamp(end) + pd.Timedelta(days=1)).tz_localize(cfg.utility.timezone).tz_convert("UTC")
@@ -101,13 +130,16 @@ def billing_determinants(
     return dg.MaterializeResult(
         metadata={
             "outcome": result.outcome,
+            "closed_by": config.closed_by,
+            "reason": config.reason,
+            "forced": result.forced,
             "completeness": dg.MetadataValue.float(round(result.completeness, 6)),
+            "completeness_threshold": cfg.billing.completeness_threshold,
             "accounts": result.accounts,
             "new_versions": result.new_versions,
             "corrections": result.corrections,
             "dagster/row_count": result.determinant_rows,
             "flagged_for_review": result.flagged_for_review,
-            "forced": result.forced,
         }
     )
 

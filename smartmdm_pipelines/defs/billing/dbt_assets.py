@@ -1,7 +1,8 @@
 """The dbt billing models as Dagster assets, partitioned by billing period.
 
-Sources map to the Python assets upstream (validated_intervals, cis_master_data,
-billing_reference_data, raw_reads), so lineage is one graph; dbt tests become asset checks.
+Sources map to the Python assets upstream (interval_estimates, cis_master_data,
+billing_reference_data, raw_reads), so lineage is one graph; dbt tests become asset checks. The
+models' kind is the store's backend (duckdb or postgres), whatever target parsed the manifest.
 """
 
 import os
@@ -13,6 +14,7 @@ from smartmdm_pipelines.lib.dbt import dbt_environment, dbt_vars, smartmdm_dbt
 from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
 from smartmdm_pipelines.lib.resources import StoreResource
 from smartmdm_pipelines.services.billing_close import parse_period_key
+from smartmdm_pipelines.store.engine import database_url
 
 
 class BillingTranslator(DagsterDbtTranslator):
@@ -21,6 +23,14 @@ class BillingTranslator(DagsterDbtTranslator):
 
     def get_owners(self, dbt_resource_props):
         return ["team:billing"]
+
+    def get_asset_spec(self, manifest, unique_id, project):
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        backend = dbt_environment(database_url())["DBT_TARGET"]  # duckdb | postgres
+        kinds = {"dbt", backend} | ({"view"} if "view" in spec.kinds else set())
+        return spec.replace_attributes(kinds=kinds).merge_attributes(
+            metadata={"dagster/storage_kind": backend}
+        )
 
     def get_partition_mapping(self, dbt_resource_props, dbt_parent_resource_props):
         # a billing period reads whichever operating days (and master data) it covers

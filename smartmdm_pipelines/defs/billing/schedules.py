@@ -19,7 +19,8 @@ close_billing_cycle_job = dg.define_asset_job(
     description=(
         "Close or re-close one billing cycle period: dbt determinants and tests, completeness gate, versioned "
         "determinants (corrections when a closed period changed), blocking checks, CIS batch export. Config "
-        "billing_determinants.config: force, forward_estimate, closed_by, reason."
+        "billing_determinants.config: closed_by and reason (required), force, forward_estimate. Refused while a "
+        "day of the period fails the blocking interval_estimates_gx check."
     ),
 )
 
@@ -50,4 +51,16 @@ def billing_close_schedule(
     known = set(context.instance.get_dynamic_partitions(BILLING_PERIODS.name))
     if new := [k for k in keys if k not in known]:
         context.instance.add_dynamic_partitions(BILLING_PERIODS.name, new)
-    return [dg.RunRequest(partition_key=k, run_key=f"close:{k}:{today}") for k in keys]
+    # a scheduled close says who and why, like a manual one (both are required config)
+    close = {
+        "closed_by": "billing_close_schedule",
+        "reason": f"read date + {cfg.billing.grace_days} grace days passed",
+    }
+    return [
+        dg.RunRequest(
+            partition_key=k,
+            run_key=f"close:{k}:{today}",
+            run_config={"ops": {"billing_determinants": {"config": close}}},
+        )
+        for k in keys
+    ]

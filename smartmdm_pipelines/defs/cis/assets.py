@@ -8,6 +8,7 @@ from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResourc
 from smartmdm_pipelines.services.billing_close import period_key
 from smartmdm_pipelines.services.billing_schedule import all_periods
 from smartmdm_pipelines.services.cis_sync import sync_master_data
+from smartmdm_pipelines.services.exceptions import days_waiting_for_master_data
 
 
 @dg.asset(
@@ -18,7 +19,8 @@ from smartmdm_pipelines.services.cis_sync import sync_master_data
     description=(
         "Accounts, service points (with their effective-dated history), meters, meter installs, "
         "billing cycles and water zones from the CIS (CSV drop or REST API, per cis.source). "
-        "Upserts; nothing is deleted or overwritten without history."
+        "Upserts; nothing is deleted or overwritten without history. Operating days whose reads waited for "
+        "a meter this sync brings (unregistered_meter exceptions) are requested for VEE again."
     ),
 )
 def cis_master_data(
@@ -43,12 +45,19 @@ def cis_master_data(
     if new:
         context.instance.add_dynamic_partitions(BILLING_PERIODS.name, new)
     received = sum(c.received for t, c in report.tables.items() if t != "service_point_history")
+    # days whose reads waited for meters this sync brought: vee_day_sensor re-runs them
+    waiting = days_waiting_for_master_data(store.get_store())
+    if waiting:
+        context.log.info(
+            f"{len(waiting)} operating days hold reads of newly registered meters: {waiting[:10]}"
+        )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": received,
             "source": f"{config.cis.source}: {report.source}",
             "effective_date": report.effective_date.isoformat(),
             "billing_periods_added": len(new),
+            "vee_days": dg.MetadataValue.json(waiting),
             **report.as_metadata(),
         }
     )

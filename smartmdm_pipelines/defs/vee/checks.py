@@ -1,4 +1,6 @@
-"""Checks on VEE output. The Great Expectations suite on interval_estimates blocks billing."""
+"""Checks on VEE output. The Great Expectations suite on interval_estimates blocks billing: in the
+run that validates a day, and at the close, which refuses a period whose days failed it
+(defs/billing/assets.py)."""
 
 import dagster as dg
 import numpy as np
@@ -12,6 +14,15 @@ from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResourc
 STATUSES = ["valid", "estimated", "edited", "verified", "suspect", "missing"]
 ESPI_CODES = [0, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 19]
 FILLED = ["valid", "estimated", "edited", "verified"]
+# what a failed expectation means, per expectation and column (the check's description)
+MEANING = {
+    "expect_compound_columns_to_be_unique": "duplicate interval keys (meter, channel, interval end)",
+    "meter_id": "intervals without a meter",
+    "status": "unknown interval status",
+    "espi_quality": "invalid ESPI quality codes",
+    "within_bounds": "values outside the physical bounds of their unit",
+    "filled_value": "completeness after estimation below the threshold",
+}
 
 
 def _days(context) -> tuple[str, str]:
@@ -21,32 +32,18 @@ def _days(context) -> tuple[str, str]:
 
 def current_intervals(store, first: str, last: str) -> pd.DataFrame:
     return store.read_frame(
-        "SELECT meter_id, channel, interval_end, interval_seconds, value, unit, status, espi_quality, failed_rules "
-        "FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) "
-        "AS rn FROM intervals i WHERE read_day >= :a AND read_day <= :b) ranked WHERE rn = 1",
+        "SELECT meter_id, channel, interval_end, interval_seconds, value, unit, status, espi_quality, failed_rules, "
+        "read_day FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end "
+        "ORDER BY version DESC) AS rn FROM intervals i WHERE read_day >= :a AND read_day <= :b) ranked WHERE rn = 1",
         {"a": first, "b": last},
     )
 
 
-@dg.asset_check(
-    asset="interval_estimates",
-    blocking=True,
-    partitions_def=READ_DAYS,
-    description=(
-        "Great Expectations suite on the day's current intervals: keys unique, values within physical bounds "
-        "per unit, quality codes valid, completeness after estimation above the configured threshold. "
-        "Blocks everything downstream (billing) when it fails."
-    ),
-)
-def interval_estimates_gx(
-    context: dg.AssetCheckExecutionContext, store: StoreResource, utility: UtilityConfigResource
-) -> dg.AssetCheckResult:
-    first, last = _days(context)
-    frame = current_intervals(store.get_store(), first, last)
-    # intervals still inside the re-collection window are not due yet: they do not count against completeness
+def _suite_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The intervals that are due (not awaited inside the re-collection window) with the derived
+    columns the suite checks; and how many were awaited."""
     awaiting = frame["failed_rules"].fillna("").str.contains("awaiting_data").to_numpy()
     frame = frame[~awaiting].reset_index(drop=True)
-    threshold = utility.config.vee_config().default.completeness_threshold
     hours = frame["interval_seconds"].to_numpy(dtype="float64") / 3600.0
     upper = frame["unit"].map(MAX_PER_HOUR).fillna(1000.0).to_numpy() * hours
     value = frame["value"].to_numpy(dtype="float64")
@@ -57,6 +54,24 @@ def interval_estimates_gx(
         filled_value=np.where(frame["status"].isin(FILLED).to_numpy(), value, np.nan),
         espi_quality=frame["espi_quality"].astype("float64"),
     )
+    return frame.drop(columns=["read_day"]), int(awaiting.sum())
+
+
+def _failure_sentence(days: str, failed: list[dict], completeness: float, threshold: float) -> str:
+    parts = []
+    for f in failed:
+        what = MEANING.get(f["kwargs"].get("column") or f["expectation"], f["expectation"])
+        if f["kwargs"].get("column") == "filled_value":
+            what = f"completeness {completeness:.2%} after estimation is below the {threshold:.2%} threshold"
+        elif f.get("unexpected_percent"):
+            what += f" ({f['unexpected_percent']:.2f} % of the intervals)"
+        parts.append(what)
+    return f"{days}: " + "; ".join(parts) + ". Billing of these days is blocked until it passes."
+
+
+def gx_result(frame: pd.DataFrame, days: str, threshold: float) -> dg.AssetCheckResult:
+    """The suite on one frame of current intervals, with a sentence when it fails."""
+    frame, awaiting = _suite_frame(frame)
 
     def expectations(gxe):
         return [
@@ -70,15 +85,81 @@ def interval_estimates_gx(
 
     result = run_suite(frame, "interval_estimates", expectations)
     filled = float(np.mean(~np.isnan(frame["filled_value"].to_numpy()))) if len(frame) else 1.0
+    failed = result.metadata["failed_expectations"].value
     return dg.AssetCheckResult(
         passed=result.passed,
         severity=result.severity,
+        description=None if result.passed else _failure_sentence(days, failed, filled, threshold),
         metadata={
             **result.metadata,
             "completeness": round(filled, 5),
             "completeness_threshold": threshold,
-            "awaiting_intervals": int(awaiting.sum()),
+            "awaiting_intervals": awaiting,
         },
+    )
+
+
+def _latest_materialization(instance: dg.DagsterInstance, day: str):
+    """The day's interval_estimates materialization an evaluation is about (the run's own)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("interval_estimates"), asset_partitions=[day]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
+    )
+
+
+@dg.asset_check(
+    asset="interval_estimates",
+    blocking=True,
+    partitions_def=READ_DAYS,
+    description=(
+        "Great Expectations suite on the day's current intervals: keys unique, values within physical bounds "
+        "per unit, quality codes valid, completeness after estimation above the configured threshold "
+        "(intervals awaited inside the re-collection window are not due yet). Blocks everything downstream "
+        "in the run, and close_billing_cycle_job refuses a period while one of its days fails it."
+    ),
+)
+def interval_estimates_gx(
+    context: dg.AssetCheckExecutionContext, store: StoreResource, utility: UtilityConfigResource
+) -> dg.AssetCheckResult:
+    first, last = _days(context)
+    threshold = utility.config.vee_config().default.completeness_threshold
+    frame = current_intervals(store.get_store(), first, last)
+    if first == last:
+        return gx_result(frame, first, threshold)
+    # a backfill range: one evaluation per day (what the close gates on), and the range's verdict
+    day = pd.to_datetime(frame["read_day"]).dt.date.astype(str)
+    failed_days = []
+    for key in context.partition_keys:
+        result = gx_result(frame[day.eq(key).to_numpy()], key, threshold)
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey("interval_estimates"),
+                check_name="interval_estimates_gx",
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                description=result.description,
+                blocking=True,
+                partition=key,
+                target_materialization_data=_latest_materialization(context.instance, key),
+            )
+        )
+        if not result.passed:
+            failed_days.append(key)
+    return dg.AssetCheckResult(
+        passed=not failed_days,
+        description=f"failed on {len(failed_days)} of {len(context.partition_keys)} days: {failed_days[:10]}"
+        if failed_days
+        else None,
+        metadata={"days": len(context.partition_keys), "failed_days": dg.MetadataValue.json(failed_days)},
     )
 
 
@@ -97,11 +178,17 @@ def validated_intervals_open_errors(
         {"a": first, "b": last},
     )
     total = int(rows["n"].sum()) if len(rows) else 0
+    by_rule = dict(zip(rows["rule"], rows["n"].astype(int), strict=True))
+    days = first if first == last else f"{first}..{last}"
     return dg.AssetCheckResult(
         passed=total == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "open_errors": total,
-            "by_rule": dg.MetadataValue.json(dict(zip(rows["rule"], rows["n"].astype(int), strict=True))),
-        },
+        description=(
+            f"{days}: {total} open error-severity exception(s) ("
+            + ", ".join(f"{rule} {n}" for rule, n in sorted(by_rule.items()))
+            + "); see the exception queue (vee_exception_queue) and resolve them"
+        )
+        if total
+        else None,
+        metadata={"open_errors": total, "by_rule": dg.MetadataValue.json(by_rule)},
     )

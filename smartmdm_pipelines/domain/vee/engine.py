@@ -21,7 +21,7 @@ from smartmdm_pipelines.domain.timeutil import local_day_bounds, operating_day
 from smartmdm_pipelines.domain.vee import estimation, rules
 from smartmdm_pipelines.domain.vee.config import VeeConfig
 from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, group_bounds, lookup
-from smartmdm_pipelines.domain.vee.prepare import KEY, align, expected_grid, resolve_reads
+from smartmdm_pipelines.domain.vee.prepare import align, expected_grid, resolve_reads
 from smartmdm_pipelines.domain.vee.quality import quality_codes
 
 CHANNEL_UNITS = {
@@ -148,7 +148,8 @@ def validate_day(inp: DayInputs) -> DayResult:
         "received_intervals": int(frame["received"].sum()),
         "first_pass_valid_share": float((frame["status"] == "valid").mean()) if n else 1.0,
         "suspect_intervals": int((frame["status"] == "suspect").sum()),
-        "missing_intervals": int((frame["status"] == "missing").sum()),
+        # awaited intervals (inside the re-collection window) are not missing yet
+        "missing_intervals": int(((frame["status"] == "missing") & ~frame["r_awaiting_data"]).sum()),
         "awaiting_intervals": int(frame["r_awaiting_data"].sum()),
         "exceptions_by_rule": exceptions.groupby("rule").size().astype(int).to_dict()
         if len(exceptions)
@@ -177,8 +178,9 @@ def _apply_rules(frame: pd.DataFrame, inp: DayInputs, hist_max) -> pd.DataFrame:
     """The interval rules per rule set (commodity, kind, interval length) on the frame sorted by
     (sid, t); each rule set sees only its rows and the columns the rules read, and its flags are
     written back by position (rows of no rule set are dropped)."""
-    if frame.empty:
-        return _empty_day()
+    if frame.empty:  # nothing expected (e.g. no meter of the day is registered yet): no rule fires
+        none = np.zeros(0, dtype=bool)
+        return frame.assign(outage=none, **{f"r_{rule}": none for rule in rules.RULES})
     groups = frame.groupby(["commodity", "kind", "interval_seconds"], sort=True, observed=True).indices
     flags: dict[str, np.ndarray] = {}
     kept = []
@@ -429,18 +431,31 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
         out["period_end"] = df.get("period_end", pd.NaT)
         rows.append(out)
 
-    # reads outside the grid: clock drift beyond tolerance, or nothing expected there
+    # reads outside the grid: a meter the master data does not know yet (they wait for the CIS
+    # sync; a re-run of the day validates them), clock drift beyond tolerance, or nothing expected there
     if len(outside):
-        drift = outside["drift_s"].abs() > tolerance
-        for rule, subset in (("clock_drift", outside[drift]), ("usage_on_inactive", outside[~drift])):
+        unknown = ~np.isin(
+            outside["meter_id"].astype(str).to_numpy(), inp.meters["meter_id"].astype(str).to_numpy()
+        )
+        drift = (outside["drift_s"].abs() > tolerance).to_numpy() & ~unknown
+        for rule, subset in (
+            ("unregistered_meter", outside[unknown]),
+            ("clock_drift", outside[drift]),
+            ("usage_on_inactive", outside[~drift & ~unknown]),
+        ):
             if subset.empty:
                 continue
             g = _series_spans(subset, drift=("drift_s", lambda s: int(s.abs().max())))
-            text = (
-                g["n"].astype(str) + " read(s) up to " + g["drift"].astype(str) + " s off the interval grid"
-                if rule == "clock_drift"
-                else g["n"].astype(str) + " read(s) for a meter/channel not installed at that time"
-            )
+            text = {
+                "unregistered_meter": g["n"].astype(str)
+                + " read(s) of a meter the master data does not know yet: they wait for the CIS sync",
+                "clock_drift": g["n"].astype(str)
+                + " read(s) up to "
+                + g["drift"].astype(str)
+                + " s off the interval grid",
+                "usage_on_inactive": g["n"].astype(str)
+                + " read(s) for a meter/channel not installed at that time",
+            }[rule]
             add(g, rule, text, g["n"].to_numpy())
 
     if len(conflicts):
@@ -460,7 +475,7 @@ def _day_exceptions(frame, inp, winners, conflicts, outside, daily, tolerance) -
             )
 
     totals = _day_totals(frame, inp)
-    for ruleset_key, group in totals.groupby(["commodity", "kind"], sort=False):
+    for ruleset_key, group in totals.groupby(["commodity", "kind"], sort=False) if len(totals) else ():
         ruleset = inp.config.for_class(ruleset_key[0], ruleset_key[1], None)
         failed = pd.concat([rules.sum_check(group, ruleset), _partial_sum_check(group, ruleset)])
         for rule in ("sum_check", "multiplier_mismatch"):
@@ -776,11 +791,6 @@ def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFr
     exc["intervals"] = pd.to_numeric(exc["intervals"], errors="coerce").fillna(0).astype("int64")
     exc["exception_id"] = exception_ids(exc["meter_id"], exc["channel"], day.isoformat(), exc["rule"])
     return exc.drop_duplicates("exception_id")[EXCEPTION_COLUMNS].reset_index(drop=True)
-
-
-def _empty_day() -> pd.DataFrame:
-    cols = [*KEY, "interval_seconds", "value", "received", "status", "outage", "context"]
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
 
 
 # --- history and estimation -------------------------------------------------------------------------

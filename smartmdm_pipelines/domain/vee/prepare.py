@@ -41,9 +41,13 @@ def expected_grid(
     """
     catalog = catalog or Catalog(meters["meter_id"])
     interval = meters[(meters["kind"] == "ami") & meters["interval_seconds"].notna()]
-    empty = pd.DataFrame({c: pd.Series(dtype="object") for c in [*KEY, "interval_seconds"]})
-    if interval.empty:
-        return empty.assign(sid=pd.Series(dtype="int64"), t=pd.Series(dtype="int64"))
+    if interval.empty:  # typed like a full grid, so every later step works on zero rows
+        empty = {
+            "sid": np.zeros(0, "int64"),
+            "t": np.zeros(0, "int64"),
+            "interval_seconds": np.zeros(0, "int32"),
+        }
+        return _with_text_keys(pd.DataFrame(empty), catalog)
     channels = interval.assign(channel=interval["channels"].str.split(";")).explode("channel")
     channels = channels[channels["channel"].str.len() > 0].copy()
     channels["zone"] = tz

@@ -45,6 +45,10 @@ RULES: dict[str, tuple[str, bool, str]] = {
 }
 # meter-day rules (exceptions only)
 DAY_RULES: dict[str, tuple[str, str]] = {
+    "unregistered_meter": (
+        "warning",
+        "reads of a meter the master data does not know yet: held until the CIS sync brings it",
+    ),
     "clock_drift": ("warning", "reads timestamped off the interval grid beyond the time tolerance"),
     "usage_on_inactive": ("warning", "reads for a meter/channel not installed or not active at that time"),
     "sum_check": ("error", "sum of intervals disagrees with the register advance × multiplier"),
