@@ -46,7 +46,6 @@ FAULT_TYPES = (
     "water_leak",
     "water_burst",
     "unauthorized_use",
-    *THEFT_TYPES,  # only with SimulationSpec.theft_rate (simulate/theft.py)
 )
 
 # Faults per meter of the utility (each at least 1 when possible).
@@ -441,7 +440,7 @@ def plan_faults(spec: SimulationSpec, pop: Population, path_for: Callable[[Deliv
         if spec.theft_rate:
             plan_theft(planner)
     planner.dst()
-    order = {t: i for i, t in enumerate(FAULT_TYPES)}
+    order = {t: i for i, t in enumerate(FAULT_TYPES + THEFT_TYPES)}  # theft: only with theft_rate
     faults = sorted(planner.faults, key=lambda f: (order[f.fault_type], f.meter, f.c0, f.start or 0))
     for i, fault in enumerate(faults, start=1):
         fault.fault_id = f"F{i:06d}"
