@@ -14,7 +14,7 @@ import sys
 from smartmdm_pipelines.domain.protection.cases import CaseError, CaseStatus
 
 EXIT_OK, EXIT_USAGE = 0, 2
-STATUSES = ("open", "active", "confirmed", "false_positive", "closed", "all")
+STATUSES = ("open", "active", "confirmed", "false_positive", "closed", "withdrawn", "all")
 
 
 def _store(args: argparse.Namespace):
@@ -69,7 +69,7 @@ def format_cases(frame) -> str:
                 r.status,
                 f"{r.score:.2f}",
                 f"${(r.revenue_at_stake if r.revenue_at_stake == r.revenue_at_stake else 0):,.2f}",
-                f"{r.unbilled_volume:,.1f} {r.unit or ''}".strip(),
+                f"{r.unbilled_volume:,.1f} {r.unit if isinstance(r.unit, str) else ''}".strip(),
                 r.indicators.replace(";", ", "),
                 str(_iso(r.first_signal_at))[:16].replace("T", " "),
             )
@@ -157,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "cases_supported": run.candidates,
                 "opened": run.opened,
                 "reopened": run.reopened,
+                "withdrawn": run.withdrawn,
                 "updated": run.updated,
                 "new_high_score": run.high_score_new,
             },

@@ -118,21 +118,7 @@ def build(store: Store, seed: int = 7) -> None:
             }
             for i, v in enumerate(values)
         ]
-    for s, first in ((REVERSE, 20), (SOLAR, 0)):
-        rows += [
-            {
-                "meter_id": meter[s],
-                "channel": "kwh_received",
-                "read_day": day(i),
-                "total": 6.5,
-                "intervals": 96,
-                "valid_intervals": 96,
-                "estimated_intervals": 0,
-                "has_outage": False,
-                "unit": "kWh",
-            }
-            for i in range(first, min(first + 3, DAYS) if s == REVERSE else DAYS)
-        ]
+    rows += _received_rows(meter)
     store.bulk_insert("daily_usage", pd.DataFrame(rows))
     store.bulk_insert(
         "meter_events",
@@ -170,3 +156,31 @@ def build(store: Store, seed: int = 7) -> None:
                 }
             )
     store.bulk_insert("zone_balances", pd.DataFrame(zone_rows))
+
+
+def _received_rows(meter: dict[str, str], only: tuple[str, ...] = (REVERSE, SOLAR)) -> list[dict]:
+    """Received energy: three days on the meter without solar, every day on the solar one."""
+    rows = []
+    for s, first in ((REVERSE, 20), (SOLAR, 0)):
+        if s not in only:
+            continue
+        rows += [
+            {
+                "meter_id": meter[s],
+                "channel": "kwh_received",
+                "read_day": day(i),
+                "total": 6.5,
+                "intervals": 96,
+                "valid_intervals": 96,
+                "estimated_intervals": 0,
+                "has_outage": False,
+                "unit": "kWh",
+            }
+            for i in range(first, min(first + 3, DAYS) if s == REVERSE else DAYS)
+        ]
+    return rows
+
+
+def build_received(store: Store) -> None:
+    """Write the reversed meter's received energy again (after a test removed it)."""
+    store.bulk_insert("daily_usage", pd.DataFrame(_received_rows({REVERSE: "M-REV"}, only=(REVERSE,))))

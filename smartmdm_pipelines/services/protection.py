@@ -20,7 +20,7 @@ from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.billing.tariff import parse_urdb
 from smartmdm_pipelines.domain.protection.cases import CaseError, disposition, reconcile
 from smartmdm_pipelines.domain.protection.detect import ProtectionInputs, find_signals
-from smartmdm_pipelines.domain.protection.params import ProtectionParams
+from smartmdm_pipelines.domain.protection.params import RECEIVED_CHANNEL, ProtectionParams
 from smartmdm_pipelines.domain.protection.revenue import TariffContext, revenue_at_stake
 from smartmdm_pipelines.domain.protection.scoring import combine
 from smartmdm_pipelines.domain.protection.series import day_range, day_starts_utc, usage_matrix
@@ -71,6 +71,7 @@ class ProtectionRun:
     candidates: int = 0
     opened: list[str] = field(default_factory=list)
     reopened: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)  # open cases no signal supports any more
     updated: int = 0
     high_score_new: list[str] = field(default_factory=list)
 
@@ -107,6 +108,7 @@ def load_inputs(store: Store, day: dt.date, cfg: UtilityConfig, params: Protecti
         "FROM daily_usage WHERE read_day >= :a AND read_day <= :b",
         {"a": first, "b": day},
     )
+    daily = pd.concat([daily, _unvalidated_received(store, daily, first, day)], ignore_index=True)
     daily["read_day"] = pd.to_datetime(daily["read_day"]).dt.date
     # the middle of the operating day (in UTC) dates which install a day's total belongs to
     noon = pd.Series(day_starts_utc(sorted(set(daily["read_day"])), tz), index=sorted(set(daily["read_day"])))
@@ -137,6 +139,24 @@ def load_inputs(store: Store, day: dt.date, cfg: UtilityConfig, params: Protecti
     )
     accounts = q("SELECT account_id, service_point_id, move_in, move_out FROM accounts")
     return ProtectionInputs(day, tz, daily, service_points, accounts, events, exceptions, zone_daily)
+
+
+def _unvalidated_received(store: Store, daily: pd.DataFrame, first: dt.date, day: dt.date) -> pd.DataFrame:
+    """Received energy of meters that have no received channel configured: VEE reports it
+    (usage_on_inactive, reverse_flow) but does not validate it, so it is only in ``raw_reads``.
+    One value per interval (the latest delivery's), summed per meter and day."""
+    raw = store.read_frame(
+        "SELECT meter_id, read_day, sum(value) AS total, count(*) AS intervals, max(unit) AS unit FROM ("
+        " SELECT meter_id, interval_end, max(read_day) AS read_day, max(unit) AS unit,"
+        " max(value) FILTER (WHERE file_id = last_file) AS value FROM ("
+        "  SELECT r.*, max(file_id) OVER (PARTITION BY meter_id, interval_end) AS last_file FROM raw_reads r"
+        "  WHERE channel = 'kwh_received' AND read_day >= :a AND read_day <= :b) w"
+        " GROUP BY meter_id, interval_end) i GROUP BY meter_id, read_day",
+        {"a": first, "b": day},
+    )
+    known = set(daily.loc[daily["channel"] == RECEIVED_CHANNEL, "meter_id"])
+    raw = raw[~raw["meter_id"].isin(known)]
+    return raw.assign(channel=RECEIVED_CHANNEL, estimated_intervals=0, has_outage=False)
 
 
 def _tariffs(store: Store, day: dt.date, tz: str) -> dict[str, TariffContext]:
@@ -257,11 +277,13 @@ def evaluate_day(
     existing = store.read_frame("SELECT * FROM protection_cases")
     rows, history = reconcile(candidates, existing, day, now, params.reopen_margin)
     if len(history):
-        run.opened = sorted(history.loc[history["status_from"].isna(), "case_id"])
-        run.reopened = sorted(history.loc[history["status_from"].notna(), "case_id"])
-        fresh = rows[rows["case_id"].isin(history["case_id"])]
+        opening = history["status_to"].eq("open")
+        run.opened = sorted(history.loc[opening & history["status_from"].isna(), "case_id"])
+        run.reopened = sorted(history.loc[opening & history["status_from"].notna(), "case_id"])
+        run.withdrawn = sorted(history.loc[history["status_to"].eq("withdrawn"), "case_id"])
+        fresh = rows[rows["case_id"].isin(run.opened + run.reopened)]
         run.high_score_new = sorted(fresh.loc[fresh["score"] >= params.high_score, "case_id"])
-    run.updated = len(rows) - len(run.opened) - len(run.reopened)
+    run.updated = len(rows) - len(run.opened) - len(run.reopened) - len(run.withdrawn)
 
     case_of = {sp: f"PC-{sp}" for sp in candidates["service_point_id"]}
     flags = pd.DataFrame(
@@ -292,7 +314,8 @@ def evaluate_day(
 
 
 def list_cases(store: Store, top: int | None = None, status: str = "open") -> pd.DataFrame:
-    """Cases ranked by revenue at stake × score; ``status`` open | active (open, confirmed) | all | a status."""
+    """Cases ranked by revenue at stake × score; ``status`` open | active (open, confirmed) | all | a status
+    (confirmed, false_positive, closed, withdrawn)."""
     where = {
         "all": "",
         "active": "WHERE status IN ('open', 'confirmed')",

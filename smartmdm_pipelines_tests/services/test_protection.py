@@ -118,3 +118,19 @@ def test_dispositions_are_audited_and_closed_cases_reopen_only_on_new_evidence(
     assert history["changed_by"].tolist() == ["system:protection", "Ana Ruiz", "system:protection"]
     assert history["reason"].iloc[1] == "meter reversed at install; fixed"
     assert history["reason"].iloc[2].startswith("reopened on new evidence")
+
+
+def test_an_open_case_no_signal_supports_any_more_is_withdrawn_and_comes_back(utility: Store, config) -> None:
+    prot.evaluate_day(utility, config, sc.AS_OF, now=NOW)
+    # the received energy turns out to be a data error: the head-end's corrected data has none
+    utility.execute("DELETE FROM daily_usage WHERE meter_id = 'M-REV' AND channel = 'kwh_received'")
+    run = prot.evaluate_day(utility, config, sc.AS_OF, now=NOW + pd.Timedelta(hours=1))
+    assert run.withdrawn == [f"PC-{sc.REVERSE}"] and run.reopened == []
+    assert f"PC-{sc.REVERSE}" not in set(prot.list_cases(utility)["case_id"])
+    assert prot.get_case(utility, f"PC-{sc.REVERSE}")["status"] == "withdrawn"
+    sc.build_received(utility)  # the energy is back: supported again, no analyst decision needed
+    run = prot.evaluate_day(utility, config, sc.AS_OF, now=NOW + pd.Timedelta(hours=2))
+    assert run.reopened == [f"PC-{sc.REVERSE}"]
+    history = prot.case_history(utility, f"PC-{sc.REVERSE}")
+    assert history["status_to"].tolist() == ["open", "withdrawn", "open"]
+    assert history["reason"].iloc[2].startswith("supported again")

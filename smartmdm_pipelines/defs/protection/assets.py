@@ -71,7 +71,7 @@ def revenue_protection_day(
         run = evaluate_day(db, utility.config, first + dt.timedelta(days=offset))
         context.log.info(
             f"{run.as_of}: {run.signals} signals, {run.candidates} cases supported; opened {len(run.opened)}, "
-            f"reopened {len(run.reopened)}, updated {run.updated}"
+            f"reopened {len(run.reopened)}, withdrawn {len(run.withdrawn)}, updated {run.updated}"
         )
         runs.append(run)
     by_indicator: dict[str, int] = {}
@@ -94,6 +94,7 @@ def revenue_protection_day(
             ),
             "opened": sum(len(r.opened) for r in runs),
             "reopened": sum(len(r.reopened) for r in runs),
+            "withdrawn": sum(len(r.withdrawn) for r in runs),
             "updated": sum(r.updated for r in runs),
             "new_high_score": dg.MetadataValue.json(sorted({c for r in runs for c in r.high_score_new})),
             "revenue_at_stake_open": dg.MetadataValue.float(

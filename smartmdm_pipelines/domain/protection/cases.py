@@ -3,6 +3,8 @@ dispositions.
 
 * a service point without a case gets one (``open``);
 * an ``open`` or ``confirmed`` case takes the evaluation's score, revenue and evidence;
+* an ``open`` case that no signal of a later (or the same day's) evaluation supports is ``withdrawn``;
+  it reopens as soon as signals support it again;
 * a ``closed`` or ``false_positive`` case stays as the analyst left it unless **new evidence**
   appears: a signal that started after the disposition, an indicator it did not have then, or a
   score above the disposition's by more than ``reopen_margin``. Then it reopens (``open``).
@@ -30,6 +32,7 @@ class CaseStatus(StrEnum):
 
 
 ACTIVE = ("open", "confirmed")
+WITHDRAWN = "withdrawn"  # no signal supports it any more (set by the system, undone by new signals)
 DISPOSITION_COLUMNS = (
     "disposition_at",
     "disposition_by",
@@ -53,10 +56,12 @@ def reconcile(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(case rows to write, history rows to append). ``candidates`` carries an evaluation's case
     columns (case_id, service_point_id, score, revenue_at_stake, indicators, last_signal_at …);
-    ``existing`` the stored cases (the protection_cases columns; other ids are ignored). Closed
-    cases without new evidence are not returned: they stay as the analyst left them."""
+    ``existing`` the stored cases (the protection_cases columns). Closed cases without new evidence
+    are not returned: they stay as the analyst left them. Open cases that no signal supports any
+    more (evaluated on or after their last evaluation day) are withdrawn."""
+    withdrawn, withdrawn_history = _withdraw(candidates, existing, as_of, now)
     if candidates.empty:
-        return candidates.iloc[0:0], pd.DataFrame()
+        return withdrawn, withdrawn_history
     merged = candidates.set_index("case_id")
     prior = existing.drop_duplicates("case_id").set_index("case_id").reindex(merged.index)
     known = prior["status"].notna().to_numpy()
@@ -70,7 +75,9 @@ def reconcile(
         bool(_indicator_set(current) - _indicator_set(then))
         for current, then in zip(merged["indicators"], prior["disposition_indicators"], strict=True)
     ]
-    reopen = terminal & (later.to_numpy() | rose.to_numpy() | np.array(new_indicator, dtype=bool))
+    evidence = later.to_numpy() | rose.to_numpy() | np.array(new_indicator, dtype=bool)
+    # a withdrawn case (the system's doing, not an analyst's) reopens as soon as signals support it
+    reopen = (terminal & evidence) | prior["status"].eq(WITHDRAWN).to_numpy()
     write = ~(terminal & ~reopen)
     is_new, is_reopen = ~known[write], reopen[write]
 
@@ -90,9 +97,32 @@ def reconcile(
         _history(row, prev, "open", f"{verb}: {row.indicators.replace(';', ', ')}", now)
         for row, prev, new, again in zip(out.itertuples(), prior["status"], is_new, is_reopen, strict=True)
         if new or again
-        for verb in ["opened" if new else "reopened on new evidence"]
+        for verb in [
+            "opened" if new else "reopened on new evidence" if prev in TERMINAL else "supported again"
+        ]
     ]
-    return out, pd.DataFrame(history)
+    return pd.concat([out, withdrawn], ignore_index=True), pd.DataFrame(history + withdrawn_history)
+
+
+def _withdraw(
+    candidates: pd.DataFrame, existing: pd.DataFrame, as_of: dt.date, now: pd.Timestamp
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Open cases of earlier or the same evaluation day that the candidates no longer include."""
+    ids = set(candidates["case_id"]) if len(candidates) else set()
+    last = pd.to_datetime(existing["as_of"]).dt.date
+    stale = existing[existing["status"].eq("open") & (last <= as_of) & ~existing["case_id"].isin(ids)].copy()
+    if stale.empty:
+        return stale, []
+    history = [
+        _history(
+            row, "open", WITHDRAWN, f"withdrawn: no signal supports it in the window ending {as_of}", now
+        )
+        for row in stale.itertuples()
+    ]
+    stale["status"] = WITHDRAWN
+    stale["updated_at"] = now
+    stale["as_of"] = as_of
+    return stale, history
 
 
 def _history(row, status_from, status_to: str, reason: str, now: pd.Timestamp) -> dict:

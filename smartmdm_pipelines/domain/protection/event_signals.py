@@ -78,7 +78,8 @@ def reverse_flow(
     if both.empty:
         return empty_signals()
     first_day = pd.to_datetime(both["first_day"]).dt.date.map(day_start)
-    start = pd.concat([pd.to_datetime(first_day, utc=True), both["ev_first"]], axis=1).min(axis=1)
+    # the meter's event times the start better than the first day with received energy
+    start = both["ev_first"].fillna(pd.to_datetime(first_day, utc=True))
     last_day = pd.to_datetime(both["last_day"]).dt.date
     next_day = last_day.map(lambda d: d + pd.Timedelta(days=1) if pd.notna(d) else d).map(day_start)
     end = (

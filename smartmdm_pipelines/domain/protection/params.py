@@ -41,9 +41,9 @@ class ProtectionParams:
     """Thresholds of the indicators (defaults documented in docs/protection.md)."""
 
     window_days: int = 56  # days evaluated, ending on the evaluated operating day
-    min_segment_days: int = 2  # days on each side of a consumption change point
+    min_segment_days: int = 3  # days on each side of a consumption change point
     drop_ratio: float = 0.6  # peer-adjusted usage after / before the change point below this: a drop
-    drop_t: float = 4.0  # and the step stands out of the day-to-day noise by this many standard errors
+    drop_t: float = 5.0  # and the step stands out of the day-to-day noise by this many standard errors
     min_drop_strength: float = 0.4
     max_drop_strength: float = 0.9  # a drop's strength is 1 − ratio, at most this (use alone proves no theft)
     min_peers: int = 5  # peer groups (commodity, class, rate) smaller than this fall back to the class
