@@ -149,8 +149,11 @@ def downward_steps(values: np.ndarray, min_segment: int) -> ChangePoints:
 
 
 def excerpt(values: np.ndarray, days: list[dt.date], last: int) -> list[list]:
-    """The last ``last`` days of a series as [[day, value], …] for a case's evidence."""
+    """The last ``last`` days of a series as [[day, value], …] for a case's evidence (from its first
+    day with data)."""
+    tail = values[-last:]
+    first = int(np.argmax(~np.isnan(tail))) if (~np.isnan(tail)).any() else len(tail)
     return [
         [d.isoformat(), None if np.isnan(v) else round(float(v), 3)]
-        for d, v in zip(days[-last:], values[-last:], strict=True)
+        for d, v in zip(days[-last:][first:], tail[first:], strict=True)
     ]
