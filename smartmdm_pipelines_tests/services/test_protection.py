@@ -134,3 +134,27 @@ def test_an_open_case_no_signal_supports_any_more_is_withdrawn_and_comes_back(ut
     history = prot.case_history(utility, f"PC-{sc.REVERSE}")
     assert history["status_to"].tolist() == ["open", "withdrawn", "open"]
     assert history["reason"].iloc[2].startswith("supported again")
+
+
+def test_received_energy_of_a_meter_without_the_channel_comes_from_raw_reads(utility: Store, config) -> None:
+    """VEE does not validate a received channel the meter is not configured with; the energy is still
+    evidence: one value per interval, the latest delivery's."""
+    ends = pd.date_range(f"{sc.day(25)}T15:15Z", periods=4, freq="15min")
+    raw = pd.DataFrame(
+        {
+            "file_id": [1] * 4 + [2] * 4,
+            "line": range(2, 10),
+            "meter_id": "M-E03",
+            "channel": "kwh_received",
+            "interval_end": list(ends) * 2,
+            "interval_seconds": 900,
+            "value": [9.0] * 4 + [0.5] * 4,  # the re-delivery (file 2) wins
+            "unit": "kWh",
+            "source_unit": "kWh",
+            "read_day": sc.day(25),
+        }
+    )
+    utility.bulk_insert("raw_reads", raw)
+    prot.evaluate_day(utility, config, sc.AS_OF, now=NOW)
+    case = prot.get_case(utility, "PC-SP-E03")
+    assert case["indicators"] == "reverse_flow" and case["unbilled_volume"] == pytest.approx(2.0)
