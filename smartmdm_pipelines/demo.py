@@ -121,9 +121,11 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
         ref = run_job(instance, "billing_reference_job", run_config=QUIET_RUN_CONFIG)
         _count(result, ref.success, "billing_reference_data")
         _close_a_cycle(instance, result, options, echo)
+        _revenue_protection(instance, result, options, echo)
 
     store = Store()
     result.summary = store_summary(store)
+    result.summary["protection"] = protection_summary(store)
     store.dispose()
     result.seconds = time.perf_counter() - started
     return result
@@ -177,6 +179,45 @@ def _close_a_cycle(instance, result: DemoResult, options: DemoOptions, echo) -> 
         _count(result, forced.success, f"close {key}")
     else:
         _count(result, True, f"close {key}")
+
+
+def _revenue_protection(instance, result: DemoResult, options: DemoOptions, echo) -> None:
+    """Evaluate the window's last operating day for revenue protection (its window covers the week)."""
+    from smartmdm_pipelines.lib.launch import run_job
+
+    last = (options.start + dt.timedelta(days=options.days - 1)).isoformat()
+    echo(f"Revenue protection for {last} (job revenue_protection_job: signals → ranked cases) …")
+    run = run_job(instance, "revenue_protection_job", partition_key=last, run_config=QUIET_RUN_CONFIG)
+    _count(result, run.success, f"revenue protection {last}")
+
+
+def protection_summary(store, top: int = 5) -> dict:
+    """Open cases, their revenue at stake and the top ``top`` by revenue at stake × score."""
+    from smartmdm_pipelines.services.protection import list_cases
+
+    cases = list_cases(store)
+    return {
+        "open_cases": len(cases),
+        "revenue_at_stake": float(cases["revenue_at_stake"].fillna(0).sum()),
+        "top": cases.head(top).to_dict(orient="records"),
+    }
+
+
+def _protection_lines(s: dict) -> list[str]:
+    p = s.get("protection") or {}
+    lines = [
+        f"  protection cases       {p.get('open_cases', 0):>12,}  open, ${p.get('revenue_at_stake', 0):,.2f} at stake"
+        + (" — top five:" if p.get("top") else "")
+    ]
+    for c in p.get("top", []):
+        at_stake = (
+            c["revenue_at_stake"] if c["revenue_at_stake"] == c["revenue_at_stake"] else 0.0
+        )  # NaN: no tariff
+        lines.append(
+            f"    {c['rank']}. {c['case_id']:<18} score {c['score']:.2f}  ${at_stake:>9,.2f}  "
+            f"{c['unbilled_volume']:,.1f} {c['unit'] if isinstance(c['unit'], str) else ''} unbilled  {c['indicators'].replace(';', ', ')}"
+        )
+    return lines
 
 
 def store_summary(store) -> dict:
@@ -262,6 +303,7 @@ def format_summary(result: DemoResult) -> str:
         f"  open VEE exceptions    {sum(s['open_exceptions_by_rule'].values()):>12,}  "
         + ", ".join(f"{k} {v}" for k, v in list(s["open_exceptions_by_rule"].items())[:8]),
         *_billing_lines(s),
+        *_protection_lines(s),
         f"  Dagster runs           {result.runs_succeeded:>12,} succeeded, {len(result.runs_failed)} failed"
         + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else ""),
         f"  elapsed                {result.seconds:>12.1f} s",

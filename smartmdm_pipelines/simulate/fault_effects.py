@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import catalog as c
+from . import theft
 from .blocks import Block
 from .fault_plan import Fault
 from .rows import Rows
@@ -249,3 +250,7 @@ DATA: dict[str, Callable[[Fault, ChunkContext], None]] = {
     "late_redelivery": late_redelivery,
     "clock_drift": clock_drift,
 }
+
+# revenue-protection faults injected on request (SimulationSpec.theft_rate)
+PHYSICAL.update(theft.PHYSICAL_EFFECTS)
+DATA.update(theft.DATA_EFFECTS)

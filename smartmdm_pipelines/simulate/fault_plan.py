@@ -20,6 +20,7 @@ import numpy as np
 from . import catalog as c
 from .master_data import NO_END, Population
 from .spec import SimulationSpec
+from .theft import THEFT_TYPES, plan_theft
 from .time_grid import DAY, TimeGrid, build_grid, dst_days, zone_day_label
 from .writers.base import RECORD_INTERVALS, RECORD_REGISTERS, VARIANT_RESEND, Delivery
 
@@ -80,6 +81,7 @@ PHYSICAL = frozenset(
         "water_leak",
         "water_burst",
         "unauthorized_use",
+        "meter_bypass",
     }
 )
 # Data-path faults and the segments they may hit.
@@ -435,8 +437,10 @@ def plan_faults(spec: SimulationSpec, pop: Population, path_for: Callable[[Deliv
         planner.water()
         planner.data_faults()
         planner.duplicate_file()
+        if spec.theft_rate:
+            plan_theft(planner)
     planner.dst()
-    order = {t: i for i, t in enumerate(FAULT_TYPES)}
+    order = {t: i for i, t in enumerate(FAULT_TYPES + THEFT_TYPES)}  # theft: only with theft_rate
     faults = sorted(planner.faults, key=lambda f: (order[f.fault_type], f.meter, f.c0, f.start or 0))
     for i, fault in enumerate(faults, start=1):
         fault.fault_id = f"F{i:06d}"

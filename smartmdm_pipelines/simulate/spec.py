@@ -58,6 +58,7 @@ class SimulationSpec:
     holiday_country: str = "US"
     output_format: str = "generic_csv"
     formats: dict[str, str] | None = field(default=None, hash=False)
+    theft_rate: float = 0.0  # share of meters per extra theft kind (simulate/theft.py); 0 = none
 
     def __post_init__(self) -> None:
         from .catalog import HEADENDS
@@ -79,6 +80,8 @@ class SimulationSpec:
             raise ValueError(f"meters must be >= {MIN_METERS} (got {self.meters})")
         if self.days < 1:
             raise ValueError(f"days must be >= 1 (got {self.days})")
+        if not 0.0 <= self.theft_rate <= 0.2:
+            raise ValueError(f"theft_rate must be within [0, 0.2] (got {self.theft_rate})")
         if self.chunk_meters < 1:
             raise ValueError(f"chunk_meters must be >= 1 (got {self.chunk_meters})")
         if not 0 <= self.seed < 2**63:
@@ -111,6 +114,8 @@ class SimulationSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["start"] = self.start.isoformat()
+        if not self.theft_rate:  # the manifest of a utility without the option stays as it was
+            del d["theft_rate"]
         return d
 
 

@@ -438,6 +438,59 @@ protection_flags = sa.Table(
     sa.Column("score", sa.Double),
     sa.Column("detail", sa.Text),
     sa.Column("status", sa.String, nullable=False, server_default="open"),
+    sa.Column("case_id", sa.String, comment="the revenue-protection case the signal supports"),
+    sa.Column("volume", sa.Double, comment="unbilled volume the signal implies (unit below)"),
+    sa.Column("unit", sa.String),
+    sa.Column("read_day", sa.Date, comment="operating day of the evaluation that found the signal"),
+    comment="Revenue-protection signals per service point and evaluation day (replaced per day).",
+)
+
+protection_cases = sa.Table(
+    "protection_cases",
+    metadata,
+    sa.Column("case_id", sa.String, primary_key=True, comment="stable: one case per service point"),
+    sa.Column("service_point_id", sa.String, nullable=False),
+    sa.Column("account_id", sa.String),
+    sa.Column("meter_ids", sa.String, comment="';'-joined meters of the signals"),
+    sa.Column("commodity", sa.String),
+    sa.Column("customer_class", sa.String),
+    sa.Column("rate_code", sa.String),
+    sa.Column("zone_id", sa.String),
+    sa.Column("status", sa.String, nullable=False, comment="open | confirmed | false_positive | closed"),
+    sa.Column("score", sa.Double, nullable=False, comment="0..1, combined strength of the signals"),
+    sa.Column("revenue_at_stake", sa.Double, comment="shadow-billed unbilled volume, currency units"),
+    sa.Column("unbilled_volume", sa.Double),
+    sa.Column("unit", sa.String),
+    sa.Column("indicators", sa.String, comment="';'-joined indicators of the latest evaluation"),
+    _ts("first_signal_at"),
+    _ts("last_signal_at", comment="latest start of a supporting signal"),
+    sa.Column("evidence", sa.Text, comment="JSON: the signals and their series excerpts"),
+    sa.Column("as_of", sa.Date, comment="operating day of the latest evaluation"),
+    sa.Column("opened_as_of", sa.Date, comment="operating day of the evaluation that opened or reopened it"),
+    _ts("opened_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    _ts("disposition_at"),
+    sa.Column("disposition_by", sa.String),
+    sa.Column("disposition_reason", sa.Text),
+    sa.Column("disposition_score", sa.Double, comment="score when the analyst decided (new-evidence test)"),
+    sa.Column("disposition_indicators", sa.String, comment="indicators when the analyst decided"),
+    sa.Column("reopened", sa.Integer, nullable=False, server_default="0"),
+    comment="Revenue-protection cases ranked by revenue at stake; closed ones reopen only on new evidence.",
+)
+
+protection_case_history = sa.Table(
+    "protection_case_history",
+    metadata,
+    sa.Column("case_id", sa.String, nullable=False),
+    _ts("changed_at", nullable=False),
+    sa.Column("status_from", sa.String, comment="NULL when the case was opened"),
+    sa.Column("status_to", sa.String, nullable=False),
+    sa.Column("changed_by", sa.String, nullable=False, comment="analyst name, or system:protection"),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("score", sa.Double),
+    sa.Column("revenue_at_stake", sa.Double),
+    sa.PrimaryKeyConstraint("case_id", "changed_at", "status_to"),
+    comment="Append-only audit of every case status change (who, when, why); never updated.",
 )
 
 usage_alerts = sa.Table(
@@ -466,5 +519,6 @@ sa.Index(
     "ix_billing_determinants_cycle", billing_determinants.c.cycle_id, billing_determinants.c.period_start
 )
 sa.Index("ix_zone_balances_day", zone_balances.c.read_day)
+sa.Index("ix_protection_flags_day", protection_flags.c.read_day)
 
 CURRENT_INTERVALS_VIEW = "current_intervals"  # created by migration 0001
