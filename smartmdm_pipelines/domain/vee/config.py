@@ -68,7 +68,12 @@ class RuleSet:
     """Recency, for gaps whose day has no valid interval to compare reference days with (a whole day
     missing): a day's weight halves every this many days further than the day before; 0 weighs
     every day the same (Itron, T11). Where the day can be compared, the similarity weights
-    replace recency (they measured better on real meters)."""
+    replace recency (they measured better on real meters). See ``like_day_recency_check``."""
+    like_day_recency_check: bool = True
+    """Recency only for series whose own reference weeks say it helps: a self-backtest predicting
+    each clean day's total from the earlier ones, recency-weighted against plain means. Real
+    household levels drift (occupancy, weather spells); where days vary independently (the
+    simulator's weather) recency only discards information. False: recency for every series."""
     like_day_next_day: bool = True
     """The day after, when VEE already holds it clean (a late run; the re-collection window), is a
     reference day too, weighted like the day before."""
@@ -143,7 +148,12 @@ MAX_PER_HOUR = {"kWh": 1000.0, "kVARh": 1000.0, "gal": 20000.0, "CCF": 500.0, "t
 # simulator: hourly water use is spiky — the 99.9th percentile of (max − 3rd) / 3rd is ~800 % —
 # and water and gas are legitimately zero for hours).
 COMMODITY_DEFAULTS: dict[str, dict] = {
-    "water": {"spike_tolerance_pct": 1000.0, "consecutive_zero_intervals": None},
+    # bursty hourly use: blending the profile into short gaps measured worse than linear alone
+    "water": {
+        "spike_tolerance_pct": 1000.0,
+        "consecutive_zero_intervals": None,
+        "linear_profile_weight": 0.0,
+    },
     "gas": {"spike_tolerance_pct": 1000.0, "consecutive_zero_intervals": None},
 }
 

@@ -9,8 +9,10 @@ reference days, then anchored to what the estimated day itself shows:
    times how relevant the day looks: where the estimated day has valid intervals near its gaps
    (``anchor_window_minutes``), exp(−s × d) with d the reference day's mean absolute difference
    from them relative to their mean (``like_day_similarity`` = s); elsewhere (whole-day gaps)
-   recency, halving every ``like_day_half_life_days``. The ``like_days`` heaviest days are kept;
-   the profile is their weighted mean per slot.
+   recency, halving every ``like_day_half_life_days``, for series whose own reference weeks say
+   it helps (``like_day_recency_check``: recency-weighted earlier days predicted each day's
+   intervals better than equally weighted ones). The ``like_days`` heaviest days are kept; the
+   profile is their weighted mean per slot.
 2. **Level**: the profile is scaled by 1 + w × (observed / profile − 1) over those same intervals
    (``anchor_level_weight`` = w, bounded by ``anchor_level_max_factor``).
 3. **Edges**: the difference between each valid end point of a gap and the profile there carries
@@ -58,13 +60,17 @@ def candidate_days(
     history: pd.DataFrame, day: dt.date, day_type: str, weekday: int, rules: RuleSet
 ) -> pd.DataFrame:
     """Clean days that may serve as reference days: sid, local_date, offset (days from ``day``),
-    match (same kind of day), log_weight (kind) and log_recency."""
+    match (same kind of day), log_weight (kind) and log_recency (0 for series whose own history
+    says recency does not help, see ``recency_helps``)."""
     cols = ["sid", "local_date", "offset", "match", "log_weight", "log_recency"]
     if history is None or history.empty:
         return pd.DataFrame(columns=cols)
+    if "offset" not in history:
+        history = history.assign(offset=day_offsets(history, day))
     days = (
-        history.groupby(["sid", "local_date"], sort=False)
+        history.groupby(["sid", "offset"], sort=False)
         .agg(
+            local_date=("local_date", "first"),
             clean=("clean", "all"),
             outage=("outage", "any"),
             day_type=("day_type", "first"),
@@ -73,8 +79,7 @@ def candidate_days(
         .reset_index()
     )
     days = days[days["clean"].to_numpy(dtype=bool) & ~days["outage"].to_numpy(dtype=bool)]
-    dates = pd.to_datetime(days["local_date"]).to_numpy().astype("datetime64[D]")
-    offset = (dates - np.datetime64(day, "D")).astype("int64")
+    offset = days["offset"].to_numpy()
     before = (offset < 0) & (offset >= -7 * rules.reference_weeks)
     keep = before | ((offset == 1) & rules.like_day_next_day)
     if rules.like_day_mode == "same_weekday":
@@ -87,9 +92,78 @@ def candidate_days(
         log_weight = np.log(np.where(keep, weight, 1.0))
     log_recency = np.zeros(len(days))
     if rules.like_day_half_life_days > 0:
-        log_recency = -np.log(2.0) * (np.abs(offset) - 1) / rules.like_day_half_life_days
-    out = days.assign(offset=offset, match=match, log_weight=log_weight, log_recency=log_recency)[keep]
+        use = np.ones(len(days), dtype=bool)
+        if rules.like_day_recency_check:
+            usable = history[history["usable"].to_numpy(dtype=bool)]
+            helps = recency_helps(usable, days[before], rules.like_day_half_life_days)
+            use = lookup(days["sid"].to_numpy(), helps.index.to_numpy(), helps.to_numpy(), fill=False)
+        log_recency = np.where(use, -np.log(2.0) * (np.abs(offset) - 1) / rules.like_day_half_life_days, 0.0)
+    out = days.assign(match=match, log_weight=log_weight, log_recency=log_recency)[keep]
     return out[cols].reset_index(drop=True)
+
+
+def day_offsets(history: pd.DataFrame, day: dt.date) -> np.ndarray:
+    """Days from ``day`` to each row's local date (-1: the day before)."""
+    dates = pd.to_datetime(history["local_date"]).to_numpy().astype("datetime64[D]")
+    return (dates - np.datetime64(day, "D")).astype("int64")
+
+
+MIN_PRIOR_DAYS = 2
+CHECK_CHUNK = 2000  # series per block of the self-check (bounds its memory: series x days x slots)
+
+
+def recency_helps(values: pd.DataFrame, days: pd.DataFrame, half_life: float) -> pd.Series:
+    """Per series, a self-backtest on its own reference weeks: predict every interval of each clean
+    day from the earlier clean days of the same day type (≥ ``MIN_PRIOR_DAYS``), once with the
+    recency weights and once with equal weights; True where recency gave the smaller total
+    absolute error. It does where the meter's level drifts (occupancy, weather spells); where its
+    days vary independently it only discards information.
+
+    ``values``: sid, offset, slot, value (the usable intervals); ``days``: sid, offset, day_type
+    (the clean days to use)."""
+    if days.empty:
+        return pd.Series(dtype=bool)
+    kinds = days.groupby("offset")["day_type"].first()
+    first = int(kinds.index.min())
+    width = int(kinds.index.max()) - first + 1
+    kind = np.full(width, None, dtype=object)
+    kind[kinds.index.to_numpy() - first] = kinds.to_numpy()
+    sids = np.unique(days["sid"].to_numpy())
+    day_key = days["sid"].to_numpy() * (width + 1) + (days["offset"].to_numpy() - first)
+    v = values[
+        np.isin(values["sid"].to_numpy() * (width + 1) + (values["offset"].to_numpy() - first), day_key)
+    ]
+    slots, slot = np.unique(v["slot"].to_numpy(), return_inverse=True)
+    out = np.zeros(len(sids), dtype=bool)
+    for lo in range(0, len(sids), CHECK_CHUNK):
+        block = sids[lo : lo + CHECK_CHUNK]
+        mine = np.isin(v["sid"].to_numpy(), block)
+        cube = np.full((len(block), width, len(slots)), np.nan)
+        cube[
+            np.searchsorted(block, v["sid"].to_numpy()[mine]),
+            v["offset"].to_numpy()[mine] - first,
+            slot[mine],
+        ] = v["value"].to_numpy(dtype="float64")[mine]
+        error = np.zeros((2, len(block)))  # equal weights, recency
+        for j in range(width):  # one step per day of the window, every series at once
+            if kind[j] is None:
+                continue
+            prior = np.flatnonzero(kind[:j] == kind[j])
+            if len(prior) < MIN_PRIOR_DAYS:
+                continue
+            past = cube[:, prior, :]
+            seen = ~np.isnan(past)
+            decay = (0.5 ** ((j - prior - 1) / half_life))[None, :, None]
+            days_seen = seen.any(axis=2).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                plain = np.nansum(past, axis=1) / seen.sum(axis=1)
+                recent = np.nansum(past * decay, axis=1) / (seen * decay).sum(axis=1)
+            today = cube[:, j, :]
+            ok = ~np.isnan(today) & ~np.isnan(plain) & (days_seen >= MIN_PRIOR_DAYS)[:, None]
+            error[0] += np.where(ok, np.abs(today - plain), 0.0).sum(axis=1)
+            error[1] += np.where(ok, np.abs(today - recent), 0.0).sum(axis=1)
+        out[lo : lo + CHECK_CHUNK] = error[1] < error[0]
+    return pd.Series(out, index=sids)
 
 
 def _anchor_rows(frame: pd.DataFrame, todo: np.ndarray, valid: np.ndarray, rules: RuleSet) -> np.ndarray:
@@ -144,11 +218,16 @@ def anchored_profile(
     ``like_days`` clean days of the matching kind (None when no series has)."""
     if history is None or history.empty or not todo.any():
         return None
+    columns = ["sid", "local_date", "slot", "value", "clean", "outage", "usable", "day_type", "weekday"]
+    history = history.loc[
+        np.isin(history["sid"].to_numpy(), np.unique(frame["sid"].to_numpy()[todo])), columns
+    ]
+    history = history.assign(offset=day_offsets(history, day))
     candidates = candidate_days(history, day, day_type, weekday, rules)
     if candidates.empty:
         return None
     enough = candidates.groupby("sid")["match"].transform("sum").to_numpy() >= rules.like_days
-    candidates = candidates[enough & np.isin(candidates["sid"].to_numpy(), frame["sid"].to_numpy()[todo])]
+    candidates = candidates[enough]
     if candidates.empty:
         return None
     # integer keys: a day per series (sid, offset) and a slot per series (sid, slot)
@@ -157,8 +236,7 @@ def anchored_profile(
         day_key=candidates["sid"].to_numpy() * span + candidates["offset"] + span // 2
     )
     hist = history[history["usable"].to_numpy(dtype=bool)]
-    h_dates = pd.to_datetime(hist["local_date"]).to_numpy().astype("datetime64[D]")
-    h_offset = (h_dates - np.datetime64(day, "D")).astype("int64")
+    h_offset = hist["offset"].to_numpy()
     ref = pd.DataFrame(
         {
             "sid": hist["sid"].to_numpy(),

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
-from smartmdm_pipelines.domain.vee.config import RuleSet
+from smartmdm_pipelines.domain.vee import like_day
+from smartmdm_pipelines.domain.vee.config import RuleSet, VeeConfig
 from smartmdm_pipelines_tests.domain.vee.builders import DAY, day_reads, history_from, inputs, meter, run
 
 HOURLY = 3600
@@ -19,6 +20,7 @@ HOURLY = 3600
 PLAIN = {
     "like_day_other_type_weight": 0.0,
     "like_day_half_life_days": 0.0,
+    "like_day_recency_check": True,
     "like_day_next_day": False,
     "like_day_similarity": 0.0,
     "anchor_level_weight": 0.0,
@@ -88,7 +90,8 @@ def test_plain_settings_average_the_nearest_matching_days() -> None:
 def test_recency_halves_the_weight_every_half_life() -> None:
     yesterday, week_ago = DAY - dt.timedelta(days=1), DAY - dt.timedelta(days=7)  # Monday, Tuesday
     history = history_days({yesterday: 2.0, week_ago: 1.0})
-    out = estimate(gap_day(range(24)), history, rules(like_days=2, like_day_half_life_days=7.0))
+    always = {"like_day_half_life_days": 7.0, "like_day_recency_check": False}  # two days: no evidence
+    out = estimate(gap_day(range(24)), history, rules(like_days=2, **always))
     w = 0.5 ** (6 / 7)  # six days further than the day before
     assert out["final_value"].to_numpy() == pytest.approx(np.full(24, (2.0 + w * 1.0) / (1 + w)))
     reason = out["estimation_inputs"].iloc[0]
@@ -99,7 +102,7 @@ def test_other_kind_of_day_and_the_day_after_weigh_in() -> None:
     monday, saturday, after = (DAY + dt.timedelta(days=k) for k in (-1, -3, 1))  # DAY is a Tuesday
     old = [dt.date(2024, 2, 23), dt.date(2024, 2, 22), dt.date(2024, 2, 21), dt.date(2024, 2, 20)]
     history = history_days({monday: 1.0, saturday: 4.0, after: 3.0, **dict.fromkeys(old, 1.0)})
-    ruleset = dict(like_days=4, like_day_half_life_days=7.0)
+    ruleset = dict(like_days=4, like_day_half_life_days=7.0, like_day_recency_check=False)
 
     def weight(day: dt.date, match: bool = True) -> float:
         return (1.0 if match else 0.5) * 0.5 ** ((abs((day - DAY).days) - 1) / 7)
@@ -124,6 +127,54 @@ def test_other_kind_of_day_and_the_day_after_weigh_in() -> None:
     )
 
 
+def test_the_recency_self_check(monkeypatch) -> None:
+    def series(levels, sid=0, kinds=None):
+        n = len(levels)
+        days = pd.DataFrame({"sid": sid, "offset": np.arange(-n, 0), "day_type": kinds or ["weekday"] * n})
+        shape = np.array([0.5, 1.0, 1.5, 1.0])  # four intervals a day
+        values = pd.DataFrame(
+            {
+                "sid": sid,
+                "offset": np.repeat(np.arange(-n, 0), 4),
+                "slot": np.tile([0, 360, 720, 1080], n),
+                "value": np.repeat(np.asarray(levels, dtype="float64"), 4) * np.tile(shape, n),
+            }
+        )
+        return values, days
+
+    drift = 50 + 5 * np.sin(np.arange(30) / 5)  # the level drifts slowly: recent days predict better
+    seesaw = 10 + np.tile([1.0, -1.0], 15)  # no day resembles the day before
+    parts = [series(drift, 0), series(seesaw, 1), series([5.0, 6.0], 2)]  # 2: too few days to judge
+    values = pd.concat([v for v, _ in parts], ignore_index=True)
+    days = pd.concat([d for _, d in parts], ignore_index=True)
+    assert like_day.recency_helps(values, days, 7.0).to_dict() == {0: True, 1: False, 2: False}
+    # days of the other type are not compared with each other; missing days are skipped
+    values, days = series(drift, kinds=list(np.tile(["weekday", "weekend_holiday"], 15)))
+    days = days.drop(index=[4, 9])
+    assert like_day.recency_helps(values, days, 7.0).to_dict() == {0: True}
+    # many series are checked in blocks with the same answers
+    many_v = pd.concat([series(drift if k % 2 else seesaw, k)[0] for k in range(7)], ignore_index=True)
+    many_d = pd.concat([series(drift if k % 2 else seesaw, k)[1] for k in range(7)], ignore_index=True)
+    monkeypatch.setattr(like_day, "CHECK_CHUNK", 3)
+    assert like_day.recency_helps(many_v, many_d, 7.0).tolist() == [k % 2 == 1 for k in range(7)]
+
+
+def test_recency_only_where_the_meter_s_own_days_say_it_helps() -> None:
+    days = sorted(d for d in (DAY - dt.timedelta(days=k) for k in range(1, 36)) if d.weekday() < 5)
+    drift = {d: 1.0 + k / 10 for k, d in enumerate(days)}  # the level climbs towards the day
+    seesaw = {d: 1.0 + (k % 2) for k, d in enumerate(days)}  # alternating: no persistence
+    recency = rules(like_day_half_life_days=7.0)
+    for values, persists in ((drift, True), (seesaw, False)):
+        history = history_days(values)
+        plain = estimate(gap_day(range(24)), history, rules())
+        weighted = estimate(gap_day(range(24)), history, recency)
+        assert set(weighted["estimation_method"]) == {"like_day"}
+        if persists:  # recent days weigh more: closer to the latest level than the plain average
+            assert weighted["final_value"].iloc[0] > plain["final_value"].iloc[0] + 0.05
+        else:
+            pd.testing.assert_series_equal(weighted["final_value"], plain["final_value"])
+
+
 def test_similar_days_weigh_more() -> None:
     # two kinds of weekday: a morning peak (A) and an evening peak (B); today looks like A
     morning = lambda i: 3.0 if 6 <= i < 12 else 1.0  # noqa: E731
@@ -141,11 +192,10 @@ def test_similar_days_weigh_more() -> None:
         np.full(4, (4 * 3.0 + 4 * w_b * 1.0) / (4 + 4 * w_b))
     )
     # where the day can be compared, similarity replaces recency (which would favour yesterday, a B day)
-    with_recency = estimate(
-        today, history, rules(like_days=8, like_day_similarity=2.0, like_day_half_life_days=7.0)
-    )
+    recency = {"like_day_half_life_days": 7.0, "like_day_recency_check": False}
+    with_recency = estimate(today, history, rules(like_days=8, like_day_similarity=2.0, **recency))
     pd.testing.assert_series_equal(with_recency["final_value"], similar["final_value"])
-    recency_only = estimate(today, history, rules(like_days=8, like_day_half_life_days=7.0))
+    recency_only = estimate(today, history, rules(like_days=8, **recency))
     assert recency_only["final_value"].iloc[8] < plain["final_value"].iloc[8]
 
 
@@ -255,3 +305,9 @@ def test_the_estimate_is_deterministic() -> None:
     b = estimate(today, history, RuleSet(spike_min_value=1e9))
     pd.testing.assert_frame_equal(a, b)
     assert set(a["estimation_method"].iloc[6:12]) == {"like_day"}
+
+
+def test_water_short_gaps_stay_linear_by_default() -> None:
+    config = VeeConfig()
+    assert config.for_class("water", "ami", 3600).linear_profile_weight == 0.0  # bursty use
+    assert config.for_class("electric", "ami", 900).linear_profile_weight == 0.5
