@@ -17,7 +17,9 @@ reference days, then anchored to what the estimated day itself shows:
    (``anchor_level_weight`` = w, bounded by ``anchor_level_max_factor``).
 3. **Edges**: the difference between each valid end point of a gap and the profile there carries
    into the gap with the weights of an AR(1) bridge (the conditional mean of a residual that
-   halves every ``anchor_edge_half_life_minutes``): full at the edges, fading towards the middle.
+   halves every ``anchor_edge_half_life_minutes``, or faster where the series' own deviations
+   from its reference days carry less from one interval to the next): full at the edges, fading
+   towards the middle.
 
 Everything is computed per series with integer keys (series id × slot), no loop over intervals.
 """
@@ -218,7 +220,10 @@ def anchored_profile(
     ``like_days`` clean days of the matching kind (None when no series has)."""
     if history is None or history.empty or not todo.any():
         return None
-    columns = ["sid", "local_date", "slot", "value", "clean", "outage", "usable", "day_type", "weekday"]
+    columns = [
+        *("sid", "local_date", "slot", "interval_seconds", "value"),
+        *("clean", "outage", "usable", "day_type", "weekday"),
+    ]
     history = history.loc[
         np.isin(history["sid"].to_numpy(), np.unique(frame["sid"].to_numpy()[todo])), columns
     ]
@@ -243,6 +248,7 @@ def anchored_profile(
             "key": hist["sid"].to_numpy() * SLOTS + hist["slot"].to_numpy(),
             "day_key": hist["sid"].to_numpy() * span + h_offset + span // 2,
             "value": hist["value"].to_numpy(dtype="float64"),
+            "step": hist["interval_seconds"].to_numpy(dtype="int64") // 60,
         }
     )
     ref = ref[np.isin(ref["day_key"].to_numpy(), candidates["day_key"].to_numpy())]
@@ -303,7 +309,9 @@ def anchored_profile(
     row_factor = lookup(sid, level.index.to_numpy(), factor, fill=1.0)
     base = profile * row_factor
 
-    estimate = base + _edge_adjustment(frame, todo, valid, value - base, rules)
+    carry = residual_correlation(ref)
+    row_carry = lookup(sid, carry.index.to_numpy(), carry.to_numpy(), fill=0.0)
+    estimate = base + _edge_adjustment(frame, todo, valid, value - base, rules, row_carry)
     estimate = np.where(estimate < np.fmin(base, 0.0), np.fmin(base, 0.0), estimate)
 
     text = _inputs_text(chosen, level.index.to_numpy(), factor)
@@ -312,11 +320,42 @@ def anchored_profile(
     return Anchored(np.where(todo, estimate, np.nan), np.where(todo, base, np.nan), inputs)
 
 
+MIN_RESIDUAL_PAIRS = 24
+
+
+def residual_correlation(ref: pd.DataFrame) -> pd.Series:
+    """Per series, how much an interval's deviation from the reference days' mean at its time of
+    day carries into the next interval: the lag-1 correlation of those deviations over the
+    reference days (consecutive intervals of one day; ≥ ``MIN_RESIDUAL_PAIRS`` pairs, else 0).
+    Household load keeps a deviation for an hour or two (occupancy); independent noise does not.
+    ``ref``: sid, key (sid × SLOTS + slot), day_key, value, step (minutes)."""
+    if ref.empty:
+        return pd.Series(dtype="float64")
+    r = ref.sort_values(["day_key", "key"])
+    mean = r.groupby("key", sort=False)["value"].transform("mean")
+    dev = (r["value"] - mean).to_numpy(dtype="float64")
+    key, day_key, step = r["key"].to_numpy(), r["day_key"].to_numpy(), r["step"].to_numpy()
+    pair = (day_key[1:] == day_key[:-1]) & (key[1:] - key[:-1] == step[:-1])
+    a, b, s = dev[:-1][pair], dev[1:][pair], r["sid"].to_numpy()[1:][pair]
+    sums = pd.DataFrame({"a": a, "b": b, "ab": a * b, "aa": a * a, "bb": b * b, "n": 1.0}).groupby(s).sum()
+    n = sums["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sums["ab"] - sums["a"] * sums["b"] / n
+        corr = cov / np.sqrt((sums["aa"] - sums["a"] ** 2 / n) * (sums["bb"] - sums["b"] ** 2 / n))
+    return corr.where((n >= MIN_RESIDUAL_PAIRS) & np.isfinite(corr), 0.0).clip(lower=0.0)
+
+
 def _edge_adjustment(
-    frame: pd.DataFrame, todo: np.ndarray, valid: np.ndarray, residual: np.ndarray, rules: RuleSet
+    frame: pd.DataFrame,
+    todo: np.ndarray,
+    valid: np.ndarray,
+    residual: np.ndarray,
+    rules: RuleSet,
+    carry: np.ndarray,
 ) -> np.ndarray:
     """Per gap interval: the AR(1) bridge of the residuals (value − profile) at the nearest valid
-    end point on each side (context rows of the neighbouring days included)."""
+    end point on each side (context rows of the neighbouring days included). ρ per step is the
+    smaller of 0.5^(step / half life) and the series' own ``carry`` (``residual_correlation``)."""
     out = np.zeros(len(frame))
     half_life = rules.anchor_edge_half_life_minutes
     if half_life <= 0 or not todo.any():
@@ -328,7 +367,7 @@ def _edge_adjustment(
     prev = ends.groupby(sid, sort=False).ffill()
     nxt = ends.groupby(sid, sort=False).bfill()
     step = frame["interval_seconds"].to_numpy(dtype="float64")
-    rho = 0.5 ** (step / 60.0 / half_life)
+    rho = np.minimum(0.5 ** (step / 60.0 / half_life), carry)
     a = (t - prev["pt"].to_numpy()) / step  # steps from the previous end point
     b = (nxt["pt"].to_numpy() - t) / step  # steps to the next end point
     ra, rb = prev["pr"].to_numpy(), nxt["pr"].to_numpy()

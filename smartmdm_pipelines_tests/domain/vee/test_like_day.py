@@ -216,11 +216,18 @@ def test_level_anchoring_moves_the_profile_towards_the_observed_level() -> None:
     assert bounded["final_value"].iloc[10] == pytest.approx(3.0)  # anchor_level_max_factor
 
 
+def wavy_days(n: int = 8) -> pd.DataFrame:
+    """n weekdays whose deviations from their mean (1.0 at every hour) last for hours: half of
+    them run above it in the night and below in the day, the other half the other way round."""
+    wave = lambda sign: lambda i: 1.0 + sign * 0.3 * np.cos(2 * np.pi * i / 24)  # noqa: E731
+    return history_days({d: wave(1 if k % 2 else -1) for k, d in enumerate(weekdays_before(DAY, n))})
+
+
 def test_edge_anchoring_is_an_ar1_bridge_between_the_edges() -> None:
-    history = history_days({d: 1.0 for d in weekdays_before(DAY, 7)})
+    history = wavy_days()
     today = gap_day(range(10, 13))
     today[9] = 3.0  # the interval before the gap is 2 above the profile, the one after on it
-    out = estimate(today, history, rules(anchor_edge_half_life_minutes=60.0))
+    out = estimate(today, history, rules(like_days=8, anchor_edge_half_life_minutes=60.0))
     rho, n = 0.5, 4  # halves every hour on hourly data; end points 4 steps apart
     t = np.arange(1, 4)
     weight_before = (rho**t - rho ** (2 * n - t)) / (1 - rho ** (2 * n))
@@ -229,16 +236,49 @@ def test_edge_anchoring_is_an_ar1_bridge_between_the_edges() -> None:
         [1.988235, 1.470588, 1.188235], abs=1e-6
     )
     # a longer half life carries the edge further in
-    slow = estimate(today, history, rules(anchor_edge_half_life_minutes=240.0))
+    slow = estimate(today, history, rules(like_days=8, anchor_edge_half_life_minutes=240.0))
     assert (slow["final_value"].iloc[10:13].to_numpy() > out["final_value"].iloc[10:13].to_numpy()).all()
 
 
+def test_edges_carry_only_as_far_as_the_meter_s_own_deviations_do() -> None:
+    rng = np.random.default_rng(5)
+    noisy = {d: (1.0 + rng.uniform(-0.3, 0.3, 24)).__getitem__ for d in weekdays_before(DAY, 8)}
+    history = history_days(noisy)  # deviations independent from one hour to the next
+    today = gap_day(range(10, 13))
+    today[9] = 3.0
+    with_edges = estimate(today, history, rules(like_days=8, anchor_edge_half_life_minutes=60.0))
+    without = estimate(today, history, rules(like_days=8))
+    pd.testing.assert_series_equal(with_edges["final_value"], without["final_value"])
+
+    # the measure itself: lasting deviations correlate, independent ones do not
+    def ref(h: pd.DataFrame) -> pd.DataFrame:
+        start = h["interval_end"] - pd.Timedelta(hours=1)
+        return pd.DataFrame(
+            {
+                "sid": 0,
+                "key": start.dt.hour.to_numpy() * 60,
+                "day_key": start.dt.day.to_numpy(),
+                "value": h["value"].to_numpy(),
+                "step": 60,
+            }
+        )
+
+    assert like_day.residual_correlation(ref(wavy_days()))[0] > 0.9
+    assert like_day.residual_correlation(ref(history))[0] < 0.3
+    two_mornings = ref(wavy_days(2)).groupby("day_key").head(12)  # 22 consecutive pairs: too few to tell
+    assert like_day.residual_correlation(two_mornings)[0] == 0.0
+    assert like_day.residual_correlation(ref(wavy_days(2)))[0] > 0.9  # 46 pairs
+
+
 def test_edges_never_push_a_delivered_estimate_below_zero() -> None:
-    history = history_days({d: 1.0 for d in weekdays_before(DAY, 7)})
+    # the profile peaks at the gap's edges and is low inside; today both edges read almost nothing
+    shape = lambda i: 2.0 if i in (9, 13) else (0.2 if 10 <= i <= 12 else 1.0)  # noqa: E731
+    wave = lambda sign: lambda i: shape(i) + sign * 0.1 * np.cos(2 * np.pi * i / 24)  # noqa: E731
+    history = history_days({d: wave(1 if k % 2 else -1) for k, d in enumerate(weekdays_before(DAY, 8))})
     today = gap_day(range(10, 13), 1.0)
-    today[9], today[13] = 0.01, 0.01  # far below the profile on both sides
-    out = estimate(today, history, rules(anchor_edge_half_life_minutes=600.0, anchor_level_weight=1.0))
-    assert (out["final_value"].iloc[10:13] >= 0).all()
+    today[9], today[13] = 0.01, 0.01  # 2 below the profile on both sides: the bridge alone would go negative
+    out = estimate(today, history, rules(like_days=8, anchor_edge_half_life_minutes=600.0))
+    assert out["final_value"].iloc[10:13].tolist() == [0.0, 0.0, 0.0]
     assert set(out["estimation_method"].iloc[10:13]) == {"like_day"}
 
 
