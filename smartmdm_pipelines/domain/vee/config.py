@@ -93,8 +93,10 @@ class RuleSet:
     anchor_edge_half_life_minutes: float = 45.0
     """Edge anchoring: the difference between the valid interval at each edge of a gap and the
     profile there carries into the gap as the conditional mean of an AR(1) residual between two
-    known points, halving every this many minutes; 0 turns it off. A time, not a number of
-    intervals: hourly and half-hourly real data fit the same time constant."""
+    known points, halving every this many minutes at most — less where the series' own deviations
+    from its reference days carry less from one interval to the next (their lag-1 correlation);
+    0 turns it off. A time, not a count of intervals: hourly and half-hourly real data fit the
+    same time constant."""
     linear_profile_weight: float = 0.5
     """Short gaps (≤ ``linear_max_gap_minutes``, both edges known) get (1 − w) × linear + w × the
     like-day profile (without its edge term) when like days exist; 0: the California rule alone."""
