@@ -69,18 +69,7 @@ def candidate_days(
         return pd.DataFrame(columns=cols)
     if "offset" not in history:
         history = history.assign(offset=day_offsets(history, day))
-    days = (
-        history.groupby(["sid", "offset"], sort=False)
-        .agg(
-            local_date=("local_date", "first"),
-            clean=("clean", "all"),
-            outage=("outage", "any"),
-            day_type=("day_type", "first"),
-            weekday=("weekday", "first"),
-        )
-        .reset_index()
-    )
-    days = days[days["clean"].to_numpy(dtype=bool) & ~days["outage"].to_numpy(dtype=bool)]
+    days = _per_day(history)
     offset = days["offset"].to_numpy()
     before = (offset < 0) & (offset >= -7 * rules.reference_weeks)
     keep = before | ((offset == 1) & rules.like_day_next_day)
@@ -102,6 +91,20 @@ def candidate_days(
         log_recency = np.where(use, -np.log(2.0) * (np.abs(offset) - 1) / rules.like_day_half_life_days, 0.0)
     out = days.assign(match=match, log_weight=log_weight, log_recency=log_recency)[keep]
     return out[cols].reset_index(drop=True)
+
+
+def _per_day(history: pd.DataFrame) -> pd.DataFrame:
+    """The clean days without an outage: sid, offset, local_date, day_type, weekday (one row per
+    series-day, from sorted integer keys). ``history`` is not empty."""
+    offset = history["offset"].to_numpy(dtype="int64")
+    key = history["sid"].to_numpy(dtype="int64") * (1 << 20) + (offset - offset.min())
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1]])
+    clean = np.minimum.reduceat(history["clean"].to_numpy(dtype=bool)[order], starts)
+    outage = np.maximum.reduceat(history["outage"].to_numpy(dtype=bool)[order], starts)
+    first = order[starts[clean & ~outage]]
+    columns = ("sid", "offset", "local_date", "day_type", "weekday")
+    return pd.DataFrame({col: history[col].to_numpy()[first] for col in columns})
 
 
 def day_offsets(history: pd.DataFrame, day: dt.date) -> np.ndarray:
@@ -331,12 +334,14 @@ def residual_correlation(ref: pd.DataFrame) -> pd.Series:
     ``ref``: sid, key (sid × SLOTS + slot), day_key, value, step (minutes)."""
     if ref.empty:
         return pd.Series(dtype="float64")
-    r = ref.sort_values(["day_key", "key"])
-    mean = r.groupby("key", sort=False)["value"].transform("mean")
-    dev = (r["value"] - mean).to_numpy(dtype="float64")
-    key, day_key, step = r["key"].to_numpy(), r["day_key"].to_numpy(), r["step"].to_numpy()
+    order = np.lexsort((ref["key"].to_numpy(), ref["day_key"].to_numpy()))
+    key, day_key = ref["key"].to_numpy()[order], ref["day_key"].to_numpy()[order]
+    step, value = ref["step"].to_numpy()[order], ref["value"].to_numpy(dtype="float64")[order]
+    _, slot = np.unique(key, return_inverse=True)
+    mean = np.bincount(slot, weights=value) / np.bincount(slot)
+    dev = value - mean[slot]
     pair = (day_key[1:] == day_key[:-1]) & (key[1:] - key[:-1] == step[:-1])
-    a, b, s = dev[:-1][pair], dev[1:][pair], r["sid"].to_numpy()[1:][pair]
+    a, b, s = dev[:-1][pair], dev[1:][pair], ref["sid"].to_numpy()[order][1:][pair]
     sums = pd.DataFrame({"a": a, "b": b, "ab": a * b, "aa": a * a, "bb": b * b, "n": 1.0}).groupby(s).sum()
     n = sums["n"]
     with np.errstate(invalid="ignore", divide="ignore"):
