@@ -98,6 +98,8 @@ class ReadingsError(ValueError):
 def household_files(folder: Path) -> dict[str, Path]:
     """Household id (file name without .csv/.csv.gz) -> file, from FOLDER or FOLDER/readings."""
     base = folder / "readings" if (folder / "readings").is_dir() else folder
+    if not base.is_dir():
+        raise ReadingsError(f"{base}: not a folder of readings files")
     files = sorted(p for p in base.iterdir() if p.name.endswith((".csv", ".csv.gz")))
     if not files:
         raise ReadingsError(f"{base}: no .csv or .csv.gz readings files")
@@ -412,7 +414,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args()
 
-    files = household_files(args.data_dir)
+    try:
+        files = household_files(args.data_dir)
+    except ReadingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     tuning, reporting = split_households(list(files))
     chosen = tuning if args.half == "tuning" else reporting
     if args.households:
