@@ -181,6 +181,18 @@ def _estimate(masked: pd.DataFrame, truth: pd.DataFrame, inputs: DayInputs, peer
     return values, methods
 
 
+def _has_registers(inputs: DayInputs, meters: list[str]) -> bool:
+    """Whether any register reading (the day's reads, or an install's start/end reading) of the
+    gap meters could reach the chain: without one, the chain without registers is the chain."""
+    if inputs.registers is not None and len(inputs.registers):
+        return True
+    installs = inputs.installs
+    if installs is None or installs.empty:
+        return False
+    mine = installs[installs["meter_id"].isin(meters)]
+    return bool(mine[["start_register", "end_register"]].notna().to_numpy().any())
+
+
 def run_backtest(store: Store, cfg: UtilityConfig, opts: bt.BacktestOptions | None = None) -> BacktestReport:
     """Choose the gaps (``opts``), estimate them day by day, and score chain and baseline."""
     started = time.perf_counter()
@@ -194,7 +206,7 @@ def run_backtest(store: Store, cfg: UtilityConfig, opts: bt.BacktestOptions | No
     holidays = holidays_for(cfg.utility.holidays, first_year - 1, last_year + 1)
 
     candidates = _candidates(store, cfg, opts, holidays)
-    gaps = bt.choose_gaps(candidates, tz, opts.seed, opts.max_series, opts.gap_lengths)
+    gaps = bt.choose_gaps(candidates, tz, opts.seed, opts.max_series, opts.gap_lengths, opts.gaps_per_series)
     if gaps.empty:
         raise BacktestError(
             f"too little data to backtest: {len(candidates):,} eligible series-days, but none whose interval "
@@ -225,10 +237,12 @@ def run_backtest(store: Store, cfg: UtilityConfig, opts: bt.BacktestOptions | No
         channels = sorted(series["channel"].unique().tolist())
         peers = functools.cache(functools.partial(_current_day, store, day, "channel", channels, master))
         chain, method = _estimate(masked, truth, inputs, peers)
-        # without registers: neither the day's register reads nor the install/removal readings
-        inputs.registers = pd.DataFrame()
-        inputs.installs = master["installs"].assign(start_register=np.nan, end_register=np.nan)
-        no_reg, _ = _estimate(masked, truth, inputs, peers)
+        no_reg = chain
+        if _has_registers(inputs, meters):
+            # without registers: neither the day's register reads nor the install/removal readings
+            inputs.registers = pd.DataFrame()
+            inputs.installs = master["installs"].assign(start_register=np.nan, end_register=np.nan)
+            no_reg, _ = _estimate(masked, truth, inputs, peers)
         baseline = bt.california_baseline(masked, truth, history, day, tz, holidays, opts.baseline_days)
         parts.append(
             truth.rename(columns={"value": "truth"}).assign(

@@ -26,15 +26,16 @@ DAYS = 21
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, Path]:
-    """(data dir, DuckDB file) of a 50-meter, 21-day utility after VEE ran on every day."""
-    root = tmp_path_factory.mktemp("backtest")
-    data_dir = root / "data"
-    cfg = load_config(data_dir=data_dir)
-    sim = root / "sim"
+def simulation(tmp_path_factory) -> Path:
+    """A 50-meter, 21-day synthetic utility (CIS drop and head-end files)."""
+    sim = tmp_path_factory.mktemp("backtest_sim")
     generate(sim, SimulationSpec(meters=50, start=START, days=DAYS, seed=11, truth_values=False))
-    db = root / "store.duckdb"
-    store = Store(f"duckdb:///{db}")
+    return sim
+
+
+def load_utility(store: Store, sim: Path, data_dir: Path) -> None:
+    """Master data, every head-end file, and VEE on every operating day, as production would."""
+    cfg = load_config(data_dir=data_dir)
     sync_master_data(store, sim / "cis")
     for path in sorted((sim / "headend").iterdir()):
         if path.is_file():
@@ -42,6 +43,16 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     days = store.read_frame("SELECT DISTINCT read_day FROM raw_reads ORDER BY read_day")["read_day"]
     for day in days:
         run_day(store, pd.Timestamp(day).date(), cfg)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, simulation) -> tuple[Path, Path]:
+    """(data dir, DuckDB file) of the utility after VEE ran on every day."""
+    root = tmp_path_factory.mktemp("backtest")
+    data_dir = root / "data"
+    db = root / "store.duckdb"
+    store = Store(f"duckdb:///{db}")
+    load_utility(store, simulation, data_dir)
     store.dispose()
     return data_dir, db
 
@@ -63,13 +74,19 @@ def config(built):
 def test_json_shape_and_accuracy_from_the_cli(built, monkeypatch, capsys) -> None:
     data_dir, db = built
     monkeypatch.setenv("SMARTMDM_DATABASE_URL", f"duckdb:///{db}")
-    argv = ["--data-dir", str(data_dir), "backtest-estimation", "--json", "--seed", "3", "--max-series", "20"]
+    argv = [
+        *("--data-dir", str(data_dir), "backtest-estimation", "--json", "--seed", "3"),
+        *("--max-series", "20", "--gaps-per-series", "3"),
+    ]
     assert cli.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert list(report) == ["gaps"] and list(report["gaps"]) == ["1h", "4h", "24h"]
     for name, entry in report["gaps"].items():
         assert entry["n"] > 0 and entry["n_counts"] == "masked intervals"
-        assert 0 < entry["gaps"] <= 20 and entry["series"] == entry["gaps"]
+        # up to 3 gaps per series and length, on at most 20 series
+        assert 0 < entry["series"] <= 20 and entry["series"] <= entry["gaps"] <= 3 * entry["series"]
+        ratio = entry["chain_vs_baseline"]
+        assert ratio["ci95"][0] <= ratio["nmae_ratio"] <= ratio["ci95"][1]
         for method in ("chain", "baseline"):
             assert set(entry[method]) >= {"nmae", "bias"}
             assert 0 <= entry[method]["nmae"] < 2, (name, method, entry[method])
@@ -85,9 +102,12 @@ def test_json_shape_and_accuracy_from_the_cli(built, monkeypatch, capsys) -> Non
     assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out) == report  # same store, same seed: same report
 
-    assert cli.main(argv[:2] + ["backtest-estimation"]) == 0
+    assert sum(e["gaps"] for e in report["gaps"].values()) > sum(e["series"] for e in report["gaps"].values())
+
+    assert cli.main(argv[:2] + ["backtest-estimation", "--gaps-per-series", "3"]) == 0
     table = capsys.readouterr().out
     assert "chain NMAE" in table and "baseline NMAE" in table and " 24h" in table
+    assert "n gaps" in table and "chain/baseline (95 % CI)" in table and "up to 3 per series" in table
 
 
 def test_seed_picks_other_gaps_and_nothing_is_written(built, store_copy) -> None:
@@ -145,3 +165,19 @@ def test_too_little_data_says_which_condition_failed(built, tmp_path, capsys, mo
     assert cli.main(["--data-dir", str(data_dir), "backtest-estimation", "--json"]) == 2
     err = capsys.readouterr().err
     assert "too little data" in err and "clean days of the same day type" in err
+
+
+def test_postgresql_gives_the_report_duckdb_gives(built, store_copy, simulation, postgres_url) -> None:
+    """The same utility loaded into PostgreSQL: the same gaps, estimates and figures."""
+    pg = Store(postgres_url)
+    try:
+        load_utility(pg, simulation, built[0])
+        opts = BacktestOptions(seed=4, max_series=12, gaps_per_series=2)
+        on_pg = run_backtest(pg, config(built), opts)
+        on_duckdb = run_backtest(store_copy, config(built), opts)
+    finally:
+        pg.dispose()
+    key = ["gap", "meter_id", "channel", "read_day", "gap_start"]
+    pd.testing.assert_frame_equal(on_pg.gaps[key], on_duckdb.gaps[key])
+    assert on_pg.report == on_duckdb.report
+    assert all(entry["n"] > 0 for entry in on_pg.report["gaps"].values())

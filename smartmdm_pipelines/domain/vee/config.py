@@ -52,13 +52,54 @@ class RuleSet:
     outage_is_endpoint: bool = False
     """CA rule: a power-failure interval is not an interpolation end point (T4); switch for the contested variant."""
     like_days: int = 7
-    """Like days averaged (E2). Itron Historical uses the 3 nearest (T11); our backtest on the simulator
-    (smartmdm backtest-estimation) found 7 beats the California baseline at every gap length while 3
-    loses to it at 24 h, because averaging fewer days keeps more of each day's noise."""
+    """Like days (E2): the number of reference days the profile is built from, and the clean days of
+    the matching kind a series needs for it. Itron Historical uses the 3 nearest (T11); on the
+    simulator 7 beat the California baseline at every gap length while 3 lost to it at 24 h."""
     reference_weeks: int = 5
     """How far back like days, history spikes and high/low usage look."""
     like_day_mode: str = "day_type"
-    """'day_type': weekday vs weekend/holiday; 'same_weekday': same day of the week only."""
+    """'day_type': weekday vs weekend/holiday; 'same_weekday': same day of the week only. At least
+    ``like_days`` clean days of the matching kind must exist, else the multi-week average is used."""
+    like_day_other_type_weight: float = 0.5
+    """Weight of a clean day of the other kind (a weekend day for a weekday) against 1 for a matching
+    day; 0 keeps matching days only (Itron). On real household meters a recent weekend day tells
+    more about a weekday than one of three weeks before (docs/vee_accuracy.md)."""
+    like_day_half_life_days: float = 7.0
+    """Recency, for gaps whose day has no valid interval to compare reference days with (a whole day
+    missing): a day's weight halves every this many days further than the day before; 0 weighs
+    every day the same (Itron, T11). Where the day can be compared, the similarity weights
+    replace recency (they measured better on real meters). See ``like_day_recency_check``."""
+    like_day_recency_check: bool = True
+    """Recency only for series whose own reference weeks say it helps: a self-backtest predicting
+    each clean day's total from the earlier ones, recency-weighted against plain means. Real
+    household levels drift (occupancy, weather spells); where days vary independently (the
+    simulator's weather) recency only discards information. False: recency for every series."""
+    like_day_next_day: bool = True
+    """The day after, when VEE already holds it clean (a late run; the re-collection window), is a
+    reference day too, weighted like the day before."""
+    like_day_similarity: float = 2.0
+    """Similarity-weighted reference days: a day's weight × exp(−s × d), d = its mean absolute
+    difference from the estimated day's valid intervals within ``anchor_window_minutes`` of the
+    gaps, divided by their mean; 0 turns it off. The largest single gain on real meters."""
+    anchor_window_minutes: int = 240
+    """Valid intervals of the estimated day this close to a gap are compared with the reference days
+    (similarity) and, when on, set the level."""
+    anchor_level_weight: float = 0.0
+    """Level anchoring: the profile × 1 + w × (observed / profile − 1) over the compared intervals
+    (0: off, 1: the full observed ratio). Off by default: with similarity weights it added bias and
+    no accuracy on real household meters (w = 0.2 measured; docs/vee_accuracy.md)."""
+    anchor_level_max_factor: float = 3.0
+    """The level factor stays within [1 / this, this]."""
+    anchor_edge_half_life_minutes: float = 45.0
+    """Edge anchoring: the difference between the valid interval at each edge of a gap and the
+    profile there carries into the gap as the conditional mean of an AR(1) residual between two
+    known points, halving every this many minutes at most — less where the series' own deviations
+    from its reference days carry less from one interval to the next (their lag-1 correlation);
+    0 turns it off. A time, not a count of intervals: hourly and half-hourly real data fit the
+    same time constant."""
+    linear_profile_weight: float = 0.5
+    """Short gaps (≤ ``linear_max_gap_minutes``, both edges known) get (1 − w) × linear + w × the
+    like-day profile (without its edge term) when like days exist; 0: the California rule alone."""
     scale_to_register: bool = True
     """E6: scale estimates so the day total equals the register advance when registers bracket it."""
     skip_scaling_on_failed_sum_check: bool = True
@@ -109,7 +150,12 @@ MAX_PER_HOUR = {"kWh": 1000.0, "kVARh": 1000.0, "gal": 20000.0, "CCF": 500.0, "t
 # simulator: hourly water use is spiky — the 99.9th percentile of (max − 3rd) / 3rd is ~800 % —
 # and water and gas are legitimately zero for hours).
 COMMODITY_DEFAULTS: dict[str, dict] = {
-    "water": {"spike_tolerance_pct": 1000.0, "consecutive_zero_intervals": None},
+    # bursty hourly use: blending the profile into short gaps measured worse than linear alone
+    "water": {
+        "spike_tolerance_pct": 1000.0,
+        "consecutive_zero_intervals": None,
+        "linear_profile_weight": 0.0,
+    },
     "gas": {"spike_tolerance_pct": 1000.0, "consecutive_zero_intervals": None},
 }
 

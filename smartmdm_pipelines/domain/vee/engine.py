@@ -797,9 +797,14 @@ def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFr
 
 
 def day_type(dates: pd.Series, holidays: frozenset) -> pd.Series:
-    weekday = pd.to_datetime(dates).dt.weekday
-    holiday = pd.Series([d in holidays for d in dates], index=dates.index) if holidays else False
-    return pd.Series(np.where((weekday >= 5) | holiday, "weekend_holiday", "weekday"), index=dates.index)
+    """'weekend_holiday' or 'weekday' per date, judged once per distinct date."""
+    days = np.asarray(pd.to_datetime(dates).to_numpy(), dtype="datetime64[D]")
+    distinct, inverse = np.unique(days, return_inverse=True)
+    off = pd.DatetimeIndex(distinct).weekday.to_numpy() >= 5
+    if holidays:
+        off |= np.isin(distinct, np.array(sorted(holidays), dtype="datetime64[D]"))
+    kind = np.where(off, "weekend_holiday", "weekday")
+    return pd.Series(kind[inverse.reshape(-1)] if len(days) else kind[:0], index=dates.index)
 
 
 def prepare_daily_history(daily: pd.DataFrame, day: dt.date, holidays: frozenset) -> pd.DataFrame:
@@ -957,7 +962,8 @@ def estimate_day(
         work = full[np.isin(full["sid"].to_numpy(), todo_sids)].assign(row=lambda f: f.index.to_numpy())
         history_all = prepare_history(inp.history, inp.tz, inp.holidays, catalog)
         history_all = history_all[np.isin(history_all["sid"].to_numpy(), todo_sids)]
-        history = history_all[history_all["interval_end"] <= start]
+        # like days may include the day after (VEE may already hold it), never the day itself
+        references = history_all[(history_all["interval_end"] <= start) | (history_all["interval_end"] > end)]
         context = _context_rows(history_all, work, start, end)
         work = pd.concat([work, context], ignore_index=True)
         work = work.iloc[np.lexsort((work["t"].to_numpy(), work["sid"].to_numpy()))].reset_index(drop=True)
@@ -978,7 +984,7 @@ def estimate_day(
             parts.append(
                 estimation.run_chain(
                     group,
-                    history,
+                    references,
                     ruleset,
                     target_type,
                     inp.day.weekday(),
@@ -986,6 +992,7 @@ def estimate_day(
                     methods,
                     profiles,
                     suspect_registers,
+                    day=inp.day,
                 )
             )
         done = pd.concat(parts, ignore_index=True)
@@ -1158,6 +1165,7 @@ def estimate_forward(
                     None,
                     FORWARD_CHAIN,
                     like,
+                    day=day,
                 )
             )
     done = pd.concat(parts, ignore_index=True)

@@ -13,14 +13,15 @@ run on integer keys (keys.py).
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.vee.config import RuleSet
 from smartmdm_pipelines.domain.vee.keys import group_bounds, lookup
+from smartmdm_pipelines.domain.vee.like_day import SLOTS, Anchored, anchored_profile, endpoints
 from smartmdm_pipelines.domain.vee.runs import group_starts, run_lengths
-
-SLOTS = 1440  # minutes in a day: (series, slot) keys are sid * SLOTS + slot
 
 
 def needs_estimate(frame: pd.DataFrame) -> np.ndarray:
@@ -55,17 +56,19 @@ def zero_fill_outages(frame: pd.DataFrame) -> None:
     _fill(frame, todo, np.zeros(len(frame)), "zero_fill", "power outage")
 
 
-def linear(frame: pd.DataFrame, rules: RuleSet) -> None:
+def linear(frame: pd.DataFrame, rules: RuleSet, profile: Anchored | None = None) -> None:
     """E1 (T1–T4): point-to-point between valid end points when the gap is short; flat hold
-    (T3) when only one side exists. Outage intervals are not end points (CA) unless configured."""
+    (T3) when only one side exists. Outage intervals are not end points (CA) unless configured.
+
+    With a like-day ``profile`` (like_day.py) a two-sided short gap gets (1 − w) × linear + w ×
+    profile, w = ``linear_profile_weight`` (method ``linear+profile``): the profile's shape without
+    its edge anchoring, as the interpolation already holds the edges."""
     todo = _open(frame)
     if not todo.any():
         return
     value = frame["value"].to_numpy(dtype="float64")
     t = frame["t"].to_numpy().astype("float64")
-    endpoint = frame["status"].eq("valid").to_numpy() & ~np.isnan(value)
-    if not rules.outage_is_endpoint:
-        endpoint &= ~frame["outage"].to_numpy(dtype=bool)
+    endpoint = endpoints(frame, rules)
     ends = pd.DataFrame(
         {
             "s": frame["sid"].to_numpy(),
@@ -88,6 +91,17 @@ def linear(frame: pd.DataFrame, rules: RuleSet) -> None:
         inputs[rows] = [
             f"between {a:.4g} and {b:.4g}" for a, b in zip(prev_v[rows], next_v[rows], strict=True)
         ]
+    weight = rules.linear_profile_weight
+    if profile is not None and weight > 0:
+        blend = two_sided & ~np.isnan(profile.base)
+        rows = np.flatnonzero(blend)
+        if len(rows):
+            interp = np.where(blend, (1 - weight) * interp + weight * profile.base, interp)
+            inputs[rows] = [
+                f"{a} blended {weight:.0%} with the like-day profile ({b})"
+                for a, b in zip(inputs[rows], profile.inputs[rows], strict=True)
+            ]
+            _fill(frame, blend, interp, "linear+profile", inputs)
     _fill(frame, two_sided, interp, "linear", inputs)
 
     # one-sided: the run of intervals to estimate reaches the edge of the data
@@ -100,35 +114,34 @@ def linear(frame: pd.DataFrame, rules: RuleSet) -> None:
     _fill(frame, only_next, next_v, "flat_hold", "held from the next valid interval")
 
 
-def like_day(frame: pd.DataFrame, history: pd.DataFrame, rules: RuleSet, day_type: str, weekday: int) -> None:
-    """E2 (T11): interval-by-interval average of the nearest like days that are complete and
-    free of outages, estimates and edits. Falls back to a multi-week average (E3) of the same
-    weekday, estimates allowed, when fewer like days exist."""
+def like_day(
+    frame: pd.DataFrame,
+    history: pd.DataFrame,
+    rules: RuleSet,
+    day_type: str,
+    weekday: int,
+    profile: Anchored | None = None,
+    day: dt.date | None = None,
+) -> None:
+    """E2 (T11): the anchored like-day profile (like_day.py: weighted clean reference days, level
+    and edge anchoring). Falls back to a multi-week average (E3) of the same weekday before the
+    day, estimates allowed, when fewer like days exist."""
     todo = _open(frame)
     if not todo.any() or history is None or history.empty:
         return
-    days = (
-        history.groupby(["sid", "local_date"], sort=False)
-        .agg(
-            clean=("clean", "all"),
-            outage=("outage", "any"),
-            day_type=("day_type", "first"),
-            weekday=("weekday", "first"),
-        )
-        .reset_index()
-    )
-    strict = days[days["clean"] & ~days["outage"]]
-    if rules.like_day_mode == "same_weekday":
-        strict = strict[strict["weekday"] == weekday]
-    else:
-        strict = strict[strict["day_type"] == day_type]
-    chosen = _nearest(strict, rules.like_days)
-    chosen = chosen[chosen.groupby("sid")["local_date"].transform("size") >= rules.like_days]
-    _fill_from_days(frame, todo, history, chosen, "like_day")
+    if profile is not None:
+        _fill(frame, todo, profile.value, "like_day", profile.inputs)
 
     todo = _open(frame)
     if todo.any():
+        days = (
+            history.groupby(["sid", "local_date"], sort=False)
+            .agg(outage=("outage", "any"), weekday=("weekday", "first"))
+            .reset_index()
+        )
         relaxed = days[~days["outage"] & (days["weekday"] == weekday)]
+        if day is not None:
+            relaxed = relaxed[pd.to_datetime(relaxed["local_date"]) < pd.Timestamp(day)]
         _fill_from_days(frame, todo, history, _nearest(relaxed, rules.reference_weeks), "multi_week")
 
 
@@ -283,18 +296,27 @@ def run_chain(
     methods: tuple[str, ...] = CHAIN,
     profiles: dict | None = None,
     suspect_registers: tuple[np.ndarray, np.ndarray] | None = None,
+    day: dt.date | None = None,
 ) -> pd.DataFrame:
     """Run the chain's steps in order (``methods`` selects a subset, e.g. an operator's request).
 
+    ``history``: the series' current intervals of the reference weeks (prepared by
+    ``engine.prepare_history``); it may hold the day after ``day`` (a like day) but never ``day``.
     ``suspect_registers``: (series ids, rule) whose register advance is not trusted today
     (sum_check / multiplier_mismatch): register scaling skips them (see ``scale_to_register``)."""
     frame["est_value"] = np.nan
     frame["est_method"] = pd.Series(None, index=frame.index, dtype="object")
     frame["est_inputs"] = pd.Series(None, index=frame.index, dtype="object")
+    before = history
+    if day is not None and history is not None and len(history):
+        before = history[pd.to_datetime(history["local_date"]).to_numpy() < np.datetime64(day, "D")]
+    profile = None
+    if "like_day" in methods and day is not None:
+        profile = anchored_profile(frame, needs_estimate(frame), history, rules, day, day_type, weekday)
     steps = {
         "zero_fill": lambda: zero_fill_outages(frame),
-        "linear": lambda: linear(frame, rules),
-        "like_day": lambda: like_day(frame, history, rules, day_type, weekday),
+        "linear": lambda: linear(frame, rules, profile),
+        "like_day": lambda: like_day(frame, history, rules, day_type, weekday, profile, day),
         "class_profile": lambda: class_profile(frame, profiles),
         "register_scaling": lambda: (
             scale_to_register(
@@ -305,7 +327,7 @@ def run_chain(
             if rules.scale_to_register
             else None
         ),
-        "average_daily_load": lambda: average_daily_load(frame, history),
+        "average_daily_load": lambda: average_daily_load(frame, before),
     }
     for name in methods:
         steps[name]()

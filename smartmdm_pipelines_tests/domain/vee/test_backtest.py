@@ -97,6 +97,43 @@ def test_summary_shape_per_gap_length() -> None:
     assert "24h" in bt.format_table(report)
 
 
+def test_nmae_ratio_with_a_bootstrap_interval_over_series() -> None:
+    rng = np.random.default_rng(1)
+    n_series, per = 40, 25
+    truth = rng.gamma(2.0, 0.5, size=n_series * per)
+    results = pd.DataFrame(
+        {
+            "gap": "4h",
+            "gap_id": np.repeat(np.arange(n_series), per),
+            "meter_id": np.repeat([f"M{i:02d}" for i in range(n_series)], per),
+            "channel": "kwh_delivered",
+            "truth": truth,
+            "chain": truth * (1 + rng.normal(0, 0.2, truth.size)),  # errors about half the baseline's
+            "baseline": truth * (1 + rng.normal(0, 0.4, truth.size)),
+        }
+    )
+    ratio = bt.nmae_ratio(results)
+    chain, base = (
+        bt.error_metrics(results["chain"], results["truth"]),
+        bt.error_metrics(results["baseline"], results["truth"]),
+    )
+    assert ratio["nmae_ratio"] == pytest.approx(chain["nmae"] / base["nmae"], abs=1e-4)
+    low, high = ratio["ci95"]
+    assert low < ratio["nmae_ratio"] < high and low > 0.35 and high < 0.65
+    b_low, b_high = ratio["bias_ci95"]["chain"]
+    assert b_low < chain["bias"] < b_high
+    assert bt.nmae_ratio(results) == ratio  # seeded: the same report every time
+    same = results.assign(chain=results["baseline"])
+    assert bt.nmae_ratio(same)["ci95"] == [1.0, 1.0]
+    assert ratio["resampled"] == "series"
+    # one meter: its gaps are resampled instead, so a single meter-year still gets an interval
+    one = bt.nmae_ratio(results[results["meter_id"] == "M00"].assign(gap_id=np.arange(per)))
+    assert one["resampled"] == "gaps" and one["ci95"][0] < one["nmae_ratio"] < one["ci95"][1]
+    report = bt.summarise(results)
+    assert report["gaps"]["4h"]["chain_vs_baseline"] == ratio
+    assert "chain/baseline" in bt.format_table(report)
+
+
 # --- the California baseline ------------------------------------------------------------------------
 
 
@@ -210,7 +247,7 @@ def test_gap_selection_is_deterministic_by_seed() -> None:
 def test_gaps_are_distinct_and_inside_their_operating_day() -> None:
     tz = "America/Chicago"
     cand = candidates()
-    gaps = bt.choose_gaps(cand, tz, seed=3, max_series=10)
+    gaps = bt.choose_gaps(cand, tz, seed=3, max_series=10, gaps_per_series=1)
     assert gaps.groupby("gap").size().to_dict() == {"1h": 10, "24h": 10, "4h": 10}
     assert not gaps.duplicated(["gap", "meter_id", "channel"]).any()  # distinct series per length
     assert not gaps.duplicated(["meter_id", "channel", "read_day"]).any()  # a series-day holds one gap
@@ -224,6 +261,27 @@ def test_gaps_are_distinct_and_inside_their_operating_day() -> None:
     whole = gaps[~short]
     assert (whole["gap_start"] == start[~short]).all() and (whole["gap_end"] == end[~short]).all()
     assert (gaps.loc[gaps["gap"] == "1h", "intervals"] == 4).all()
+
+
+def test_many_non_overlapping_gaps_per_series() -> None:
+    tz = "America/Chicago"
+    cand = candidates(n_meters=6, days=70)  # 10 weeks: about 60 eligible days per series
+    per_series = cand.groupby("meter_id").size()
+    gaps = bt.choose_gaps(cand, tz, seed=5, max_series=None, gaps_per_series=15)
+    counts = gaps.groupby(["meter_id", "gap"]).size()
+    assert (counts == 15).all() and len(counts) == 6 * 3  # 15 of each length on every series
+    assert not gaps.duplicated(["meter_id", "channel", "read_day"]).any()  # never two on a day
+    # fewer eligible days than asked for: every day is used, dealt evenly over the lengths
+    few = bt.choose_gaps(cand, tz, seed=5, max_series=None, gaps_per_series=50)
+    assert (few.groupby("meter_id").size() == per_series).all()
+    spread = few.groupby(["meter_id", "gap"]).size().groupby("meter_id").agg(lambda c: c.max() - c.min())
+    assert (spread <= 1).all()
+    # max_series caps the series, not the gaps
+    two = bt.choose_gaps(cand, tz, seed=5, max_series=2, gaps_per_series=15)
+    assert two["meter_id"].nunique() == 2 and len(two) == 2 * 3 * 15
+    # the same seed gives the same gaps; the default asks for 50 per length
+    pd.testing.assert_frame_equal(gaps, bt.choose_gaps(cand, tz, seed=5, max_series=None, gaps_per_series=15))
+    assert bt.BacktestOptions().gaps_per_series == 50
 
 
 def test_daily_meters_only_get_whole_day_gaps() -> None:

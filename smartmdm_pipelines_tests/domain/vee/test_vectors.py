@@ -193,7 +193,10 @@ def test_t11_like_day_excludes_outage_days() -> None:
         if weeks == 4:
             h.loc[h.index[10], "failed_rules"] = "power_outage"
         history.append(h)
-    rules = RuleSet(linear_max_gap_minutes=0, like_day_mode="same_weekday", like_days=3)  # Itron: 3 nearest
+    # Itron: the 3 nearest, equally weighted (our default weighs recent days more)
+    rules = RuleSet(
+        linear_max_gap_minutes=0, like_day_mode="same_weekday", like_days=3, like_day_half_life_days=0
+    )
     _, est = run(inputs([meter()], day_reads(target), history=pd.concat(history), rules=rules))
     assert est.intervals["final_value"].iloc[72] == pytest.approx(1.2)
     assert est.intervals["estimation_method"].iloc[72] == "like_day"
