@@ -101,6 +101,9 @@ zones = sa.Table(
     sa.Column("bulk_meter_ids", sa.String, comment="';'-joined meter ids"),
     sa.Column("parent_zone_id", sa.String),
     _ts("synced_at"),
+    sa.Column("zone_class", sa.String, comment="detection parameter class (utility YAML), e.g. dma"),
+    sa.Column("tank_level_meter_id", sa.String, comment="meter reporting the level (m) of a tank feeding the zone"),
+    sa.Column("tank_area_m2", sa.Double, comment="tank plan area: inflow = feed - area x level change"),
 )
 
 service_point_history = sa.Table(
@@ -410,6 +413,23 @@ zone_balances = sa.Table(
     sa.Column("loss_volume", sa.Double),
     sa.Column("unit", sa.String),
     sa.Column("read_day", sa.Date, nullable=False),
+    sa.Column("estimated_volume", sa.Double, comment="part of metered_volume that is estimated"),
+    sa.Column("input_completeness", sa.Double, comment="share of expected inlet intervals present (0..1)"),
+    sa.Column("metered_completeness", sa.Double, comment="share of expected customer intervals present (0..1)"),
+    sa.Column("complete", sa.Boolean, comment="both sides complete enough to raise loss events"),
+)
+
+zone_night_flow = sa.Table(
+    "zone_night_flow",
+    metadata,
+    sa.Column("zone_id", sa.String, nullable=False),
+    sa.Column("read_day", sa.Date, nullable=False, comment="local day whose night window is measured"),
+    sa.Column("min_night_flow", sa.Double, comment="minimum hourly inflow rate in the night window (unit/h)"),
+    sa.Column("legitimate_night_use", sa.Double, comment="allowance for customer night use (unit/h)"),
+    sa.Column("excess_night_flow", sa.Double, comment="min_night_flow - legitimate_night_use (unit/h)"),
+    sa.Column("baseline", sa.Double, comment="robust baseline of min_night_flow (unit/h)"),
+    sa.Column("unit", sa.String),
+    sa.Column("completeness", sa.Double, comment="share of the window's inlet intervals present"),
 )
 
 loss_events = sa.Table(
@@ -418,12 +438,19 @@ loss_events = sa.Table(
     sa.Column("event_id", sa.String, primary_key=True),
     sa.Column("zone_id", sa.String),
     sa.Column("meter_id", sa.String),
-    sa.Column("kind", sa.String, nullable=False, comment="leak | burst | unauthorized_use"),
+    sa.Column("kind", sa.String, nullable=False, comment="abrupt | gradual | balance (legacy: leak | burst | unauthorized_use)"),
     _ts("start_at", nullable=False),
     _ts("end_at"),
     sa.Column("rate", sa.Double),
     sa.Column("unit", sa.String),
     sa.Column("detail", sa.Text),
+    sa.Column("volume", sa.Double, comment="volume lost from start to end (or to the last evaluated hour)"),
+    sa.Column("confidence", sa.Double, comment="0..1"),
+    sa.Column("source", sa.String, comment="balance | inflow (which detector raised it)"),
+    sa.Column("evidence", sa.Text, comment="JSON: series excerpt, statistics, merged event ids"),
+    sa.Column("status", sa.String, comment="open | ended"),
+    _ts("detected_at"),
+    _ts("updated_at"),
 )
 
 protection_flags = sa.Table(
