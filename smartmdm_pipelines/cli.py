@@ -326,8 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="generate a synthetic utility, ingest it through Dagster, print a summary"
     )
-    p.add_argument("--meters", type=int, default=1000)
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument(
+        "--meters", type=_whole(50), default=1000, help="number of meters (at least 50: one of every segment)"
+    )
+    p.add_argument("--days", type=_whole(1), default=7)
     p.add_argument("--start", type=date, default=dt.date(2024, 3, 8))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some file runs failed")
@@ -340,8 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a synthetic utility (CIS drop, head-end files, ground truth)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--meters", type=int, default=1000)
-    p.add_argument("--days", type=int, default=7)
+    p.add_argument(
+        "--meters", type=_whole(50), default=1000, help="number of meters (at least 50: one of every segment)"
+    )
+    p.add_argument("--days", type=_whole(1), default=7)
     p.add_argument("--start", type=date, default=dt.date(2024, 3, 8))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--timezone", default="America/Chicago")

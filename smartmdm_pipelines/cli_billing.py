@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from smartmdm_pipelines.domain.billing.files import quote, read_text
+from smartmdm_pipelines.domain.billing.files import is_unreadable, quote, read_text
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -59,8 +59,12 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
-def _fail(message: object) -> int:
-    print(f"error: {message}", file=sys.stderr)
+def _fail(error: Exception) -> int:
+    """One line on stderr; exit 2 when a path or the configuration could not be read (as every other
+    command does), 1 when a file was read and its content is wrong."""
+    print(f"error: {error}", file=sys.stderr)
+    if is_unreadable(error) or getattr(error, "usage", False):
+        return EXIT_USAGE
     return EXIT_INPUT
 
 
@@ -73,9 +77,11 @@ def _utility_zone(args: argparse.Namespace) -> str:
     try:
         return load_config(getattr(args, "config", None)).utility.timezone
     except (OSError, ValueError) as exc:
-        raise UsageError(
+        error = UsageError(
             f"cannot read the utility configuration for its time zone ({quote(str(exc), 120)}); pass --tz"
-        ) from None
+        )
+        error.usage = True  # type: ignore[attr-defined]
+        raise error from None
 
 
 @_guarded

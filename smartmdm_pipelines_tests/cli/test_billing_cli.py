@@ -153,14 +153,18 @@ EXPECTED = {
 }
 
 
+# a path that cannot be opened exits 2 (as in `ingest`, `inspect`), content that is wrong exits 1
+EXIT_CODE = {"directory": 2, "missing": 2, "binary": 1, "huge": 1}
+
+
 @pytest.mark.parametrize("case", list(EXPECTED))
 def test_tariff_file_errors_are_one_line_in_both_commands(tmp_path: Path, capsys, case: str) -> None:
     bad = _bad_inputs(tmp_path)[case]
     expected = "error: " + EXPECTED[case].format(kind="JSON")
-    assert main(["tariff", "inspect", str(bad), "--tz", "UTC"]) == 1
+    assert main(["tariff", "inspect", str(bad), "--tz", "UTC"]) == EXIT_CODE[case]
     assert _one_line_error(capsys, bad.name).startswith(expected)
     csv = _usage_csv(tmp_path / "usage.csv")
-    assert main(["shadow-bill", "--tariff", str(bad), "--usage", str(csv), "--tz", "UTC"]) == 1
+    assert main(["shadow-bill", "--tariff", str(bad), "--usage", str(csv), "--tz", "UTC"]) == EXIT_CODE[case]
     assert _one_line_error(capsys, bad.name).startswith(expected)
 
 
@@ -168,7 +172,7 @@ def test_tariff_file_errors_are_one_line_in_both_commands(tmp_path: Path, capsys
 def test_usage_file_errors_are_one_line(tmp_path: Path, capsys, case: str) -> None:
     bad = _bad_inputs(tmp_path)[case]
     args = ["shadow-bill", "--tariff", str(FIXTURES / "fpl_rs1.json"), "--usage", str(bad), "--tz", "UTC"]
-    assert main(args) == 1
+    assert main(args) == EXIT_CODE[case]
     assert _one_line_error(capsys, bad.name).startswith("error: " + EXPECTED[case].format(kind="CSV"))
 
 
@@ -247,7 +251,7 @@ def test_tariff_inspect_shows_startdate_in_the_utility_zone(tmp_path: Path, caps
     assert main(["--config", str(config), "tariff", "inspect", str(path), "--tz", "UTC"]) == 0
     assert json.loads(capsys.readouterr().out)["startdate"] == "2023-12-31"
     missing = tmp_path / "none.yaml"
-    assert main(["--config", str(missing), "tariff", "inspect", str(path)]) == 1
+    assert main(["--config", str(missing), "tariff", "inspect", str(path)]) == 2
     assert "cannot read the utility configuration for its time zone" in _one_line_error(capsys, "pass --tz")
 
 

@@ -182,3 +182,13 @@ def test_a_bad_config_is_one_line_and_exit_2(env: Path, capsys) -> None:
     path = interval_file(env / "x.csv", ["E1"], "2024-03-12")
     assert main(["--config", str(bad), "inspect", str(path)]) == 2
     assert "is not an IANA time zone" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("meters", ["10", "many"])
+def test_generate_with_too_few_meters_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys, meters: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "--meters", meters, str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "--meters: expected a whole number >= 50" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

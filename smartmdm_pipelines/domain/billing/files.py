@@ -41,6 +41,18 @@ def _binary_at(data: bytes) -> int | None:
     return None if nul < 0 else nul
 
 
+def is_unreadable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the path could not be opened at all (a directory, no such file, no
+    permission) rather than that its content is wrong: the CLI exits 2 for the first, 1 for the second."""
+    return bool(getattr(exc, "unreadable", False))
+
+
+def _unreadable(error: type[ValueError], message: str) -> ValueError:
+    exc = error(message)
+    exc.unreadable = True  # type: ignore[attr-defined]
+    return exc
+
+
 def read_text(path: Path | str, kind: str, expected: str, error: type[ValueError] = InputFileError) -> str:
     """The UTF-8 text of ``path`` (a byte-order mark is dropped), never empty.
 
@@ -51,15 +63,15 @@ def read_text(path: Path | str, kind: str, expected: str, error: type[ValueError
     path = Path(path)
     name = path.name or str(path)
     if path.is_dir():
-        raise error(f"{name}: cannot read: it is a directory, not a {kind} file")
+        raise _unreadable(error, f"{name}: cannot read: it is a directory, not a {kind} file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise error(f"{name}: cannot read: no such file ({path})") from None
+        raise _unreadable(error, f"{name}: cannot read: no such file ({path})") from None
     except PermissionError:
-        raise error(f"{name}: cannot read: permission denied") from None
+        raise _unreadable(error, f"{name}: cannot read: permission denied") from None
     except OSError as exc:
-        raise error(f"{name}: cannot read: {exc.strerror or type(exc).__name__}") from None
+        raise _unreadable(error, f"{name}: cannot read: {exc.strerror or type(exc).__name__}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     offset = _binary_at(data)
