@@ -5,9 +5,7 @@
   Restricting to the segments first keeps the subsets (net billing, rolling demand,
   coincident peaks) from re-reading the whole period.
 
-  Current version: most intervals have only version 1, so the current set is version 1
-  minus the superseded keys plus the latest higher versions: an anti-join against a small
-  set instead of a window over every row.
+  Current version: the `current_intervals` macro (the store's definition, written for dbt).
 #}
 {% macro segment_intervals(segments, interval_filter='1 = 1') %}
     with seg_meters as (
@@ -28,27 +26,8 @@
         where i.meter_id in (select meter_id from seg_meters) and {{ interval_filter }}
     ),
 
-    latest as (
-        select meter_id, channel, interval_end, max(version) as version
-        from window_rows
-        where version > 1
-        group by meter_id, channel, interval_end
-    ),
-
     current_rows as (
-        -- a left join keeping the unmatched rows: a plain hash join on the small side (NOT EXISTS
-        -- would make DuckDB de-duplicate every outer key first)
-        select w.*
-        from window_rows as w
-        left join latest as l
-            on l.meter_id = w.meter_id and l.channel = w.channel and l.interval_end = w.interval_end
-        where w.version = 1 and l.meter_id is null
-        union all
-        select w.*
-        from window_rows as w
-        inner join latest as l
-            on l.meter_id = w.meter_id and l.channel = w.channel
-            and l.interval_end = w.interval_end and l.version = w.version
+        {{ current_intervals('window_rows') }}
     )
 
     select

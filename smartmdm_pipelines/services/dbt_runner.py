@@ -6,9 +6,12 @@ release the store's connections first, because DuckDB allows one process to hold
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
+
+import pandas as pd
 
 from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, dbt_executable, dbt_vars
 from smartmdm_pipelines.store.store import Store
@@ -44,3 +47,28 @@ def run_dbt(store: Store, cycle_id: str, period_start: str, command: str = "buil
     if proc.returncode != 0:
         raise DbtFailed(f"dbt {command} failed for {cycle_id} {period_start}:\n{output[-4000:]}")
     return DbtRun(argv, output)
+
+
+def dbt_show(store: Store, inline_sql: str) -> pd.DataFrame:
+    """Every row of an inline dbt query (Jinja, macros, ``source()``/``ref()``) on the store's database."""
+    store.dispose()
+    argv = [
+        dbt_executable(),
+        "show",
+        "--inline",
+        inline_sql,
+        "--limit",
+        "-1",
+        "--output",
+        "json",
+        "--quiet",
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+    env = {**os.environ, **dbt_environment(store.url), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    proc = subprocess.run(argv, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DbtFailed(f"dbt show failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return pd.DataFrame(json.loads(proc.stdout)["show"])

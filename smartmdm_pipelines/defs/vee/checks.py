@@ -10,6 +10,7 @@ from smartmdm_pipelines.defs.vee.assets import READ_DAYS
 from smartmdm_pipelines.domain.vee.config import MAX_PER_HOUR
 from smartmdm_pipelines.lib.gx import run_suite
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 
 STATUSES = ["valid", "estimated", "edited", "verified", "suspect", "missing"]
 ESPI_CODES = [0, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 19]
@@ -32,9 +33,11 @@ def _days(context) -> tuple[str, str]:
 
 def current_intervals(store, first: str, last: str) -> pd.DataFrame:
     return store.read_frame(
-        "SELECT meter_id, channel, interval_end, interval_seconds, value, unit, status, espi_quality, failed_rules, "
-        "read_day FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end "
-        "ORDER BY version DESC) AS rn FROM intervals i WHERE read_day >= :a AND read_day <= :b) ranked WHERE rn = 1",
+        current_intervals_sql(
+            "read_day >= :a AND read_day <= :b",
+            "meter_id, channel, interval_end, interval_seconds, value, unit, status, espi_quality, "
+            "failed_rules, read_day",
+        ),
         {"a": first, "b": last},
     )
 
