@@ -285,6 +285,15 @@ def landing_key(path: Path, config: UtilityConfig) -> str:
     return empty_delivery_key(sha, source.name, path.name) if _is_empty(parse_file(path, source)) else sha
 
 
+def loaded_file_id(store: Store, sha_prefix: str, name: str) -> int | None:
+    """The id of a delivery already registered under this landing key (short sha256 + name), if any."""
+    loaded = store.read_frame(
+        "SELECT file_id, status FROM headend_files WHERE sha256 LIKE :p OR archive_path LIKE :a",
+        {"p": f"{sha_prefix}%", "a": f"%{sha_prefix}_{name}"},
+    )
+    return int(loaded["file_id"].iloc[0]) if len(loaded) else None
+
+
 def empty_delivery_key(sha: str, source: str, name: str) -> str:
     """An empty delivery's key: its source, name and bytes (not the bytes alone)."""
     return hashlib.sha256(f"empty delivery\0{source}\0{name}\0{sha}".encode()).hexdigest()
