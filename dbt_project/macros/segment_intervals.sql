@@ -10,7 +10,7 @@
 {% macro segment_intervals(segments, interval_filter='1 = 1') %}
     with seg_meters as (
         select distinct mi.meter_id
-        from {{ source('smartmdm', 'meter_installs') }} as mi
+        from {{ ref('stg_meter_installs') }} as mi
         inner join {{ segments }} as s0 on s0.service_point_id = mi.service_point_id
     ),
 
@@ -21,7 +21,7 @@
     window_rows as not materialized (
         select
             i.meter_id, i.channel, i.interval_end, i.version, i.interval_seconds, i.value, i.status
-        from {{ source('smartmdm', 'intervals') }} as i
+        from {{ ref('stg_intervals') }} as i
         inner join bounds as b on i.read_day between b.d0 and b.d1
         where i.meter_id in (select meter_id from seg_meters) and {{ interval_filter }}
     ),
@@ -49,11 +49,11 @@
         t.energy_period,
         t.demand_period
     from current_rows as i
-    inner join {{ source('smartmdm', 'meter_installs') }} as mi
+    inner join {{ ref('stg_meter_installs') }} as mi
         on mi.meter_id = i.meter_id
         and i.interval_end > mi.installed_at
         and (mi.removed_at is null or i.interval_end <= mi.removed_at)
-    inner join {{ source('smartmdm', 'meters') }} as m
+    inner join {{ ref('stg_meters') }} as m
         on m.meter_id = i.meter_id and m.kind not in ('manual', 'amr')
     inner join {{ segments }} as s
         on s.service_point_id = mi.service_point_id
