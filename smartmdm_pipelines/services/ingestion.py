@@ -38,8 +38,8 @@ from smartmdm_pipelines.adapters.registry import parse_file
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.timeutil import local_date, operating_day, register_day
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
+from smartmdm_pipelines.services.derived_intervals import register_interval_days
 from smartmdm_pipelines.services.meter_ids import apply_meter_map, load_meter_map
-from smartmdm_pipelines.services.register_intervals import register_interval_days
 from smartmdm_pipelines.services.unpack import Member, UnpackLimits, container_kind, members
 from smartmdm_pipelines.store.store import Store
 

@@ -31,7 +31,7 @@ from smartmdm_pipelines.domain.vee.engine import (
     exception_ids,
     validate_day,
 )
-from smartmdm_pipelines.services.register_intervals import derived_day
+from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
 from smartmdm_pipelines.store.store import Store
 

@@ -1,6 +1,7 @@
-"""What one VEE operating day produced, in numbers: the figures the Dagster assets attach as
-metadata and log, computed here so defs/ only wraps them (plain values, dicts and lists; the
-caller turns dicts and lists into JSON metadata)."""
+"""What VEE produced, in numbers, for the Dagster assets and checks: one operating day's figures
+(metadata and log line), the open exception queue, and the current intervals with the derived
+columns the blocking Great Expectations suite checks. Computed here so defs/ only wraps them
+(plain values, dicts and lists; the caller turns dicts and lists into JSON metadata)."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ import pytest
 from smartmdm_pipelines import cli
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
-from smartmdm_pipelines.services.backtest import BacktestError, run_backtest
 from smartmdm_pipelines.services.cis_sync import sync_master_data
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
+from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
 from smartmdm_pipelines.simulate import SimulationSpec, generate
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
