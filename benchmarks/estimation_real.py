@@ -14,7 +14,7 @@ hours of each hour and keep only complete hours) plus a CIS drop (an AMI meter a
 service point in Europe/London per household, removed after its last reading if it left early);
 ``services.ingestion`` loads them and ``services.vee.run_day`` validates and estimates every
 operating day, with the bundled utility YAML's ``vee:`` rules in a utility whose zone is
-Europe/London and whose holidays are GB's. ``services.backtest.run_backtest`` then hides known-good
+Europe/London and whose holidays are GB's. ``services.vee_backtest.run_backtest`` then hides known-good
 1 h, 4 h and 24 h gaps (up to ``--gaps-per-series`` of each per household, one per household-day)
 and scores the production chain against the California baseline.
 
@@ -49,10 +49,10 @@ import yaml
 
 from smartmdm_pipelines.config import UtilityConfig, load_config
 from smartmdm_pipelines.domain.vee.backtest import BacktestOptions, format_table
-from smartmdm_pipelines.services.backtest import BacktestError, run_backtest
 from smartmdm_pipelines.services.cis_sync import sync_master_data
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
+from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
 from smartmdm_pipelines.simulate import SimulationSpec, generate
 from smartmdm_pipelines.store.store import Store
 

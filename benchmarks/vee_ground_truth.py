@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 # fault type -> (how it is caught, exception rules or first-pass statuses that count)
@@ -87,19 +88,18 @@ def is_caught(store: Store, fault_type: str, f, exc: pd.DataFrame, first_pass: p
         return len(iv) > 0 and bool((iv["status"] == "missing").all())
     if fault_type == "late_redelivery":
         cur = store.read_frame(
-            "SELECT c.interval_end, c.value, r.value AS late FROM (SELECT *, row_number() OVER "
-            "(PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) rn FROM intervals "
-            "WHERE meter_id = :m AND channel = :c) c JOIN raw_reads r ON r.meter_id = c.meter_id "
+            "SELECT c.interval_end, c.value, r.value AS late "
+            f"FROM ({current_intervals_sql('meter_id = :m AND channel = :c')}) c "
+            "JOIN raw_reads r ON r.meter_id = c.meter_id "
             "AND r.channel = c.channel AND r.interval_end = c.interval_end JOIN headend_files h "
-            "ON h.file_id = r.file_id WHERE c.rn = 1 AND h.name = :f AND c.interval_end BETWEEN :a AND :b",
+            "ON h.file_id = r.file_id WHERE h.name = :f AND c.interval_end BETWEEN :a AND :b",
             {"m": f.meter_id, "c": f.channel, "f": Path(str(f.file)).name, "a": start, "b": end},
         )
         return len(cur) > 0 and bool(((cur["value"] - cur["late"]).abs() < 1e-9).all())
     if fault_type == "duplicate_row":
         cur = store.read_frame(
-            "SELECT interval_end, count(*) AS n FROM (SELECT interval_end, row_number() OVER (PARTITION BY meter_id, "
-            "channel, interval_end ORDER BY version DESC) rn FROM intervals WHERE meter_id = :m) c WHERE rn = 1 "
-            "AND interval_end BETWEEN :a AND :b GROUP BY 1",
+            f"SELECT interval_end, count(*) AS n FROM ({current_intervals_sql('meter_id = :m')}) c "
+            "WHERE interval_end BETWEEN :a AND :b GROUP BY 1",
             {"m": f.meter_id, "a": start, "b": end},
         )
         return len(cur) > 0 and bool((cur["n"] == 1).all())

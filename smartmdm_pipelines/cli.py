@@ -238,7 +238,7 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Hide known-good intervals, estimate them (chain and California baseline), report the accuracy."""
     from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
-    from smartmdm_pipelines.services.backtest import BacktestError, run_backtest
+    from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
     from smartmdm_pipelines.store.store import Store
 
     cfg = _config(args)

@@ -20,7 +20,7 @@ from smartmdm_pipelines.adapters.base import SourceConfig
 from smartmdm_pipelines.adapters.csv_mapping import CsvMapping
 from smartmdm_pipelines.domain.vee.config import VeeConfig
 
-DEFAULT_CONFIG = Path(__file__).with_name("config") / "utility.yaml"
+DEFAULT_CONFIG = Path(__file__).with_name("default_utility") / "utility.yaml"
 MAPPED_CSV = "mapped_csv"
 
 

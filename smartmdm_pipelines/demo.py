@@ -222,6 +222,8 @@ def _protection_lines(s: dict) -> list[str]:
 
 def store_summary(store) -> dict:
     """Real numbers from the store, per stage."""
+    from smartmdm_pipelines.store.intervals import current_intervals_sql
+
     q = store.read_frame
     meters = q("SELECT commodity || '/' || kind AS k, count(*) AS n FROM meters GROUP BY 1 ORDER BY 1")
     files = q("SELECT status, count(*) AS n FROM headend_files GROUP BY 1 ORDER BY 1")
@@ -242,18 +244,15 @@ def store_summary(store) -> dict:
             r.status: int(r.n)
             for r in q(
                 "SELECT CASE WHEN status = 'missing' AND failed_rules LIKE '%awaiting_data%' THEN 'awaiting' "
-                "ELSE status END AS status, count(*) AS n FROM (SELECT status, failed_rules, row_number() OVER "
-                "(PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn FROM intervals) c "
-                "WHERE rn = 1 GROUP BY 1 ORDER BY 1"
+                f"ELSE status END AS status, count(*) AS n FROM ({current_intervals_sql()}) c GROUP BY 1 ORDER BY 1"
             ).itertuples()
         },
         "interval_versions": int(store.count("intervals")),
         "estimated_by_method": {
             r.m: int(r.n)
             for r in q(
-                "SELECT split_part(estimation_method, '+', 1) AS m, count(*) AS n FROM (SELECT estimation_method, "
-                "status, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn "
-                "FROM intervals) c WHERE rn = 1 AND status = 'estimated' GROUP BY 1 ORDER BY 2 DESC"
+                "SELECT split_part(estimation_method, '+', 1) AS m, count(*) AS n "
+                f"FROM ({current_intervals_sql()}) c WHERE status = 'estimated' GROUP BY 1 ORDER BY 2 DESC"
             ).itertuples()
         },
         "billing_closes": q(

@@ -5,14 +5,12 @@
   Restricting to the segments first keeps the subsets (net billing, rolling demand,
   coincident peaks) from re-reading the whole period.
 
-  Current version: most intervals have only version 1, so the current set is version 1
-  minus the superseded keys plus the latest higher versions: an anti-join against a small
-  set instead of a window over every row.
+  Current version: the `current_intervals` macro (the store's definition, written for dbt).
 #}
 {% macro segment_intervals(segments, interval_filter='1 = 1') %}
     with seg_meters as (
         select distinct mi.meter_id
-        from {{ source('smartmdm', 'meter_installs') }} as mi
+        from {{ ref('stg_meter_installs') }} as mi
         inner join {{ segments }} as s0 on s0.service_point_id = mi.service_point_id
     ),
 
@@ -23,32 +21,13 @@
     window_rows as not materialized (
         select
             i.meter_id, i.channel, i.interval_end, i.version, i.interval_seconds, i.value, i.status
-        from {{ source('smartmdm', 'intervals') }} as i
+        from {{ ref('stg_intervals') }} as i
         inner join bounds as b on i.read_day between b.d0 and b.d1
         where i.meter_id in (select meter_id from seg_meters) and {{ interval_filter }}
     ),
 
-    latest as (
-        select meter_id, channel, interval_end, max(version) as version
-        from window_rows
-        where version > 1
-        group by meter_id, channel, interval_end
-    ),
-
     current_rows as (
-        -- a left join keeping the unmatched rows: a plain hash join on the small side (NOT EXISTS
-        -- would make DuckDB de-duplicate every outer key first)
-        select w.*
-        from window_rows as w
-        left join latest as l
-            on l.meter_id = w.meter_id and l.channel = w.channel and l.interval_end = w.interval_end
-        where w.version = 1 and l.meter_id is null
-        union all
-        select w.*
-        from window_rows as w
-        inner join latest as l
-            on l.meter_id = w.meter_id and l.channel = w.channel
-            and l.interval_end = w.interval_end and l.version = w.version
+        {{ current_intervals('window_rows') }}
     )
 
     select
@@ -70,11 +49,11 @@
         t.energy_period,
         t.demand_period
     from current_rows as i
-    inner join {{ source('smartmdm', 'meter_installs') }} as mi
+    inner join {{ ref('stg_meter_installs') }} as mi
         on mi.meter_id = i.meter_id
         and i.interval_end > mi.installed_at
         and (mi.removed_at is null or i.interval_end <= mi.removed_at)
-    inner join {{ source('smartmdm', 'meters') }} as m
+    inner join {{ ref('stg_meters') }} as m
         on m.meter_id = i.meter_id and m.kind not in ('manual', 'amr')
     inner join {{ segments }} as s
         on s.service_point_id = mi.service_point_id

@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from smartmdm_pipelines.lib.dbt import DBT_PROJECT_DIR, dbt_environment, dbt_executable, smartmdm_dbt
-from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.lib.resources import CisClientResource, StoreResource, UtilityConfigResource
 from smartmdm_pipelines.store.engine import database_url
 
 
@@ -15,6 +15,7 @@ def resources() -> dg.Definitions:
         resources={
             "store": StoreResource.from_environment(),
             "utility": UtilityConfigResource.from_environment(),
+            "cis": CisClientResource(),
             "dbt": DbtCliResource(
                 project_dir=smartmdm_dbt,
                 profiles_dir=str(DBT_PROJECT_DIR),

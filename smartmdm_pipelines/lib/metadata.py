@@ -29,3 +29,8 @@ def table(frame: pd.DataFrame, descriptions: dict[str, str] | None = None) -> dg
     plain = plain.astype(object).where(plain.notna(), None)
     records = [dg.TableRecord(row) for row in plain.to_dict(orient="records")]
     return dg.MetadataValue.table(records, schema=schema)
+
+
+def as_metadata(values: dict) -> dict:
+    """A service's figures as asset metadata: dicts and lists become JSON values, the rest stays."""
+    return {k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in values.items()}

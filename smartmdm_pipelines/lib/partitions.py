@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import dagster as dg
+import pandas as pd
 
 from smartmdm_pipelines.config import default_config
 
@@ -19,6 +21,12 @@ def file_partition_key(name: str, sha256: str) -> str:
     return f"{sha256[:12]}-{_UNSAFE.sub('_', name)}"
 
 
+def window_days(window: dg.TimeWindow) -> list[dt.date]:
+    """The operating days of a daily partition window (a backfill range runs them in order)."""
+    first = pd.Timestamp(window.start).date()
+    return [first + dt.timedelta(days=k) for k in range((pd.Timestamp(window.end).date() - first).days)]
+
+
 def read_days() -> dg.DailyPartitionsDefinition:
     """Operating days in the utility's time zone."""
     cfg = default_config()
@@ -30,3 +38,14 @@ def read_days() -> dg.DailyPartitionsDefinition:
 # Billing periods: one partition per billing cycle and period, keyed ``CYCLE|YYYY-MM-DD``
 # (the period's first day); added as the CIS publishes its read calendar.
 BILLING_PERIODS = dg.DynamicPartitionsDefinition(name="billing_periods")
+
+
+def ensure_partitions(
+    instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, keys
+) -> list[str]:
+    """Add the keys ``partitions`` does not have yet (in order, once each); returns those added."""
+    known = set(instance.get_dynamic_partitions(partitions.name))
+    new = list(dict.fromkeys(k for k in keys if k not in known))
+    if new:
+        instance.add_dynamic_partitions(partitions.name, new)
+    return new

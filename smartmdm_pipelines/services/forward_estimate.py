@@ -36,6 +36,7 @@ from smartmdm_pipelines.domain.vee.engine import (
 )
 from smartmdm_pipelines.domain.vee.keys import Catalog
 from smartmdm_pipelines.domain.vee.prepare import expected_grid
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 KEY = ["meter_id", "channel", "interval_end"]
@@ -147,11 +148,11 @@ def _last_values(store: Store, meters: list[str], since: dt.date, through: pd.Ti
     """Per series: the end of its last current interval with a value, up to ``through``."""
     return store.read_frame(
         "SELECT meter_id, channel, max(interval_end) AS last_end FROM ("
-        "  SELECT meter_id, channel, interval_end, value, row_number() OVER ("
-        "    PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn"
-        "  FROM intervals WHERE read_day >= :since AND interval_end <= :through"
-        "  AND meter_id IN (SELECT unnest(:meters))) ranked "
-        "WHERE rn = 1 AND value IS NOT NULL GROUP BY meter_id, channel",
+        + current_intervals_sql(
+            "read_day >= :since AND interval_end <= :through AND meter_id IN (SELECT unnest(:meters))",
+            ["meter_id", "channel", "interval_end", "value"],
+        )
+        + ") c WHERE value IS NOT NULL GROUP BY meter_id, channel",
         {"since": since, "through": through, "meters": meters},
     ).assign(last_end=lambda f: pd.to_datetime(f["last_end"], utc=True))
 
@@ -199,11 +200,10 @@ def _targets(
 
 def _current_versions(store: Store, meters: list[str], first: dt.date, last: dt.date) -> pd.DataFrame:
     frame = store.read_frame(
-        "SELECT meter_id, channel, interval_end, version, value, billed FROM ("
-        "  SELECT i.*, row_number() OVER ("
-        "    PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn"
-        "  FROM intervals i WHERE read_day >= :a AND read_day <= :b"
-        "  AND meter_id IN (SELECT unnest(:meters))) ranked WHERE rn = 1",
+        current_intervals_sql(
+            "read_day >= :a AND read_day <= :b AND meter_id IN (SELECT unnest(:meters))",
+            ["meter_id", "channel", "interval_end", "version", "value", "billed"],
+        ),
         {"a": first, "b": last, "meters": meters},
     )
     frame["interval_end"] = pd.to_datetime(frame["interval_end"], utc=True)
@@ -216,12 +216,11 @@ def _history(store: Store, targets: pd.DataFrame, weeks: int, tz: str) -> pd.Dat
     start = pd.Timestamp(first_day["first_day"].min()).date() - dt.timedelta(weeks=weeks)
     end = pd.Timestamp(first_day["first_day"].max()).date()
     history = store.read_frame(
-        "SELECT meter_id, channel, interval_end, interval_seconds, value, status, failed_rules, "
-        "estimation_method, read_day FROM ("
-        "  SELECT i.*, row_number() OVER ("
-        "    PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn"
-        "  FROM intervals i WHERE read_day >= :a AND read_day < :b"
-        "  AND meter_id IN (SELECT unnest(:meters))) ranked WHERE rn = 1",
+        current_intervals_sql(
+            "read_day >= :a AND read_day < :b AND meter_id IN (SELECT unnest(:meters))",
+            "meter_id, channel, interval_end, interval_seconds, value, status, failed_rules, "
+            "estimation_method, read_day",
+        ),
         {"a": start, "b": end, "meters": first_day["meter_id"].unique().tolist()},
     )
     if history.empty:

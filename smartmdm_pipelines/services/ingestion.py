@@ -38,8 +38,8 @@ from smartmdm_pipelines.adapters.registry import parse_file
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.timeutil import local_date, operating_day, register_day
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
+from smartmdm_pipelines.services.derived_intervals import register_interval_days
 from smartmdm_pipelines.services.meter_ids import apply_meter_map, load_meter_map
-from smartmdm_pipelines.services.register_intervals import register_interval_days
 from smartmdm_pipelines.services.unpack import Member, UnpackLimits, container_kind, members
 from smartmdm_pipelines.store.store import Store
 
@@ -283,6 +283,15 @@ def landing_key(path: Path, config: UtilityConfig) -> str:
         return sha
     source = config.source_for(path.name)
     return empty_delivery_key(sha, source.name, path.name) if _is_empty(parse_file(path, source)) else sha
+
+
+def loaded_file_id(store: Store, sha_prefix: str, name: str) -> int | None:
+    """The id of a delivery already registered under this landing key (short sha256 + name), if any."""
+    loaded = store.read_frame(
+        "SELECT file_id, status FROM headend_files WHERE sha256 LIKE :p OR archive_path LIKE :a",
+        {"p": f"{sha_prefix}%", "a": f"%{sha_prefix}_{name}"},
+    )
+    return int(loaded["file_id"].iloc[0]) if len(loaded) else None
 
 
 def empty_delivery_key(sha: str, source: str, name: str) -> str:

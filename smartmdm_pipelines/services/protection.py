@@ -362,3 +362,23 @@ def mark_case(
         "status": updates["status"],
         "by": updates["disposition_by"],
     }
+
+
+def open_case_totals(store: Store) -> tuple[int, float]:
+    """How many cases are open and their revenue at stake in all."""
+    row = store.read_frame(
+        "SELECT count(*) AS n, coalesce(sum(revenue_at_stake), 0) AS at_stake FROM protection_cases "
+        "WHERE status = 'open'"
+    ).iloc[0]
+    return int(row["n"] or 0), float(row["at_stake"] or 0.0)
+
+
+def high_score_cases_opened(store: Store, first: str, last: str, threshold: float) -> pd.DataFrame:
+    """Open cases opened or reopened as of the days ``first..last`` scoring at least ``threshold``,
+    largest score × revenue at stake first."""
+    return store.read_frame(
+        "SELECT case_id, service_point_id, score, revenue_at_stake, indicators FROM protection_cases "
+        "WHERE status = 'open' AND opened_as_of >= :a AND opened_as_of <= :b AND score >= :s "
+        "ORDER BY score * coalesce(revenue_at_stake, 0) DESC",
+        {"a": first, "b": last, "s": threshold},
+    )

@@ -31,7 +31,8 @@ from smartmdm_pipelines.domain.vee.engine import (
     exception_ids,
     validate_day,
 )
-from smartmdm_pipelines.services.register_intervals import derived_day
+from smartmdm_pipelines.services.derived_intervals import derived_day
+from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
 from smartmdm_pipelines.store.store import Store
 
 VALIDATION_ACTOR = "vee:validation"
@@ -129,10 +130,10 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
     meters = sorted(series["meter_id"].unique().tolist())
     frame = _read_large(
         store,
-        "SELECT meter_id, channel, interval_end, interval_seconds, value, status, failed_rules, estimation_method "
-        "FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn "
-        "      FROM intervals i WHERE read_day >= :a AND read_day <= :b AND read_day <> :day "
-        "      AND meter_id IN (SELECT unnest(:meters))) ranked WHERE rn = 1",
+        current_intervals_sql(
+            "read_day >= :a AND read_day <= :b AND read_day <> :day AND meter_id IN (SELECT unnest(:meters))",
+            "meter_id, channel, interval_end, interval_seconds, value, status, failed_rules, estimation_method",
+        ),
         {"a": day - dt.timedelta(weeks=weeks), "b": day + dt.timedelta(days=1), "day": day, "meters": meters},
     )
     return frame.merge(series, on=["meter_id", "channel"])
@@ -289,9 +290,8 @@ def _write_versions(
     ranked = (
         "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
         "source_file_id, billed, "
-        "row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn, "
-        "row_number() OVER (PARTITION BY meter_id, channel, interval_end, created_by = :val "
-        "ORDER BY version DESC) AS rv FROM intervals WHERE read_day = :day"
+        f"{version_rank()} AS rn, {version_rank(within='created_by = :val')} AS rv "
+        "FROM intervals WHERE read_day = :day"
     )
     latest = (
         f"SELECT c.meter_id, c.channel, c.interval_end, c.version, c.value, c.status, c.billed, "
@@ -344,8 +344,7 @@ def _write_versions(
     # the estimation stage against the current versions once the validation stage's are in
     current = (
         "SELECT i.meter_id, i.channel, i.interval_end, i.version, i.value, i.status, "
-        "i.estimation_method, i.billed, row_number() OVER (PARTITION BY i.meter_id, i.channel, "
-        "i.interval_end ORDER BY i.version DESC) AS rn "
+        f"i.estimation_method, i.billed, {version_rank('i')} AS rn "
         f'FROM intervals i JOIN "{_STAGE_EST}" k ON i.meter_id = k.meter_id AND i.channel = k.channel '
         "AND i.interval_end = k.interval_end WHERE i.read_day = :day"
     )

@@ -43,8 +43,10 @@ def test_billing_lineage_is_one_graph(definitions: dg.Definitions) -> None:
     """dbt sources map to the Python assets that write them: ingestion → VEE → dbt → close → export."""
     graph = definitions.resolve_asset_graph()
     upstream = graph.get(dg.AssetKey("billing_ready_usage")).parent_keys
-    # billing reads the estimated intervals (behind their blocking check), downstream of validation
-    assert dg.AssetKey("interval_estimates") in upstream
+    # billing reads the estimated intervals (behind their blocking check), downstream of validation,
+    # through their staging view (models read sources only through stg_* views)
+    assert dg.AssetKey("stg_intervals") in upstream
+    assert dg.AssetKey("interval_estimates") in graph.get(dg.AssetKey("stg_intervals")).parent_keys
     assert dg.AssetKey("validated_intervals") in graph.get(dg.AssetKey("interval_estimates")).parent_keys
     assert dg.AssetKey("cis_master_data") in graph.get(dg.AssetKey(["store", "accounts"])).parent_keys
     assert dg.AssetKey("period_determinants") in graph.get(dg.AssetKey("billing_determinants")).parent_keys

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.defs.test_ingest import run_requests, sensor_tick
 from smartmdm_pipelines_tests.fixtures import INTERVAL_HEADER, interval_file
@@ -80,10 +81,7 @@ def test_files_request_exactly_the_days_they_touched(mdm_env: Path, definitions,
     assert [r.partition_key for r in again.run_requests] == ["2024-03-11"]
     assert all(r.success for r in run_vee(definitions, instance, again))
     store = Store(os.environ["SMARTMDM_DATABASE_URL"])
-    latest = store.read_frame(
-        "SELECT value FROM (SELECT value, meter_id, row_number() OVER (PARTITION BY meter_id, channel, interval_end "
-        "ORDER BY version DESC) rn FROM intervals WHERE read_day = '2024-03-11') c WHERE rn = 1 AND meter_id = 'E1'"
-    )
+    latest = store.read_frame(current_intervals_sql("read_day = '2024-03-11' AND meter_id = 'E1'", ["value"]))
     assert (
         latest["value"].min() == 0.3 and latest["value"].max() == 0.33
     )  # the corrected delivery superseded the first as a new version

@@ -332,8 +332,9 @@ def test_a_bad_rest_record_names_the_page_url_and_record(store: Store, httpserve
 # --- the Dagster asset --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("url_from", ["utility_yaml", "resource_config"])
 def test_the_asset_syncs_from_rest_when_configured(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_url: str, httpserver: HTTPServer
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duckdb_url: str, httpserver: HTTPServer, url_from: str
 ) -> None:
     drop = write_drop(tmp_path / "drop", master())
     for table in ("meters", "billing_cycles", "zones"):
@@ -343,7 +344,9 @@ def test_the_asset_syncs_from_rest_when_configured(
             {"items": frame.replace({"": None}).to_dict("records"), "next": None}
         )
     cfg = yaml.safe_load(Path(DEFAULT_CONFIG).read_text())
-    cfg["cis"] = {**cfg["cis"], "source": "rest", "base_url": httpserver.url_for("/cis"), "retries": 0}
+    # the CIS URL from the utility YAML, or from the cis resource's run config (the YAML has none then)
+    in_yaml = httpserver.url_for("/cis") if url_from == "utility_yaml" else None
+    cfg["cis"] = {**cfg["cis"], "source": "rest", "base_url": in_yaml, "retries": 0}
     (tmp_path / "utility.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv("SMARTMDM_CONFIG", str(tmp_path / "utility.yaml"))
     monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
@@ -353,7 +356,14 @@ def test_the_asset_syncs_from_rest_when_configured(
 
     definitions = defs()
     with dg.instance_for_test() as instance:
-        result = definitions.resolve_job_def("cis_sync_job").execute_in_process(instance=instance)
+        run_config = (
+            {"resources": {"cis": {"config": {"base_url": httpserver.url_for("/cis")}}}}
+            if url_from == "resource_config"
+            else None
+        )
+        result = definitions.resolve_job_def("cis_sync_job").execute_in_process(
+            instance=instance, run_config=run_config
+        )
         assert result.success
         meta = instance.get_latest_materialization_event(
             dg.AssetKey("cis_master_data")
@@ -365,3 +375,17 @@ def test_the_asset_syncs_from_rest_when_configured(
     store = Store(os.environ["SMARTMDM_DATABASE_URL"])
     assert store.count("service_point_history") == 2
     store.dispose()
+
+
+def test_the_cis_resource_overrides_the_utility_yaml_field_by_field() -> None:
+    from smartmdm_pipelines.config import CisSettings
+    from smartmdm_pipelines.lib.resources import CisClientResource
+
+    settings = CisSettings(source="rest", base_url="http://yaml.example/cis", page_size=50, retries=2)
+    with CisClientResource().get_client(settings) as client:
+        assert (client.base_url, client.page_size, client.retries) == ("http://yaml.example/cis/", 50, 2)
+    with CisClientResource(base_url="http://override.example/api", page_size=7).get_client(
+        settings
+    ) as client:
+        assert (client.base_url, client.page_size, client.retries) == ("http://override.example/api/", 7, 2)
+        assert client.timeout_seconds == settings.timeout_seconds

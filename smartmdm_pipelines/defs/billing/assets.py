@@ -2,22 +2,14 @@
 and the batch export to the CIS."""
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from smartmdm_pipelines.lib.check_gate import INTERVAL_ESTIMATES_GX, failed_partitions
 from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.billing_close import (
-    CloseRefused,
-    parse_period_key,
-    period_end,
-    version_determinants,
-)
+from smartmdm_pipelines.services.billing_close import CloseRefused, parse_period_key, version_determinants
+from smartmdm_pipelines.services.billing_period import export_period, forward_estimate_period, period_days
 from smartmdm_pipelines.services.billing_reference import load_billing_reference
-from smartmdm_pipelines.services.cis_export import export_determinants
-from smartmdm_pipelines.services.dbt_runner import run_dbt
-from smartmdm_pipelines.services.forward_estimate import forward_estimate
 
 
 @dg.asset(
@@ -89,8 +81,7 @@ def billing_determinants(
     cycle_id, period_start = parse_period_key(context.partition_key)
     cfg = utility.config
     db = store.get_store()
-    end = period_end(db, cycle_id, pd.Timestamp(period_start).date())
-    days = [d.date().isoformat() for d in pd.date_range(period_start, end)]
+    days = period_days(db, cycle_id, period_start)
     if failed := failed_partitions(context.instance, INTERVAL_ESTIMATES_GX, days):
         raise dg.Failure(
             description=(
@@ -101,19 +92,15 @@ def billing_determinants(
             metadata={"failed_days": dg.MetadataValue.json(failed)},
         )
     if config.forward_estimate:
-        # the end of the period's last local day in the utility's zone
-        through = (
-            (pd.Timestamp(end) + pd.Timedelta(days=1)).tz_localize(cfg.utility.timezone).tz_convert("UTC")
-        )
-        summary = forward_estimate(
+        through, summary = forward_estimate_period(
             db,
-            None,
-            through,
+            cycle_id,
+            period_start,
+            cfg.utility.timezone,
             created_by=config.closed_by,
             reason=f"forward estimate for {context.partition_key}",
         )
         context.log.info(f"forward estimate through {through}: {summary}")
-        run_dbt(db, cycle_id, period_start)
     try:
         result = version_determinants(
             db,
@@ -161,15 +148,7 @@ def cis_billing_export(
     context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource
 ) -> dg.MaterializeResult:
     cycle_id, period_start = parse_period_key(context.partition_key)
-    db = store.get_store()
-    rows = db.read_frame(
-        "SELECT * FROM billing_determinants WHERE cycle_id = :c AND period_start = :p",
-        {"c": cycle_id, "p": pd.Timestamp(period_start).date()},
-    )
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    result = export_determinants(
-        db, rows, utility.config.cis_export_dir, f"determinants_{cycle_id}_{period_start}_{stamp}"
-    )
+    result = export_period(store.get_store(), cycle_id, period_start, utility.config.cis_export_dir)
     return dg.MaterializeResult(
         metadata={
             "exported_records": result.exported,

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from smartmdm_pipelines.config import default_config
-from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
+from smartmdm_pipelines.lib.partitions import BILLING_PERIODS, ensure_partitions
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.services.billing_close import period_key
 from smartmdm_pipelines.services.billing_schedule import periods_due
@@ -48,9 +48,7 @@ def billing_close_schedule(
     keys = [period_key(r.cycle_id, r.period_start) for r in due.itertuples()]
     if not keys:
         return dg.SkipReason(f"no billing period due on {today} (grace {cfg.billing.grace_days} days)")
-    known = set(context.instance.get_dynamic_partitions(BILLING_PERIODS.name))
-    if new := [k for k in keys if k not in known]:
-        context.instance.add_dynamic_partitions(BILLING_PERIODS.name, new)
+    ensure_partitions(context.instance, BILLING_PERIODS, keys)
     # a scheduled close says who and why, like a manual one (both are required config)
     close = {
         "closed_by": "billing_close_schedule",

@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from smartmdm_pipelines.integrations.cis_client import CisClient
-from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
-from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.lib.partitions import BILLING_PERIODS, ensure_partitions
+from smartmdm_pipelines.lib.resources import CisClientResource, StoreResource, UtilityConfigResource
 from smartmdm_pipelines.services.billing_close import period_key
 from smartmdm_pipelines.services.billing_schedule import all_periods
 from smartmdm_pipelines.services.cis_sync import sync_master_data
@@ -24,11 +23,14 @@ from smartmdm_pipelines.services.exceptions import days_waiting_for_master_data
     ),
 )
 def cis_master_data(
-    context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource
+    context: dg.AssetExecutionContext,
+    store: StoreResource,
+    utility: UtilityConfigResource,
+    cis: CisClientResource,
 ) -> dg.MaterializeResult:
     config = utility.config
     if config.cis.source == "rest":
-        with CisClient.from_settings(config.cis) as client:
+        with cis.get_client(config.cis) as client:
             report = sync_master_data(store.get_store(), client)
     else:
         report = sync_master_data(store.get_store(), config.cis_drop_dir)
@@ -40,10 +42,7 @@ def cis_master_data(
     # every billing period of the read calendar becomes a partition the billing team can close
     periods = all_periods(store.get_store())
     keys = [period_key(r.cycle_id, r.period_start) for r in periods.itertuples()]
-    known = set(context.instance.get_dynamic_partitions(BILLING_PERIODS.name))
-    new = [k for k in keys if k not in known]
-    if new:
-        context.instance.add_dynamic_partitions(BILLING_PERIODS.name, new)
+    new = ensure_partitions(context.instance, BILLING_PERIODS, keys)
     received = sum(c.received for t, c in report.tables.items() if t != "service_point_history")
     # days whose reads waited for meters this sync brought: vee_day_sensor re-runs them
     waiting = days_waiting_for_master_data(store.get_store())

@@ -6,7 +6,7 @@ import dagster as dg
 
 from smartmdm_pipelines.lib.partitions import HEADEND_FILES
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.ingestion import FileSummary, ingest_path, landing_key
+from smartmdm_pipelines.services.ingestion import FileSummary, ingest_path, landing_key, loaded_file_id
 
 
 @dg.asset(
@@ -30,12 +30,9 @@ def raw_reads(
     path = cfg.landing_dir / name
     db = store.get_store()
     if not path.exists() or not landing_key(path, cfg).startswith(sha_prefix):
-        loaded = db.read_frame(
-            "SELECT file_id, status FROM headend_files WHERE sha256 LIKE :p OR archive_path LIKE :a",
-            {"p": f"{sha_prefix}%", "a": f"%{sha_prefix}_{name}"},
-        )
-        if len(loaded):
-            context.log.info(f"{name} was already loaded as file {int(loaded['file_id'].iloc[0])}")
+        file_id = loaded_file_id(db, sha_prefix, name)
+        if file_id is not None:
+            context.log.info(f"{name} was already loaded as file {file_id}")
             return dg.MaterializeResult(metadata={"status": "already loaded"})
         raise dg.Failure(f"{name}: not in the landing folder {cfg.landing_dir} with sha256 {sha_prefix}…")
     summaries = ingest_path(db, path, cfg)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from smartmdm_pipelines.lib.partitions import LEGACY_FILES
+from smartmdm_pipelines.lib.partitions import LEGACY_FILES, ensure_partitions
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.services.migration import legacy_files, migrate_files
 
@@ -53,10 +53,7 @@ def legacy_raw_reads(
 @dg.op(description="Register every file of the migration folder as a legacy_files partition.")
 def register_legacy_files(context: dg.OpExecutionContext, utility: UtilityConfigResource) -> int:
     keys = legacy_files(utility.config.migration_dir)
-    known = set(context.instance.get_dynamic_partitions(LEGACY_FILES.name))
-    new = [k for k in keys if k not in known]
-    if new:
-        context.instance.add_dynamic_partitions(LEGACY_FILES.name, new)
+    new = ensure_partitions(context.instance, LEGACY_FILES, keys)
     context.log.info(
         f"{len(new)} new legacy files registered ({len(keys)} in {utility.config.migration_dir})"
     )

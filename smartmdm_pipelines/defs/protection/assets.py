@@ -1,14 +1,12 @@
 """Revenue protection per operating day: signals from the validated and estimated data, and cases
 ranked by revenue at stake (group revenue_protection)."""
 
-import datetime as dt
-
 import dagster as dg
 import pandas as pd
 
-from smartmdm_pipelines.lib.partitions import read_days
+from smartmdm_pipelines.lib.partitions import read_days, window_days
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.protection import ProtectionRun, evaluate_day, list_cases
+from smartmdm_pipelines.services.protection import ProtectionRun, evaluate_day, list_cases, open_case_totals
 
 READ_DAYS = read_days()
 TOP_ROWS = 10
@@ -64,11 +62,9 @@ def revenue_protection_day(
     context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource
 ):
     db = store.get_store()
-    window = context.partition_time_window
-    first = pd.Timestamp(window.start).date()
     runs: list[ProtectionRun] = []
-    for offset in range((pd.Timestamp(window.end).date() - first).days):
-        run = evaluate_day(db, utility.config, first + dt.timedelta(days=offset))
+    for day in window_days(context.partition_time_window):
+        run = evaluate_day(db, utility.config, day)
         context.log.info(
             f"{run.as_of}: {run.signals} signals, {run.candidates} cases supported; opened {len(run.opened)}, "
             f"reopened {len(run.reopened)}, withdrawn {len(run.withdrawn)}, updated {run.updated}"
@@ -86,24 +82,17 @@ def revenue_protection_day(
         },
     )
     top = list_cases(db, top=TOP_ROWS, status="active")
+    open_cases, at_stake = open_case_totals(db)
     yield dg.MaterializeResult(
         asset_key="protection_cases",
         metadata={
-            "dagster/row_count": int(
-                db.scalar("SELECT count(*) FROM protection_cases WHERE status = 'open'") or 0
-            ),
+            "dagster/row_count": open_cases,
             "opened": sum(len(r.opened) for r in runs),
             "reopened": sum(len(r.reopened) for r in runs),
             "withdrawn": sum(len(r.withdrawn) for r in runs),
             "updated": sum(r.updated for r in runs),
             "new_high_score": dg.MetadataValue.json(sorted({c for r in runs for c in r.high_score_new})),
-            "revenue_at_stake_open": dg.MetadataValue.float(
-                float(
-                    db.scalar(
-                        "SELECT coalesce(sum(revenue_at_stake), 0) FROM protection_cases WHERE status = 'open'"
-                    )
-                )
-            ),
+            "revenue_at_stake_open": dg.MetadataValue.float(at_stake),
             "top_cases": dg.MetadataValue.md(_top_table(top)),
         },
     )

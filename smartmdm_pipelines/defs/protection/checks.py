@@ -5,6 +5,7 @@ import dagster as dg
 from smartmdm_pipelines.defs.protection.assets import READ_DAYS
 from smartmdm_pipelines.domain.protection.params import ProtectionParams
 from smartmdm_pipelines.lib.resources import StoreResource
+from smartmdm_pipelines.services.protection import high_score_cases_opened
 
 
 @dg.asset_check(
@@ -17,12 +18,7 @@ from smartmdm_pipelines.lib.resources import StoreResource
 )
 def new_high_score_cases(context: dg.AssetCheckExecutionContext, store: StoreResource) -> dg.AssetCheckResult:
     keys = context.partition_key_range
-    rows = store.get_store().read_frame(
-        "SELECT case_id, service_point_id, score, revenue_at_stake, indicators FROM protection_cases "
-        "WHERE status = 'open' AND opened_as_of >= :a AND opened_as_of <= :b AND score >= :s "
-        "ORDER BY score * coalesce(revenue_at_stake, 0) DESC",
-        {"a": keys.start, "b": keys.end, "s": ProtectionParams().high_score},
-    )
+    rows = high_score_cases_opened(store.get_store(), keys.start, keys.end, ProtectionParams().high_score)
     return dg.AssetCheckResult(
         passed=rows.empty,
         severity=dg.AssetCheckSeverity.WARN,

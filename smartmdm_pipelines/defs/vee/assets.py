@@ -1,19 +1,15 @@
 """VEE per operating day: validation (first pass + exception queue) and estimation; the open
 exception queue as an asset operators read in the UI."""
 
-import datetime as dt
-
 import dagster as dg
-import pandas as pd
 
-from smartmdm_pipelines.lib.metadata import table
-from smartmdm_pipelines.lib.partitions import read_days
+from smartmdm_pipelines.lib.metadata import as_metadata, table
+from smartmdm_pipelines.lib.partitions import read_days, window_days
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.exceptions import open_queue, queue_summary
 from smartmdm_pipelines.services.vee import run_day
+from smartmdm_pipelines.services.vee_report import day_report, queue_report
 
 READ_DAYS = read_days()
-QUEUE_ROWS = 100  # exceptions listed in a metadata table (the counts cover all of them)
 QUEUE_COLUMNS = {
     "exception_id": "resolve it with resolve_exception_job (launchpad) or `smartmdm exceptions`",
     "read_day": "operating day of the reads",
@@ -62,60 +58,18 @@ def queue_table(rows) -> dg.TableMetadataValue:
     pool="smartmdm_store",
 )
 def vee_day(context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource):
-    cfg = utility.config
     db = store.get_store()
-    window = context.partition_time_window
-    first = pd.Timestamp(window.start).date()
-    days = (pd.Timestamp(window.end).date() - first).days
-    for offset in range(days):  # a backfill range runs its days in order; each day gets its own metadata
-        day = first + dt.timedelta(days=offset)
-        run = run_day(db, day, cfg)
-        s = run.estimation.stats
-        context.log.info(
-            f"{day}: {s['expected_intervals']:,} intervals, {s['suspect_intervals']:,} suspect, "
-            f"{s['missing_intervals']:,} missing, {s['awaiting_intervals']:,} awaiting (re-collection window), "
-            f"{s['estimated_intervals']:,} estimated; "
-            f"{run.validation_versions:,}+{run.estimation_versions:,} new versions"
-        )
-        validated, estimates = day_metadata(db, day, run)
+    for day in window_days(context.partition_time_window):  # a backfill range: in order, metadata per day
+        report = day_report(db, day, run_day(db, day, utility.config))
+        context.log.info(report.summary)
         key = day.isoformat()
+        validated = {**as_metadata(report.validated), "open_exceptions_table": queue_table(report.queue_rows)}
         context.add_asset_metadata(validated, asset_key="validated_intervals", partition_key=key)
-        context.add_asset_metadata(estimates, asset_key="interval_estimates", partition_key=key)
+        context.add_asset_metadata(
+            as_metadata(report.estimates), asset_key="interval_estimates", partition_key=key
+        )
     yield dg.MaterializeResult(asset_key="validated_intervals")
     yield dg.MaterializeResult(asset_key="interval_estimates")
-
-
-def day_metadata(db, day: dt.date, run) -> tuple[dict, dict]:
-    """Metadata of one operating day's validated_intervals and interval_estimates: that day's
-    numbers and that day's open exceptions (oldest = the read day of the oldest open one)."""
-    s = run.estimation.stats
-    n = max(s["expected_intervals"], 1)
-    queue = queue_summary(db, day, day)
-    rows, _ = open_queue(db, day, day, limit=QUEUE_ROWS)
-    validated = {
-        "dagster/row_count": s["expected_intervals"],
-        "received_intervals": s["received_intervals"],
-        "first_pass_valid_share": round(s["first_pass_valid_share"], 5),
-        "suspect_intervals": s["suspect_intervals"],
-        "missing_intervals": s["missing_intervals"],
-        "awaiting_intervals": s["awaiting_intervals"],
-        "exceptions_by_rule": dg.MetadataValue.json(s["exceptions_by_rule"]),
-        "new_versions": run.validation_versions,
-        "open_exceptions": queue["open"],
-        "open_exceptions_table": queue_table(rows),
-        "oldest_open_exception": queue["oldest_open"] or "none",
-        "open_exceptions_by_severity": dg.MetadataValue.json(queue["open_by_severity"]),
-        "open_exceptions_by_rule": dg.MetadataValue.json(queue["open_by_rule"]),
-    }
-    estimates = {
-        "dagster/row_count": s["estimated_intervals"],
-        "estimated_share": round(s["estimated_intervals"] / n, 5),
-        "awaiting_intervals": s["awaiting_intervals"],
-        "completeness": round(s["completeness"], 5),
-        "estimated_by_method": dg.MetadataValue.json(s["estimated_by_method"]),
-        "new_versions": run.estimation_versions,
-    }
-    return validated, estimates
 
 
 vee_job = dg.define_asset_job(
@@ -138,20 +92,8 @@ vee_job = dg.define_asset_job(
     pool="smartmdm_store",
 )
 def vee_exception_queue(store: StoreResource) -> dg.MaterializeResult:
-    db = store.get_store()
-    rows, total = open_queue(db, limit=QUEUE_ROWS)
-    summary = queue_summary(db)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": total,
-            "open_exceptions": total,
-            "queue": queue_table(rows),
-            "listed": len(rows),
-            "oldest_open_exception": summary["oldest_open"] or "none",
-            "open_exceptions_by_severity": dg.MetadataValue.json(summary["open_by_severity"]),
-            "open_exceptions_by_rule": dg.MetadataValue.json(summary["open_by_rule"]),
-        }
-    )
+    rows, figures = queue_report(store.get_store())
+    return dg.MaterializeResult(metadata={**as_metadata(figures), "queue": queue_table(rows)})
 
 
 exception_queue_job = dg.define_asset_job(

@@ -7,13 +7,12 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.defs.vee.assets import READ_DAYS
-from smartmdm_pipelines.domain.vee.config import MAX_PER_HOUR
 from smartmdm_pipelines.lib.gx import run_suite
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.services.vee_report import current_intervals, open_errors_by_rule, suite_frame
 
 STATUSES = ["valid", "estimated", "edited", "verified", "suspect", "missing"]
 ESPI_CODES = [0, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 19]
-FILLED = ["valid", "estimated", "edited", "verified"]
 # what a failed expectation means, per expectation and column (the check's description)
 MEANING = {
     "expect_compound_columns_to_be_unique": "duplicate interval keys (meter, channel, interval end)",
@@ -30,33 +29,6 @@ def _days(context) -> tuple[str, str]:
     return keys.start, keys.end
 
 
-def current_intervals(store, first: str, last: str) -> pd.DataFrame:
-    return store.read_frame(
-        "SELECT meter_id, channel, interval_end, interval_seconds, value, unit, status, espi_quality, failed_rules, "
-        "read_day FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end "
-        "ORDER BY version DESC) AS rn FROM intervals i WHERE read_day >= :a AND read_day <= :b) ranked WHERE rn = 1",
-        {"a": first, "b": last},
-    )
-
-
-def _suite_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The intervals that are due (not awaited inside the re-collection window) with the derived
-    columns the suite checks; and how many were awaited."""
-    awaiting = frame["failed_rules"].fillna("").str.contains("awaiting_data").to_numpy()
-    frame = frame[~awaiting].reset_index(drop=True)
-    hours = frame["interval_seconds"].to_numpy(dtype="float64") / 3600.0
-    upper = frame["unit"].map(MAX_PER_HOUR).fillna(1000.0).to_numpy() * hours
-    value = frame["value"].to_numpy(dtype="float64")
-    can_be_negative = frame["channel"].eq("kwh_net").to_numpy()
-    within = np.isnan(value) | ((value <= upper) & ((value >= 0) | can_be_negative))
-    frame = frame.assign(
-        within_bounds=within,
-        filled_value=np.where(frame["status"].isin(FILLED).to_numpy(), value, np.nan),
-        espi_quality=frame["espi_quality"].astype("float64"),
-    )
-    return frame.drop(columns=["read_day"]), int(awaiting.sum())
-
-
 def _failure_sentence(days: str, failed: list[dict], completeness: float, threshold: float) -> str:
     parts = []
     for f in failed:
@@ -71,7 +43,7 @@ def _failure_sentence(days: str, failed: list[dict], completeness: float, thresh
 
 def gx_result(frame: pd.DataFrame, days: str, threshold: float) -> dg.AssetCheckResult:
     """The suite on one frame of current intervals, with a sentence when it fails."""
-    frame, awaiting = _suite_frame(frame)
+    frame, awaiting = suite_frame(frame)
 
     def expectations(gxe):
         return [
@@ -172,13 +144,8 @@ def validated_intervals_open_errors(
     context: dg.AssetCheckExecutionContext, store: StoreResource
 ) -> dg.AssetCheckResult:
     first, last = _days(context)
-    rows = store.get_store().read_frame(
-        "SELECT rule, count(*) AS n FROM vee_exceptions WHERE read_day >= :a AND read_day <= :b "
-        "AND status = 'open' AND severity = 'error' GROUP BY rule",
-        {"a": first, "b": last},
-    )
-    total = int(rows["n"].sum()) if len(rows) else 0
-    by_rule = dict(zip(rows["rule"], rows["n"].astype(int), strict=True))
+    by_rule = open_errors_by_rule(store.get_store(), first, last)
+    total = sum(by_rule.values())
     days = first if first == last else f"{first}..{last}"
     return dg.AssetCheckResult(
         passed=total == 0,

@@ -14,11 +14,12 @@ import pytest
 from smartmdm_pipelines import cli
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
-from smartmdm_pipelines.services.backtest import BacktestError, run_backtest
 from smartmdm_pipelines.services.cis_sync import sync_master_data
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
+from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
 from smartmdm_pipelines.simulate import SimulationSpec, generate
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 START = dt.date(2024, 3, 4)
@@ -120,9 +121,7 @@ def test_seed_picks_other_gaps_and_nothing_is_written(built, store_copy) -> None
     assert not a.gaps[key].reset_index(drop=True).equals(b.gaps[key].reset_index(drop=True))
     # every masked interval was a current valid interval, and its truth is what the store holds
     current = store_copy.read_frame(
-        "SELECT meter_id, channel, interval_end, value, status FROM (SELECT *, row_number() OVER "
-        "(PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn FROM intervals) c "
-        "WHERE rn = 1"
+        current_intervals_sql(columns="meter_id, channel, interval_end, value, status")
     )
     m = a.results.merge(current, on=["meter_id", "channel", "interval_end"])
     assert len(m) == len(a.results) and (m["status"] == "valid").all()

@@ -10,27 +10,23 @@ with installs as (
 ),
 
 register_versions as (
-    -- versions of the register-estimate rows VEE writes for manual and AMR meters
+    -- versions of the register-estimate rows VEE writes for manual and AMR meters (the current
+    -- version of each is the estimate in force)
     select i.meter_id, i.channel, i.interval_end, i.version, i.status, i.register_value
-    from {{ source('smartmdm', 'intervals') }} as i
+    from {{ ref('stg_intervals') }} as i
     where i.meter_id in (select meter_id from installs)
 ),
 
 reads as (
     -- actual register reads, and the VEE's register estimates where a scheduled read is missing
     select meter_id, read_at, value, false as estimated
-    from {{ source('smartmdm', 'register_reads') }}
+    from {{ ref('stg_register_reads') }}
     where channel in ('kwh_delivered', 'water', 'gas') and value is not null
         and meter_id in (select meter_id from installs)
     union all
     select e.meter_id, e.interval_end as read_at, e.register_value as value, true as estimated
-    from register_versions as e
+    from ({{ current_intervals('register_versions') }}) as e
     where e.status = 'estimated' and e.register_value is not null
-        and not exists (
-            select 1 from register_versions as later
-            where later.meter_id = e.meter_id and later.channel = e.channel
-                and later.interval_end = e.interval_end and later.version > e.version
-        )
 ),
 
 boundaries as (

@@ -34,13 +34,10 @@ from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee import backtest as bt
 from smartmdm_pipelines.domain.vee.engine import DayInputs, DayResult, estimate_day
 from smartmdm_pipelines.services.vee import load_history
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 METHODS = ("chain", "baseline", "chain_without_registers")
-_CURRENT = (
-    "SELECT {cols} FROM (SELECT i.*, row_number() OVER (PARTITION BY meter_id, channel, interval_end "
-    "ORDER BY version DESC) AS rn FROM intervals i WHERE {where}) ranked WHERE rn = 1"
-)
 
 
 class BacktestError(RuntimeError):
@@ -61,8 +58,8 @@ class BacktestReport:
 def day_summary(store: Store, first: dt.date | None, last: dt.date | None) -> pd.DataFrame:
     """Per meter, channel and operating day: interval counts of the current versions."""
     where = "read_day >= :a AND read_day <= :b" if first and last else "TRUE"
-    current = _CURRENT.format(
-        cols="meter_id, channel, read_day, interval_seconds, value, status, failed_rules", where=where
+    current = current_intervals_sql(
+        where, "meter_id, channel, read_day, interval_seconds, value, status, failed_rules"
     )
     return store.read_frame(
         "SELECT meter_id, channel, read_day, min(interval_seconds) AS interval_seconds, "
@@ -132,9 +129,9 @@ def _candidates(store: Store, cfg: UtilityConfig, opts: bt.BacktestOptions, holi
 def _current_day(store: Store, day: dt.date, column: str, values: list[str], master) -> pd.DataFrame:
     """The day's current valid intervals where ``column`` (meter_id or channel) is in ``values``."""
     current = store.read_frame(
-        _CURRENT.format(
-            cols="meter_id, channel, interval_end, interval_seconds, value, unit, status, failed_rules",
-            where=f"read_day = :day AND {column} IN (SELECT unnest(:values))",
+        current_intervals_sql(
+            f"read_day = :day AND {column} IN (SELECT unnest(:values))",
+            "meter_id, channel, interval_end, interval_seconds, value, unit, status, failed_rules",
         ),
         {"day": day, "values": values},
     )

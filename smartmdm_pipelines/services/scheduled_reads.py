@@ -34,6 +34,7 @@ from smartmdm_pipelines.config import UtilityConfig, load_config
 from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS, EXCEPTION_COLUMNS, exception_ids
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 from smartmdm_pipelines.domain.vee.register_estimation import REGISTER_METHOD_CODES, estimate_registers
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 ACTOR = "vee:register_estimation"
@@ -195,12 +196,11 @@ def _reads(store: Store, schedule: pd.DataFrame, rules) -> pd.DataFrame:
 def _current(store: Store, result: pd.DataFrame, conn) -> pd.DataFrame:
     days = pd.to_datetime(result["read_date"])
     frame = store.read_frame(
-        "SELECT meter_id, channel, interval_end, version AS cur_version, value AS cur_value, "
-        "status AS cur_status, interval_seconds AS cur_seconds, billed AS cur_billed FROM ("
-        "  SELECT i.*, row_number() OVER ("
-        "    PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn"
-        "  FROM intervals i WHERE read_day >= :a AND read_day <= :b"
-        "  AND meter_id IN (SELECT unnest(:meters))) ranked WHERE rn = 1",
+        current_intervals_sql(
+            "read_day >= :a AND read_day <= :b AND meter_id IN (SELECT unnest(:meters))",
+            "meter_id, channel, interval_end, version AS cur_version, value AS cur_value, "
+            "status AS cur_status, interval_seconds AS cur_seconds, billed AS cur_billed",
+        ),
         {"a": days.min().date(), "b": days.max().date(), "meters": result["meter_id"].unique().tolist()},
         conn,
     )

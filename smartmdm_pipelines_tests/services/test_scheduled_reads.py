@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from smartmdm_pipelines.config import load_config
-from smartmdm_pipelines.services.register_estimation import estimate_missing_registers
+from smartmdm_pipelines.services.scheduled_reads import estimate_missing_registers
 from smartmdm_pipelines.store.store import Store
 
 AS_OF = dt.date(2024, 3, 8)

@@ -45,13 +45,13 @@ electric_segments as (
 
 peak_rows as (
     {{ segment_intervals('electric_segments',
-        "i.interval_end in (select interval_end from " ~ source('smartmdm', 'system_peaks') ~ ")") }}
+        "i.interval_end in (select interval_end from " ~ ref('stg_system_peaks') ~ ")") }}
 ),
 
 peaks as (
     select u.segment_id, avg(u.value * 3600.0 / u.interval_seconds) as kw
     from peak_rows as u
-    inner join {{ source('smartmdm', 'system_peaks') }} as p
+    inner join {{ ref('stg_system_peaks') }} as p
         on p.interval_end = u.interval_end and p.interval_seconds = u.interval_seconds
     where u.channel = 'kwh_delivered'
     group by u.segment_id

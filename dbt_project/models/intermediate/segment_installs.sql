@@ -24,8 +24,8 @@ select
     case when mi.removed_at is not null and mi.removed_at < s.window_end then mi.removed_at
          else s.window_end end as t_to
 from {{ ref('bill_segments') }} as s
-inner join {{ source('smartmdm', 'meter_installs') }} as mi
+inner join {{ ref('stg_meter_installs') }} as mi
     on mi.service_point_id = s.service_point_id
     and mi.installed_at < s.window_end
     and (mi.removed_at is null or mi.removed_at > s.window_start)
-inner join {{ source('smartmdm', 'meters') }} as m on m.meter_id = mi.meter_id
+inner join {{ ref('stg_meters') }} as m on m.meter_id = mi.meter_id

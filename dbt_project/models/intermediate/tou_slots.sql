@@ -45,7 +45,7 @@ typed as (
             else 'weekday'
         end as daytype
     from slots as sl
-    left join {{ source('smartmdm', 'tariff_holidays') }} as h
+    left join {{ ref('stg_tariff_holidays') }} as h
         on h.rate_code = sl.rate_code
         and h.effective_from = sl.tariff_from
         and h.holiday = cast(sl.local_start as date)
@@ -56,9 +56,9 @@ select
     coalesce(e.period, 0) as energy_period,
     d.period as demand_period
 from typed as t
-left join {{ source('smartmdm', 'tariff_schedules') }} as e
+left join {{ ref('stg_tariff_schedules') }} as e
     on e.rate_code = t.rate_code and e.effective_from = t.tariff_from and e.kind = 'energy'
     and e.month = t.month and e.daytype = t.daytype and e.hour = t.hour
-left join {{ source('smartmdm', 'tariff_schedules') }} as d
+left join {{ ref('stg_tariff_schedules') }} as d
     on d.rate_code = t.rate_code and d.effective_from = t.tariff_from and d.kind = 'demand'
     and d.month = t.month and d.daytype = t.daytype and d.hour = t.hour

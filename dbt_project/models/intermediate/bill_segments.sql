@@ -4,7 +4,7 @@
 -- Move-out is exclusive: the move-out day belongs to the next occupant.
 with periods as (
     select cycle_id, period_start, period_end
-    from {{ source('smartmdm', 'billing_cycles') }}
+    from {{ ref('stg_billing_cycles') }}
     where {{ period_filter() }}
 ),
 
@@ -26,11 +26,11 @@ occupancy as (
             coalesce(h.valid_to - 1, p.period_end)
         ) as seg_end
     from periods as p
-    inner join {{ source('smartmdm', 'service_point_history') }} as h
-        on h.billing_cycle = p.cycle_id
+    inner join {{ ref('stg_service_point_history') }} as h
+        on h.cycle_id = p.cycle_id
         and h.valid_from <= p.period_end
         and (h.valid_to is null or h.valid_to > p.period_start)
-    inner join {{ source('smartmdm', 'accounts') }} as a
+    inner join {{ ref('stg_accounts') }} as a
         on a.service_point_id = h.service_point_id
         and a.move_in <= p.period_end
         and (a.move_out is null or a.move_out > p.period_start)
@@ -48,7 +48,7 @@ tariffed as (
         greatest(o.seg_start, t.effective_from) as segment_start,
         least(o.seg_end, coalesce(t.effective_to - 1, o.seg_end)) as segment_end
     from occupancy as o
-    inner join {{ source('smartmdm', 'tariffs') }} as t
+    inner join {{ ref('stg_tariffs') }} as t
         on t.rate_code = o.rate_code
         and t.effective_from <= o.seg_end
         and (t.effective_to is null or t.effective_to > o.seg_start)
