@@ -59,7 +59,7 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     normalise_units,
 )
-from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS
+from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS
 
 NAME = "mapped_csv"
 _YEAR_1900 = int(pd.Timestamp("1900-01-01").value // 1000)
