@@ -62,7 +62,6 @@ import pandas as pd
 import pyarrow as pa
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.cmep import NAT, localise_sequences
 from smartmdm_pipelines.adapters.csvtools import BOM, decode_check, header_line, read_string_table
 from smartmdm_pipelines.adapters.validation import RowReasons
 from smartmdm_pipelines.adapters.validation import check_rows as _check
@@ -74,6 +73,7 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     normalise_units,
 )
+from smartmdm_pipelines.domain.timeutil import NAT, localise_sequences
 
 REQUIRED = ("Meter_ID", "Flow", "Flow_Time", "Flow_Unit", "Read", "Read_Time", "Read_Unit", "Estimated_Flag")
 OPTIONAL = ("Raw_Read", "Dials", "Register_Resolution")

@@ -67,7 +67,6 @@ import pyarrow.compute as pc
 
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
-from smartmdm_pipelines.adapters.local_times import local_instants
 from smartmdm_pipelines.adapters.validation import (
     RowReasons,
     SparseReasons,
@@ -84,6 +83,7 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     unit_conversion,
 )
+from smartmdm_pipelines.domain.timeutil import DAY, NAT, add_calendar, localise_sequences
 
 RECORD_TYPE = "MEPMD01"
 KNOWN_RECORD_TYPES = ("MEPMD01", "MEPMD02", "MEPAD01", "MEPAD02", "MLA01")
@@ -97,9 +97,6 @@ WATER_UNITS = ("GAL", "USGAL", "KGAL", "CF", "FT3", "CUFT", "CCF", "HCF", "M3", 
 GAS_UNITS = ("THERM", "THERMS", "CF", "FT3", "CUFT", "CCF", "HCF", "MCF", "M3", "CUM")
 # CMEP spelling -> key of domain.readings.normalise_units
 UNIT_KEYS = {"USGAL": "gal", "CUFT": "ft3", "CUM": "m3"}
-
-NAT = np.iinfo(np.int64).min
-DAY = 86400
 
 
 def _channel_table() -> dict[str, str]:
@@ -547,7 +544,7 @@ def _times(
     cal_blank = ~explicit & calendar & (pos > 0) & (naive[anchor] != NAT)
     if cal_blank.any():
         i = np.flatnonzero(cal_blank)
-        naive[i] = _add_calendar(
+        naive[i] = add_calendar(
             naive[anchor[i]], steps[i] * head.cal_months[line[i]], steps[i] * head.cal_days[line[i]]
         )
         text.replace(
@@ -604,63 +601,6 @@ class _TimeTexts:
             hit = self.filled[at] == rows
             out[hit] = self.filled_texts[at[hit]]
         return out
-
-
-def localise_sequences(
-    naive: np.ndarray, group: np.ndarray, pos: np.ndarray, step: np.ndarray, tz: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Naive local epoch seconds (``NAT`` = none) of readings in sequences -> (UTC epoch seconds,
-    mask of local times in the spring-forward gap, which stay ``NAT``).
-
-    Rows of a sequence (``group``) are contiguous and in order, ``pos`` is the rank in the
-    sequence and ``step`` the regular spacing in seconds (0 = none known). A local time that
-    occurs twice (fall-back) takes the instant that keeps it ``step`` apart from the nearest
-    unambiguous reading before it, else after it (``pos`` difference x ``step``); without such
-    evidence it takes the standard-time instant when the clock visibly went back (an earlier
-    repeated-hour time of the sequence is not earlier: a repeat, or 01:59 then 01:14), else the
-    daylight-time one. A sequence holding only one pass of the repeated hour with nothing
-    around it cannot be placed and reads as daylight time.
-    """
-    utc, gap, amb, early, late = local_instants(naive, tz, "s")
-    if len(amb) == 0:
-        return utc, gap
-    n = len(naive)
-    idx = np.arange(n)
-    known = utc != NAT
-    prev = np.maximum.accumulate(np.where(known, idx, -1))[amb]
-    nxt = np.minimum.accumulate(np.where(known, idx, n)[::-1])[::-1][amb]
-    s = step[amb]
-    has_prev = (prev >= 0) & (s > 0)
-    has_prev[has_prev] &= group[prev[has_prev]] == group[amb[has_prev]]
-    has_next = (nxt < n) & (s > 0)
-    has_next[has_next] &= group[nxt[has_next]] == group[amb[has_next]]
-    prev_c, nxt_c = np.maximum(prev, 0), np.minimum(nxt, n - 1)
-    exp_prev = np.where(has_prev, utc[prev_c] + (pos[amb] - pos[prev_c]) * s, NAT)
-    exp_next = np.where(has_next, utc[nxt_c] - (pos[nxt_c] - pos[amb]) * s, NAT)
-    # no evidence: the clock went back if an earlier repeated-hour time of the sequence is not
-    # earlier than this one (a repeat, or 01:59 followed by 01:14)
-    window = pd.DataFrame({"group": group[amb], "naive": naive[amb]})
-    seen = window.groupby("group")["naive"].cummax().groupby(window["group"]).shift(1)
-    went_back = (seen >= window["naive"]).to_numpy(dtype=bool)
-    utc[amb] = np.select(
-        [exp_prev == late, exp_prev == early, exp_next == late, exp_next == early],
-        [late, early, late, early],
-        default=np.where(went_back, late, early),
-    )
-    return utc, gap
-
-
-def _add_calendar(naive: np.ndarray, months: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Naive epoch seconds + whole months (day clamped to the month's end) + whole days."""
-    stamps = naive.view("datetime64[s]")
-    month = stamps.astype("datetime64[M]")
-    into = naive - month.astype("datetime64[s]").view(np.int64)
-    target = month + months.astype("timedelta64[M]")
-    length = (
-        (target + np.timedelta64(1, "M")).astype("datetime64[D]") - target.astype("datetime64[D]")
-    ).view(np.int64)
-    into = np.minimum(into, (length - 1) * DAY + into % DAY)
-    return target.astype("datetime64[s]").view(np.int64) + into + days * DAY
 
 
 def _where(pos: np.ndarray, offset: int) -> pd.Series:

@@ -20,7 +20,7 @@ Decisions:
   empty, negative or missing register value rejects the row.
 - **Time**: ``csv.time_format`` (strptime, or ISO8601). Without an offset the time is naive local
   time of the source's ``timezone``: a local time in the spring-forward gap rejects the row, the
-  repeated fall-back hour is resolved by the order of each meter's rows (``local_times.py``).
+  repeated fall-back hour is resolved by the order of each meter's rows (``domain.timeutil.localise_in_order``).
 - **Interval values** end at the time (or start there, ``csv.time_marks: start``: a sub-daily
   interval then ends ``interval_minutes`` later in absolute time, a daily one at the next local
   midnight). **Register values** are point-in-time reads at the time.
@@ -43,7 +43,6 @@ import pyarrow.compute as pc
 from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.csv_mapping import GAS_UNITS, ISO8601, CsvMapping
 from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
-from smartmdm_pipelines.adapters.local_times import NAT, localise_in_order
 from smartmdm_pipelines.adapters.validation import (
     OFFSET_SUFFIX,
     RowReasons,
@@ -59,6 +58,7 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     normalise_units,
 )
+from smartmdm_pipelines.domain.timeutil import NAT, localise_in_order
 from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS
 
 NAME = "mapped_csv"
