@@ -58,15 +58,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
+from smartmdm_pipelines.adapters.base import BOM, Adapter, FileRejected, ParsedFile, SourceConfig
+from smartmdm_pipelines.adapters.csvtools import UNTERMINATED_QUOTE, reparse_lines
 from smartmdm_pipelines.adapters.validation import (
     RowReasons,
     SparseReasons,
@@ -119,11 +119,12 @@ ALL_UNITS = frozenset(ENERGY_UNITS + REACTIVE_UNITS + WATER_UNITS + GAS_UNITS)
 
 
 @dataclass(frozen=True)
-class CmepAdapter:
+class CmepAdapter(Adapter):
     """CMEP MEPMD01 interval and register lines (see the module docstring)."""
 
     name: str = "cmep"
     meter_id_prefix: str | None = None
+    zone_in_source: ClassVar[bool] = True
 
     def sniff(self, head: bytes, path: Path) -> bool:
         text = head.removeprefix(BOM).decode("utf-8", "replace")
@@ -133,23 +134,9 @@ class CmepAdapter:
                 return first in KNOWN_RECORD_TYPES
         return False
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
-        result = ParsedFile(format=self.name)
-        try:
-            ZoneInfo(source.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            result.fatal = f"unknown time zone {source.timezone!r} configured for source {source.name!r}"
-            return result
-        try:
-            data = decode_check(Path(path).read_bytes())
-            self._parse(data, source, result)
-        except FileRejected as exc:
-            result.fatal, result.fatal_line = exc.reason, exc.line
-        return result
-
     # ------------------------------------------------------------------ lines and fields
-    def _parse(self, data: bytes, source: SourceConfig, result: ParsedFile) -> None:
-        raw = pa.array(data.decode("utf-8").split("\n"), pa.string())
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
+        raw = pa.array(self.text(path).decode("utf-8").split("\n"), pa.string())
         raw = pc.utf8_rtrim(raw, characters="\r")
         keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(raw)), 0).to_numpy(zero_copy_only=False)
         line_no = np.flatnonzero(keep).astype(np.int64) + 1
@@ -616,4 +603,4 @@ def _mask(n: int, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-CMEP = CmepAdapter()
+ADAPTER = CmepAdapter()

@@ -74,7 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
+from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, SourceConfig
 from smartmdm_pipelines.adapters.validation import RowReasons
 from smartmdm_pipelines.domain.readings import (
     INTERVAL_READ_COLUMNS,
@@ -185,47 +185,33 @@ class _Channel:
     reason: str | None = None
 
 
-class GreenButtonAdapter:
+class GreenButtonAdapter(Adapter):
     name = "green_button"
 
     def sniff(self, head: bytes, path: Path) -> bool:
         return ATOM_NS in head and ESPI_NS in head and b"feed" in head
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
-        result = ParsedFile(format=self.name)
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
         try:
-            entries, cols, root_name = _read_feed(Path(path))
+            entries, cols, root_name = _read_feed(path)
         except etree.XMLSyntaxError as exc:
-            result.fatal = f"the file is not well-formed XML (truncated or damaged?): {exc.msg}"
-            result.fatal_line = max(exc.lineno or 1, 1)
-            return result
+            raise FileRejected(
+                f"the file is not well-formed XML (truncated or damaged?): {exc.msg}", max(exc.lineno or 1, 1)
+            ) from None
         if root_name != "feed":
-            result.fatal = f"the document root is <{root_name}>, expected an Atom <feed> of ESPI entries"
-            result.fatal_line = 1
-            return result
+            raise FileRejected(
+                f"the document root is <{root_name}>, expected an Atom <feed> of ESPI entries", 1
+            )
         n = len(cols["line"])
-        result.records = n
         if n == 0:
-            return result
-        cols["line"] = _true_lines(Path(path), np.asarray(cols["line"], dtype=np.int64))
+            return
+        cols["line"] = _true_lines(path, np.asarray(cols["line"], dtype=np.int64))
         channels, group = _join(entries, np.asarray(cols["entry"], dtype=np.int64), source)
-        try:
-            frames = _readings(cols, channels, group)
-        except _Untrusted as exc:
-            result.records = 0
-            result.fatal, result.fatal_line = exc.reason, exc.line
-            return result
-        result.intervals, result.registers, result.rejected = frames
-        return result
+        result.intervals, result.registers, result.rejected = _readings(cols, channels, group)
+        result.records = n  # counted only when the file can be trusted
 
 
 ADAPTER = GreenButtonAdapter()
-
-
-class _Untrusted(Exception):
-    def __init__(self, reason: str, line: int) -> None:
-        self.reason, self.line = reason, line
-        super().__init__(reason)
 
 
 def _read_feed(path: Path) -> tuple[list[_Entry], dict[str, object], str]:
@@ -737,7 +723,7 @@ def _check_identical_starts(
     g = int(suspicious.index[0])
     first_line = int(suspicious.loc[g, "line"])
     text = start_txt[np.flatnonzero(usable)[frame["group"].to_numpy() == g][0]]
-    raise _Untrusted(
+    raise FileRejected(
         f"line {first_line}: all {int(suspicious.loc[g, 'count'])} IntervalReadings of MeterReading "
         f"'{channels[g].label}' carry the same timePeriod start {text} (an export timestamp, not the "
         "interval); the file's timestamps cannot be trusted",
@@ -751,7 +737,7 @@ def _check_durations(seconds: np.ndarray, line: np.ndarray, register: np.ndarray
     if not wrong.any():
         return
     i = int(np.flatnonzero(wrong)[0])
-    raise _Untrusted(
+    raise FileRejected(
         f"line {line[i]}: IntervalReading timePeriod duration is {seconds[i]:g} s; an interval cannot last "
         "zero or negative seconds, so the file's timestamps cannot be trusted",
         int(line[i]),

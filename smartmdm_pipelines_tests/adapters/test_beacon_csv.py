@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.beacon_csv import BEACON, BeaconCsv
+from smartmdm_pipelines.adapters.beacon_csv import ADAPTER as BEACON
+from smartmdm_pipelines.adapters.beacon_csv import BeaconCsvAdapter
 from smartmdm_pipelines.adapters.registry import detect_format, parse_file
 from smartmdm_pipelines.domain.readings import normalise_units
 from smartmdm_pipelines.simulate.writers.base import SCHEMAS, Delivery
@@ -76,7 +77,7 @@ def write(tmp_path: Path, rows: list[str] | str | bytes, name: str = "beacon.csv
     return path
 
 
-def parse(path: Path, source: SourceConfig = PACIFIC, adapter: BeaconCsv = BEACON) -> ParsedFile:
+def parse(path: Path, source: SourceConfig = PACIFIC, adapter: BeaconCsvAdapter = BEACON) -> ParsedFile:
     parsed = adapter.parse(path, source)
     if parsed.fatal is None:
         loaded = set(parsed.intervals["line"]) | set(parsed.registers["line"])
@@ -166,7 +167,8 @@ def test_interval_length_is_derived_per_meter_from_consecutive_flow_times(tmp_pa
         "2024-08-02T07:00", "2024-08-03T07:00", "2024-08-01T12:00"
     )
     custom = parse(
-        write(tmp_path, [row(Meter_ID="S")], "one.csv"), adapter=BeaconCsv(default_interval_seconds=900)
+        write(tmp_path, [row(Meter_ID="S")], "one.csv"),
+        adapter=BeaconCsvAdapter(default_interval_seconds=900),
     )
     assert custom.intervals["interval_seconds"].tolist() == [900]
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from smartmdm_pipelines.adapters.base import ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.cmep import CMEP, CmepAdapter
+from smartmdm_pipelines.adapters.cmep import ADAPTER as CMEP
+from smartmdm_pipelines.adapters.cmep import CmepAdapter
 from smartmdm_pipelines.adapters.registry import detect_format, parse_file
 from smartmdm_pipelines.domain.readings import normalise_units
 from smartmdm_pipelines.simulate.writers.base import SCHEMAS, Delivery
