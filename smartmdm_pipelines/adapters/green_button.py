@@ -195,8 +195,9 @@ class GreenButtonAdapter(Adapter):
         try:
             entries, cols, root_name = _read_feed(path)
         except etree.XMLSyntaxError as exc:
+            detail = " ".join(str(exc.msg).split())  # lxml's message may span lines; ours is one
             raise FileRejected(
-                f"the file is not well-formed XML (truncated or damaged?): {exc.msg}", max(exc.lineno or 1, 1)
+                f"the file is not well-formed XML (truncated or damaged?): {detail}", max(exc.lineno or 1, 1)
             ) from None
         if root_name != "feed":
             raise FileRejected(
