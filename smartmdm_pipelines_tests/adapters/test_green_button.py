@@ -694,9 +694,7 @@ def test_writer_round_trip(frame: pd.DataFrame, split: int) -> None:
 
 
 def test_writer_registers_events_and_reopened_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from smartmdm_pipelines.simulate.writers import green_button as module
-
-    monkeypatch.setattr(module, "MAX_OPEN_FILES", 1)
+    monkeypatch.setattr(GreenButtonWriter, "max_open_files", 1)
     writer = GreenButtonWriter(tmp_path)
     registers = Delivery("handheld", "registers", "20240601")
     events = Delivery("ami-east", "events", "20240601")

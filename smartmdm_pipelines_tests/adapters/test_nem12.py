@@ -499,9 +499,7 @@ def test_writer_round_trip(frame: pd.DataFrame, first: set[str]) -> None:
 def test_writer_pads_partial_days_drops_what_nem12_cannot_say_and_reopens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smartmdm_pipelines.simulate.writers import nem12 as module
-
-    monkeypatch.setattr(module, "MAX_OPEN_FILES", 1)
+    monkeypatch.setattr(Nem12Writer, "max_open_files", 1)
     frame = pd.DataFrame(
         {
             "meter_id": ["M1", "M1", "W1", "M1"],
