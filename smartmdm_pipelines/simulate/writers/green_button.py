@@ -38,7 +38,6 @@ import pyarrow.compute as pc
 
 from .base import RECORD_EVENTS, RECORD_INTERVALS, Delivery, TextFileWriter
 
-MAX_OPEN_FILES = 64
 BASE = "/espi/1_1/resource"
 ESPI = "http://naesb.org/espi"
 
@@ -86,6 +85,7 @@ class GreenButtonWriter(TextFileWriter):
     """Writes ESPI Atom feeds (one feed per delivery; see ``FileWriter``)."""
 
     suffix = ".xml"
+    max_open_files = 64  # the limit this writer always had (CSV writers keep 128)
 
     def __init__(self, out_dir: Path) -> None:
         super().__init__(out_dir)
