@@ -110,7 +110,9 @@ def day_exceptions(ctx: DayContext) -> pd.DataFrame:
     return _concat([check(ctx, rule) for rule, check in DAY_RULE_CHECKS.items()])
 
 
-def exception_rows(df: pd.DataFrame, rule: str, detail: pd.Series | str, intervals=None) -> pd.DataFrame:
+def exception_rows(
+    df: pd.DataFrame, rule: str, detail: pd.Series | str, intervals: np.ndarray | None = None
+) -> pd.DataFrame:
     """Exception rows of ``rule`` for the series in ``df`` (meter_id, channel, optional period)."""
     if df.empty:
         return pd.DataFrame(columns=EXCEPTION_COLUMNS)

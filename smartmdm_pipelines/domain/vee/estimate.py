@@ -158,7 +158,9 @@ def _suspect_registers(exceptions: pd.DataFrame, catalog: Catalog) -> tuple[np.n
     return sid[keep], failed["rule"].to_numpy(dtype=object)[keep]
 
 
-def _context_rows(history: pd.DataFrame, frame: pd.DataFrame, start, end) -> pd.DataFrame:
+def _context_rows(
+    history: pd.DataFrame, frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     """Neighbouring days' current intervals (a few hours each side) as interpolation end points."""
     if history is None or history.empty or frame.empty:
         return frame.head(0)

@@ -84,7 +84,11 @@ def slots(instants: pd.Series, seconds: pd.Series | np.ndarray, tz: str) -> tupl
 
 
 def prepare_history(
-    history: pd.DataFrame, tz: str, holidays: frozenset, catalog: Catalog | None = None, before=None
+    history: pd.DataFrame,
+    tz: str,
+    holidays: frozenset,
+    catalog: Catalog | None = None,
+    before: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Current intervals of the reference weeks with series id, local date, slot, day type, usability."""
     cols = [

@@ -328,7 +328,9 @@ def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EXCEPTION_COLUMNS)
 
 
-def _finish_exceptions(exc: pd.DataFrame, day: dt.date, start, end) -> pd.DataFrame:
+def _finish_exceptions(
+    exc: pd.DataFrame, day: dt.date, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
     if exc.empty:
         return pd.DataFrame(columns=EXCEPTION_COLUMNS)
     exc = exc.copy()
