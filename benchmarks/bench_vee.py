@@ -22,7 +22,8 @@ from pathlib import Path
 from pg import Postgres
 
 from smartmdm_pipelines.config import load_config
-from smartmdm_pipelines.domain.vee.engine import estimate_day, validate_day
+from smartmdm_pipelines.domain.vee.estimate import estimate_day
+from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.cis_sync import sync_master_data
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import load_history, load_inputs, run_day

@@ -86,7 +86,8 @@ def _utility_zone(args: argparse.Namespace) -> str:
 
 @_guarded
 def cmd_tariff_inspect(args: argparse.Namespace) -> int:
-    from smartmdm_pipelines.domain.billing.tariff import TariffError, load_tariff
+    from smartmdm_pipelines.domain.billing.tariff import TariffError
+    from smartmdm_pipelines.domain.billing.urdb import load_tariff
 
     try:
         tariff = load_tariff(args.file, tz=_utility_zone(args))
@@ -246,7 +247,8 @@ def format_bills(bills, currency: str = "$", tariff=None) -> str:
 @_guarded
 def cmd_shadow_bill(args: argparse.Namespace) -> int:
     from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
-    from smartmdm_pipelines.domain.billing.tariff import TariffError, load_tariff
+    from smartmdm_pipelines.domain.billing.tariff import TariffError
+    from smartmdm_pipelines.domain.billing.urdb import load_tariff
 
     try:
         tariff = load_tariff(args.tariff, tz=args.tz)

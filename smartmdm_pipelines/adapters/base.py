@@ -1,10 +1,12 @@
-"""What every head-end adapter returns, and the errors it raises."""
+"""What every head-end adapter is (the ``Adapter`` template), returns and raises."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
@@ -16,6 +18,8 @@ from smartmdm_pipelines.domain.readings import (
     REJECTED_COLUMNS,
     empty_frame,
 )
+
+BOM = b"\xef\xbb\xbf"
 
 
 class FileRejected(Exception):
@@ -65,11 +69,64 @@ class ParsedFile:
         return "partially loaded" if loaded else "rejected"
 
 
-class Adapter(Protocol):
-    """One head-end format. ``sniff`` looks at the first bytes; ``parse`` reads the file."""
+class Adapter(ABC):
+    """One head-end format, as a template: ``parse`` checks the source's time zone (when the
+    format writes naive local times in it), lets ``read`` fill the result and turns a
+    ``FileRejected`` into the file's fatal result. A format is a subclass named ``…Adapter``
+    with ``name``, ``sniff`` and ``read``, exported by its module as ``ADAPTER`` and listed in
+    registry.py."""
 
     name: str
+    zone_in_source: ClassVar[bool] = False  # naive local times in ``SourceConfig.timezone``
 
-    def sniff(self, head: bytes, path: Path) -> bool: ...
+    @abstractmethod
+    def sniff(self, head: bytes, path: Path) -> bool:
+        """Whether the file's first bytes are this format (auto-detection)."""
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile: ...
+    @abstractmethod
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
+        """Fill ``result`` from the file; raise ``FileRejected`` when nothing in it can be trusted."""
+
+    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
+        """The file's canonical frames, rejected rows with their reasons, or its fatal reason."""
+        result = ParsedFile(format=self.name)
+        try:
+            if self.zone_in_source:
+                check_zone(source)
+            self.read(Path(path), source, result)
+        except FileRejected as exc:
+            result.fatal, result.fatal_line = exc.reason, exc.line
+        return result
+
+    @staticmethod
+    def text(path: Path) -> bytes:
+        """The file's bytes without a BOM, checked to be UTF-8 text (else rejected with the line)."""
+        return decode_check(path.read_bytes())
+
+
+def check_zone(source: SourceConfig) -> None:
+    """Reject the file when the source's configured time zone is unknown."""
+    try:
+        ZoneInfo(source.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise FileRejected(
+            f"unknown time zone {source.timezone!r} configured for source {source.name!r}"
+        ) from None
+
+
+def decode_check(data: bytes) -> bytes:
+    """Strip a UTF-8 BOM and make sure the bytes are UTF-8; otherwise reject with the line."""
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+    if data.isascii():  # the common case, and much faster than decoding
+        return data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise FileRejected(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (expected UTF-8; "
+            "re-export the file as UTF-8)",
+            line,
+        ) from None
+    return data

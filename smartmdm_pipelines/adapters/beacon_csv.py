@@ -55,15 +55,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.cmep import NAT, localise_sequences
-from smartmdm_pipelines.adapters.csvtools import BOM, decode_check, header_line, read_string_table
+from smartmdm_pipelines.adapters.base import BOM, Adapter, FileRejected, ParsedFile, SourceConfig
+from smartmdm_pipelines.adapters.csvtools import header_line, read_string_table
 from smartmdm_pipelines.adapters.validation import RowReasons
 from smartmdm_pipelines.adapters.validation import check_rows as _check
 from smartmdm_pipelines.domain.readings import (
@@ -74,6 +73,7 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     normalise_units,
 )
+from smartmdm_pipelines.domain.timeutil import NAT, localise_sequences
 
 REQUIRED = ("Meter_ID", "Flow", "Flow_Time", "Flow_Unit", "Read", "Read_Time", "Read_Unit", "Estimated_Flag")
 OPTIONAL = ("Raw_Read", "Dials", "Register_Resolution")
@@ -101,11 +101,12 @@ MINUTE = 60
 
 
 @dataclass(frozen=True)
-class BeaconCsv:
+class BeaconCsvAdapter(Adapter):
     """BEACON-style export (see the module docstring)."""
 
     name: str = "beacon_csv"
     default_interval_seconds: int = DEFAULT_INTERVAL_SECONDS
+    zone_in_source: ClassVar[bool] = True
 
     def sniff(self, head: bytes, path: Path) -> bool:
         try:
@@ -115,25 +116,15 @@ class BeaconCsv:
         names = {h.strip().strip('"').strip() for h in line.decode("utf-8", "replace").split(",")}
         return names >= SNIFF_COLUMNS
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
-        result = ParsedFile(format=self.name)
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
+        data = self.text(path)
+        _, head = header_line(data[: 1 << 20])
+        names = [h.strip().strip('"').strip() for h in head.decode("utf-8").split(",")]
+        columns = list(REQUIRED) + [c for c in OPTIONAL if c in names]
         try:
-            ZoneInfo(source.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            result.fatal = f"unknown time zone {source.timezone!r} configured for source {source.name!r}"
-            return result
-        try:
-            data = decode_check(Path(path).read_bytes())
-            _, head = header_line(data[: 1 << 20])
-            names = [h.strip().strip('"').strip() for h in head.decode("utf-8").split(",")]
-            columns = list(REQUIRED) + [c for c in OPTIONAL if c in names]
             table, lines, malformed = read_string_table(data, columns)
-        except FileRejected as exc:
-            result.fatal, result.fatal_line = exc.reason, exc.line
-            return result
         except pa.ArrowInvalid as exc:  # defensive: pyarrow refused the CSV structure
-            result.fatal = f"the CSV structure cannot be read: {exc}"
-            return result
+            raise FileRejected(f"the CSV structure cannot be read: {exc}") from None
         frame = table.to_pandas(use_threads=False, split_blocks=True)  # wrapped, not copied: faster
         for column in columns:
             frame[column] = frame[column].astype("str").str.strip()
@@ -151,7 +142,6 @@ class BeaconCsv:
         result.records = len(frame) + len(malformed)
         result.intervals = conform(intervals.loc[~bad[intervals.index]], INTERVAL_READ_COLUMNS)
         result.registers = conform(registers.loc[~bad[registers.index]], REGISTER_READ_COLUMNS)
-        return result
 
     # ------------------------------------------------------------------ rows
     def _validate(
@@ -404,4 +394,4 @@ def _line_texts(data: bytes, line_numbers: np.ndarray) -> np.ndarray:
     return np.array([lines[i - 1].decode("utf-8").rstrip("\r") for i in line_numbers.tolist()], dtype=object)
 
 
-BEACON = BeaconCsv()
+ADAPTER = BeaconCsvAdapter()

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from smartmdm_pipelines.domain.readings import CHANNELS, GAS_UNIT_CONVERSIONS, UNIT_CONVERSIONS
-from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS
+from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS
 
 ISO8601 = "ISO8601"
 INTERVAL_MINUTES = (1, 5, 10, 15, 30, 60, 1440)

@@ -19,7 +19,6 @@ import pyarrow.csv as pacsv
 
 from smartmdm_pipelines.adapters.base import FileRejected
 
-BOM = b"\xef\xbb\xbf"
 UNTERMINATED_QUOTE = "a quoted field is not closed on this line (unbalanced double quote)"
 _NON_BLANK = re.compile(rb"[^\r\n\t ]")
 _BLOCK_SIZE = 1 << 22  # 4 MiB: enough blocks to keep both cores of a small server busy
@@ -28,24 +27,6 @@ _BLOCK_SIZE = 1 << 22  # 4 MiB: enough blocks to keep both cores of a small serv
 # text (possessive, so "" pairs are taken left to right as pyarrow does).
 _FIELD = r'(?:"(?:[^"]|"")*+"[^,]*|[^",][^,]*|)'
 _CLOSED_LINE = re.compile(rf"{_FIELD}(?:,{_FIELD})*")
-
-
-def decode_check(data: bytes) -> bytes:
-    """Strip a UTF-8 BOM and make sure the bytes are UTF-8; otherwise reject with the line."""
-    if data.startswith(BOM):
-        data = data[len(BOM) :]
-    if data.isascii():  # the common case, and much faster than decoding
-        return data
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise FileRejected(
-            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} (expected UTF-8; "
-            "re-export the file as UTF-8)",
-            line,
-        ) from None
-    return data
 
 
 def header_line(data: bytes) -> tuple[int, bytes]:

@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csvtools import decode_check, drop_rows, header_line, read_string_table
+from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, SourceConfig
+from smartmdm_pipelines.adapters.csvtools import drop_rows, header_line, read_string_table
 from smartmdm_pipelines.adapters.validation import (
     SparseReasons,
     arrow_numbers,
@@ -45,7 +45,7 @@ EVENT_HEADER = ["meter_id", "event_at", "event_type", "code"]
 
 
 @dataclass(frozen=True)
-class GenericCsv:
+class GenericCsvAdapter(Adapter):
     """One of the three generic CSV kinds, recognised by its header's time column."""
 
     name: str
@@ -60,15 +60,8 @@ class GenericCsv:
         names = {h.strip().strip('"') for h in line.decode("utf-8", "replace").split(",")}
         return set(self.header) <= names
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
-        result = ParsedFile(format=self.name)
-        try:
-            data = decode_check(Path(path).read_bytes())
-            table, lines, malformed = read_string_table(data, list(self.header))
-        except FileRejected as exc:
-            result.fatal, result.fatal_line = exc.reason, exc.line
-            return result
-        del data
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
+        table, lines, malformed = read_string_table(self.text(path), list(self.header))
         raw = {name: table[name] for name in self.header}
         text = {name: trim(col) for name, col in raw.items()}
         reasons = SparseReasons(table.num_rows)
@@ -93,7 +86,6 @@ class GenericCsv:
             result.registers = conform(frame, REGISTER_READ_COLUMNS)
         else:
             result.events = conform(frame, EVENT_COLUMNS)
-        return result
 
     def _validate(self, text: dict[str, pa.ChunkedArray], reasons: SparseReasons) -> dict[str, object]:
         """The canonical columns (Arrow) of every row; failing rows get their first reason."""
@@ -201,6 +193,9 @@ def _raw_text(raw: dict[str, pa.ChunkedArray], header: tuple[str, ...], rows: np
     return joined.to_numpy(zero_copy_only=False)
 
 
-INTERVALS = GenericCsv("generic_interval_csv", tuple(INTERVAL_HEADER), "interval_end")
-REGISTERS = GenericCsv("generic_register_csv", tuple(REGISTER_HEADER), "read_at")
-EVENTS = GenericCsv("generic_event_csv", tuple(EVENT_HEADER), "event_at")
+# one module, three formats (the registry lists each)
+ADAPTERS = (
+    GenericCsvAdapter("generic_interval_csv", tuple(INTERVAL_HEADER), "interval_end"),
+    GenericCsvAdapter("generic_register_csv", tuple(REGISTER_HEADER), "read_at"),
+    GenericCsvAdapter("generic_event_csv", tuple(EVENT_HEADER), "event_at"),
+)

@@ -20,7 +20,7 @@ Decisions:
   empty, negative or missing register value rejects the row.
 - **Time**: ``csv.time_format`` (strptime, or ISO8601). Without an offset the time is naive local
   time of the source's ``timezone``: a local time in the spring-forward gap rejects the row, the
-  repeated fall-back hour is resolved by the order of each meter's rows (``local_times.py``).
+  repeated fall-back hour is resolved by the order of each meter's rows (``domain.timeutil.localise_in_order``).
 - **Interval values** end at the time (or start there, ``csv.time_marks: start``: a sub-daily
   interval then ends ``interval_minutes`` later in absolute time, a daily one at the next local
   midnight). **Register values** are point-in-time reads at the time.
@@ -40,10 +40,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
+from smartmdm_pipelines.adapters.base import (
+    BOM,
+    Adapter,
+    FileRejected,
+    ParsedFile,
+    SourceConfig,
+    decode_check,
+)
 from smartmdm_pipelines.adapters.csv_mapping import GAS_UNITS, ISO8601, CsvMapping
-from smartmdm_pipelines.adapters.csvtools import BOM, UNTERMINATED_QUOTE, decode_check, reparse_lines
-from smartmdm_pipelines.adapters.local_times import NAT, localise_in_order
+from smartmdm_pipelines.adapters.csvtools import UNTERMINATED_QUOTE, reparse_lines
 from smartmdm_pipelines.adapters.validation import (
     OFFSET_SUFFIX,
     RowReasons,
@@ -59,7 +65,8 @@ from smartmdm_pipelines.domain.readings import (
     conform,
     normalise_units,
 )
-from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS
+from smartmdm_pipelines.domain.timeutil import NAT, localise_in_order
+from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS
 
 NAME = "mapped_csv"
 _YEAR_1900 = int(pd.Timestamp("1900-01-01").value // 1000)
@@ -92,7 +99,7 @@ class Lines:
 
 
 @dataclass(frozen=True)
-class MappedCsv:
+class MappedCsvAdapter(Adapter):
     """Any delimited export, read through the source's ``csv:`` mapping (module docstring)."""
 
     name: str = NAME
@@ -100,17 +107,14 @@ class MappedCsv:
     def sniff(self, head: bytes, path: Path) -> bool:
         return False  # chosen by the source's configuration, never by content
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
-        result = ParsedFile(format=self.name)
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
         mapping = source.csv
         if mapping is None:
-            result.fatal = f"source {source.name!r} has no csv: mapping (the mapped-CSV adapter needs one)"
-            return result
-        try:  # the source's time zone was checked with the configuration
-            lines, positions = read_lines(Path(path).read_bytes(), mapping)
-        except FileRejected as exc:
-            result.fatal, result.fatal_line = exc.reason, exc.line
-            return result
+            raise FileRejected(
+                f"source {source.name!r} has no csv: mapping (the mapped-CSV adapter needs one)"
+            )
+        # the source's time zone was checked with the configuration; the mapping names the encoding
+        lines, positions = read_lines(path.read_bytes(), mapping)
         result.records = len(lines.numbers)
         reasons = RowReasons(len(lines.numbers))
         reasons.check(lines.unbalanced, UNTERMINATED_QUOTE)
@@ -132,7 +136,6 @@ class MappedCsv:
             result.intervals = conform(good, INTERVAL_READ_COLUMNS)
         else:
             result.registers = conform(good.rename(columns={"time": "read_at"}), REGISTER_READ_COLUMNS)
-        return result
 
 
 # ------------------------------------------------------------------ lines and fields
@@ -429,4 +432,4 @@ def _example(time_format: str) -> str:
     return pd.Timestamp("2019-01-03 00:59:47").strftime(time_format.replace("%z", "+0100"))
 
 
-MAPPED_CSV = MappedCsv()
+ADAPTER = MappedCsvAdapter()

@@ -56,8 +56,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from smartmdm_pipelines.adapters.base import FileRejected, ParsedFile, SourceConfig
-from smartmdm_pipelines.adapters.csvtools import BOM, decode_check
+from smartmdm_pipelines.adapters.base import BOM, Adapter, FileRejected, ParsedFile, SourceConfig
 from smartmdm_pipelines.domain.readings import (
     INTERVAL_READ_COLUMNS,
     REJECTED_COLUMNS,
@@ -76,7 +75,7 @@ RECORDS = ("100", "200", "300", "400", "500", "900")
 TRAILER_300 = "quality method, reason code, reason description, update time[, MSATS load time]"
 
 
-class Nem12Adapter:
+class Nem12Adapter(Adapter):
     name = "nem12"
 
     def sniff(self, head: bytes, path: Path) -> bool:
@@ -87,18 +86,11 @@ class Nem12Adapter:
         # a NEM12 body without its header: recognised, so that parse can reject it precisely
         return first.startswith(b"200,") and b"\n300," in text
 
-    def parse(self, path: Path, source: SourceConfig) -> ParsedFile:
-        result = ParsedFile(format=self.name)
-        try:
-            tz = _zone(source)
-            data = decode_check(Path(path).read_bytes())
-            parsed = _Parse(data.decode("utf-8"), tz)
-        except FileRejected as exc:
-            result.fatal, result.fatal_line = exc.reason, exc.line
-            return result
+    def read(self, path: Path, source: SourceConfig, result: ParsedFile) -> None:
+        tz = _zone(source)
+        parsed = _Parse(self.text(path).decode("utf-8"), tz)
         result.intervals, result.rejected = parsed.intervals, parsed.rejected
         result.records = len(parsed.intervals) + len(parsed.rejected)
-        return result
 
 
 ADAPTER = Nem12Adapter()

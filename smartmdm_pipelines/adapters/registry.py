@@ -10,14 +10,12 @@ from smartmdm_pipelines.adapters.base import Adapter, FileRejected, ParsedFile, 
 ADAPTERS: dict[str, Adapter] = {
     a.name: a
     for a in (
-        generic_csv.INTERVALS,
-        generic_csv.REGISTERS,
-        generic_csv.EVENTS,
+        *generic_csv.ADAPTERS,  # one module, three formats
         green_button.ADAPTER,
         nem12.ADAPTER,
-        cmep.CMEP,
-        beacon_csv.BEACON,
-        mapped_csv.MAPPED_CSV,
+        cmep.ADAPTER,
+        beacon_csv.ADAPTER,
+        mapped_csv.ADAPTER,
     )
 }
 

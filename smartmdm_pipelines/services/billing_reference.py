@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig
-from smartmdm_pipelines.domain.billing.tariff import holiday_frame, load_tariff, schedule_frame
+from smartmdm_pipelines.domain.billing.tariff import holiday_frame, schedule_frame
+from smartmdm_pipelines.domain.billing.urdb import load_tariff
 from smartmdm_pipelines.store.store import Store
 
 HOLIDAY_YEARS = (2000, 2040)

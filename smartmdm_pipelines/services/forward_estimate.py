@@ -3,7 +3,7 @@
 Billing close calls ``forward_estimate`` before closing a cycle whose last days are missing.
 For every AMI meter-channel whose current intervals stop before ``through``, the intervals
 after its last current value up to ``through`` are projected with the estimation chain's
-like-day, class-profile and average-daily-load steps (``engine.estimate_forward``) and written
+like-day, class-profile and average-daily-load steps (``estimate.estimate_forward``) and written
 as new versions of ``intervals``: status ``estimated``, method ``forward``, ESPI 12 (projected)
 and IEC 2.12.0, the projection inputs and the caller's reason in ``reason``.
 
@@ -28,12 +28,8 @@ import pandas as pd
 from smartmdm_pipelines.config import UtilityConfig, load_config
 from smartmdm_pipelines.domain.calendar import holidays_for
 from smartmdm_pipelines.domain.timeutil import day_range, operating_day
-from smartmdm_pipelines.domain.vee.engine import (
-    CHANNEL_UNITS,
-    FORWARD_CODES,
-    FORWARD_METHOD,
-    estimate_forward,
-)
+from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS
+from smartmdm_pipelines.domain.vee.estimate import FORWARD_CODES, FORWARD_METHOD, estimate_forward
 from smartmdm_pipelines.domain.vee.keys import Catalog
 from smartmdm_pipelines.domain.vee.prepare import expected_grid
 from smartmdm_pipelines.store.intervals import current_intervals_sql

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig
-from smartmdm_pipelines.domain.billing.tariff import parse_urdb
+from smartmdm_pipelines.domain.billing.urdb import parse_urdb
 from smartmdm_pipelines.domain.protection.cases import CaseError, disposition, reconcile
 from smartmdm_pipelines.domain.protection.detect import ProtectionInputs, find_signals
 from smartmdm_pipelines.domain.protection.params import RECEIVED_CHANNEL, ProtectionParams

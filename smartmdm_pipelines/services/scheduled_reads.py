@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig, load_config
-from smartmdm_pipelines.domain.vee.engine import CHANNEL_UNITS, EXCEPTION_COLUMNS, exception_ids
+from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS, EXCEPTION_COLUMNS, exception_ids
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 from smartmdm_pipelines.domain.vee.register_estimation import REGISTER_METHOD_CODES, estimate_registers
 from smartmdm_pipelines.store.intervals import current_intervals_sql

@@ -22,15 +22,10 @@ import sqlalchemy as sa
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.calendar import holidays_for
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
-from smartmdm_pipelines.domain.vee.engine import (
-    EXCEPTION_COLUMNS,
-    DayInputs,
-    DayResult,
-    daily_usage,
-    estimate_day,
-    exception_ids,
-    validate_day,
-)
+from smartmdm_pipelines.domain.vee.day import EXCEPTION_COLUMNS, DayInputs, DayResult, exception_ids
+from smartmdm_pipelines.domain.vee.estimate import estimate_day
+from smartmdm_pipelines.domain.vee.history import daily_usage
+from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
 from smartmdm_pipelines.store.store import Store

@@ -8,7 +8,7 @@ customer class of its own (``unknown``).
 
 Per operating day holding gaps (one pass per day, all of its gaps at once), the day's current
 intervals of the gap series become the validated frame (the first-pass statuses a clean day
-had), the gaps are masked, and the frame goes through ``engine.estimate_day`` with
+had), the gaps are masked, and the frame goes through ``estimate.estimate_day`` with
 ``DayInputs`` whose history comes from ``services.vee.load_history`` — the production path.
 The class peers of the day are added only for series that reach the class-profile step. The
 chain runs twice: with the register reads of the day (production) and without them (what the
@@ -32,7 +32,8 @@ from smartmdm_pipelines.domain.calendar import holidays_for
 from smartmdm_pipelines.domain.readings import CHANNELS
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee import backtest as bt
-from smartmdm_pipelines.domain.vee.engine import DayInputs, DayResult, estimate_day
+from smartmdm_pipelines.domain.vee.day import DayInputs, DayResult
+from smartmdm_pipelines.domain.vee.estimate import estimate_day
 from smartmdm_pipelines.services.vee import load_history
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store

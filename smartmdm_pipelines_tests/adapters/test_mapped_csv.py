@@ -12,10 +12,10 @@ import yaml
 
 from smartmdm_pipelines.adapters.base import SourceConfig
 from smartmdm_pipelines.adapters.csv_mapping import CsvMapping
-from smartmdm_pipelines.adapters.local_times import NAT, localise_in_order
 from smartmdm_pipelines.adapters.registry import detect_format, parse_file
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.readings import UNIT_CONVERSIONS
+from smartmdm_pipelines.domain.timeutil import NAT, localise_in_order
 from smartmdm_pipelines_tests import amr_export as ax
 
 GAL_PER_L = UNIT_CONVERSIONS["l"][1]

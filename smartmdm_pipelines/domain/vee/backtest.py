@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
-from smartmdm_pipelines.domain.vee.engine import day_type
+from smartmdm_pipelines.domain.vee.history import day_type
 from smartmdm_pipelines.domain.vee.keys import Catalog, epoch
 
 SERIES = ["meter_id", "channel"]
@@ -226,7 +226,7 @@ def validated_frame(
     installs: pd.DataFrame | None = None,
     service_points: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """A day's current intervals as ``engine.estimate_day`` takes them from ``validate_day``.
+    """A day's current intervals as ``estimate.estimate_day`` takes them from ``validate_day``.
 
     ``current``: meter_id, channel, interval_end, interval_seconds, value, unit, status,
     failed_rules. Kept: the ``valid`` intervals with a value (a gap day is all valid). Attributes

@@ -301,7 +301,7 @@ def run_chain(
     """Run the chain's steps in order (``methods`` selects a subset, e.g. an operator's request).
 
     ``history``: the series' current intervals of the reference weeks (prepared by
-    ``engine.prepare_history``); it may hold the day after ``day`` (a like day) but never ``day``.
+    ``history.prepare_history``); it may hold the day after ``day`` (a like day) but never ``day``.
     ``suspect_registers``: (series ids, rule) whose register advance is not trusted today
     (sum_check / multiplier_mismatch): register scaling skips them (see ``scale_to_register``)."""
     frame["est_value"] = np.nan

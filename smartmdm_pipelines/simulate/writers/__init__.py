@@ -1,5 +1,6 @@
 """Head-end file writers by format name. Add a format: one module with a ``HeadEndWriter``
-subclass, registered here (and its limits in ``mixed.CARRIES``/``mixed.CARRY``). ``MixedWriter``
+subclass (one file per delivery: ``base.CsvFileWriter`` or ``base.TextFileWriter``, which keep the
+open-file cache and ``path_for``), registered here (and its limits in ``mixed.CARRIES``/``mixed.CARRY``). ``MixedWriter``
 puts each head-end in its own format, with generic CSV for what a format cannot carry."""
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The generator decides *what* each head-end delivers and when (one file per head-end, record
 type and operating day, plus re-deliveries); a writer decides *how* it looks on disk. Adding a
 format (CMEP, Green Button, NEM12, a vendor CSV) is one module that subclasses
-``HeadEndWriter`` and registers itself in ``writers.REGISTRY``.
+``HeadEndWriter`` — for one file per delivery ``CsvFileWriter`` or ``TextFileWriter`` (file names,
+open-file cache, duplicates, trailers) — and registers itself in ``writers.REGISTRY``.
 
 Canonical tables, one row per read or event, already in file order:
 
@@ -17,11 +18,15 @@ String columns are dictionary-encoded (int32 indices) so they cost little until 
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, ClassVar
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 RECORD_INTERVALS = "intervals"
 RECORD_REGISTERS = "registers"
@@ -97,3 +102,124 @@ class HeadEndWriter(ABC):
     @abstractmethod
     def close(self) -> list[str]:
         """Flush and close everything; return the relative paths written, sorted."""
+
+
+class FileWriter(HeadEndWriter):
+    """A format that writes one file per delivery, ``headend/{headend}_{label}_{record}[_{variant}]``
+    (a redelivery: ``…_{label}_redelivery``) with the format's ``suffix``. At most
+    ``max_open_files`` handles stay open (long windows have thousands of day files): the least
+    recently used is closed and reopened for append when more rows come. A format gives
+    ``_create`` (a new file with its header), ``_reopen`` and, when its files end with a trailer,
+    ``_trailer``; duplicates are copied byte for byte at ``close``."""
+
+    suffix: ClassVar[str]
+    max_open_files: ClassVar[int] = 128
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(out_dir)
+        self._open: OrderedDict[Delivery, Any] = OrderedDict()
+        self._known: dict[Delivery, None] = {}  # every file created, in order
+        self._duplicates: list[tuple[Delivery, Delivery]] = []
+
+    def path_for(self, delivery: Delivery) -> str:
+        if delivery.variant == VARIANT_REDELIVERY:
+            return f"headend/{delivery.headend}_{delivery.label}_{VARIANT_REDELIVERY}{self.suffix}"
+        variant = f"_{delivery.variant}" if delivery.variant else ""
+        return f"headend/{delivery.headend}_{delivery.label}_{delivery.record}{variant}{self.suffix}"
+
+    @abstractmethod
+    def _create(self, path: Path, delivery: Delivery) -> Any:
+        """Open a new file for writing, with the format's header; the handle."""
+
+    @abstractmethod
+    def _reopen(self, path: Path) -> Any:
+        """Open a file written before for append; the handle."""
+
+    def _trailer(self, delivery: Delivery) -> str | bytes | None:
+        """What closes the file (written once, at ``close``)."""
+        return None
+
+    def _close_handle(self, handle: Any) -> None:
+        handle.close()
+
+    def _handle(self, delivery: Delivery) -> Any:
+        if delivery in self._open:
+            self._open.move_to_end(delivery)
+            return self._open[delivery]
+        path = self.out_dir / self.path_for(delivery)
+        if delivery in self._known:
+            handle = self._reopen(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._create(path, delivery)
+            self._known[delivery] = None
+        self._open[delivery] = handle
+        while len(self._open) > self.max_open_files:
+            self._close_handle(self._open.pop(next(iter(self._open))))
+        return handle
+
+    def open(self, delivery: Delivery) -> None:
+        self._handle(delivery)
+
+    def duplicate(self, source: Delivery, target: Delivery) -> None:
+        self._duplicates.append((source, target))
+
+    def close(self) -> list[str]:
+        for delivery in self._known:
+            trailer = self._trailer(delivery)
+            if trailer is not None:
+                self._handle(delivery).write(trailer)
+            if delivery in self._open:
+                self._close_handle(self._open.pop(delivery))
+        paths = {self.path_for(d) for d in self._known}
+        for source, target in self._duplicates:
+            shutil.copyfile(self.out_dir / self.path_for(source), self.out_dir / self.path_for(target))
+            paths.add(self.path_for(target))
+        return sorted(paths)
+
+
+class CsvFileWriter(FileWriter):
+    """A CSV format written with Arrow's CSV writer behind its header line (``header``)."""
+
+    suffix = ".csv"
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=65536)
+
+    @abstractmethod
+    def header(self, delivery: Delivery) -> bytes:
+        """The header line of the delivery's file (with its line end)."""
+
+    def _create(self, path: Path, delivery: Delivery) -> list:
+        sink = pa.OSFile(str(path), "wb")
+        sink.write(self.header(delivery))
+        return [sink, None]  # the CSV writer comes with the first rows (their schema)
+
+    def _reopen(self, path: Path) -> list:
+        return [pa.OSFile(str(path), "ab"), None]
+
+    def _close_handle(self, handle: list) -> None:
+        sink, writer = handle
+        if writer is not None:
+            writer.close()
+        sink.close()
+
+    def _write_rows(self, delivery: Delivery, rows: pa.Table) -> None:
+        handle = self._handle(delivery)
+        if handle[1] is None:
+            handle[1] = pacsv.CSVWriter(handle[0], rows.schema, write_options=self.options)
+        handle[1].write_table(rows)
+
+
+class TextFileWriter(FileWriter):
+    """A text format written through a Python file handle (UTF-8, ``\\n`` line ends)."""
+
+    def _create(self, path: Path, delivery: Delivery) -> IO[str]:
+        handle = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by close()
+        handle.write(self.header(delivery))
+        return handle
+
+    def _reopen(self, path: Path) -> IO[str]:
+        return open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by close()
+
+    def header(self, delivery: Delivery) -> str:
+        """The start of the delivery's file (empty by default)."""
+        return ""

@@ -25,8 +25,6 @@ Files: ``headend/{headend}_{label}_{record}.csv``, re-deliveries
 
 from __future__ import annotations
 
-import shutil
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .base import RECORD_EVENTS, RECORD_REGISTERS, VARIANT_REDELIVERY, Delivery, HeadEndWriter
+from .base import RECORD_EVENTS, RECORD_REGISTERS, CsvFileWriter, Delivery
 
-MAX_OPEN_FILES = 128
 COLUMNS = (
     "Account_ID",
     "Battery_Level",
@@ -150,68 +147,22 @@ def beacon_table(table: pa.Table, *, register: bool, timezone: str) -> pa.Table:
     return pa.table({c: pa.array(np.asarray(v, dtype=object), pa.string()) for c, v in columns.items()})
 
 
-class BeaconCsvWriter(HeadEndWriter):
-    """Writes BEACON-style CSV files; keeps up to ``MAX_OPEN_FILES`` open, reopens others."""
+class BeaconCsvWriter(CsvFileWriter):
+    """Writes BEACON-style CSV files (one file per delivery; see ``FileWriter``)."""
+
+    options = _OPTIONS
 
     def __init__(self, out_dir: Path, timezone: str = "America/Chicago") -> None:
         super().__init__(out_dir)
         self.timezone = timezone
-        self._open: OrderedDict[Delivery, tuple[pa.NativeFile, pacsv.CSVWriter | None]] = OrderedDict()
-        self._known: set[Delivery] = set()
-        self._duplicates: list[tuple[Delivery, Delivery]] = []
 
-    def path_for(self, delivery: Delivery) -> str:
-        if delivery.variant == VARIANT_REDELIVERY:
-            return f"headend/{delivery.headend}_{delivery.label}_{VARIANT_REDELIVERY}.csv"
-        suffix = f"_{delivery.variant}" if delivery.variant else ""
-        return f"headend/{delivery.headend}_{delivery.label}_{delivery.record}{suffix}.csv"
-
-    def _handle(self, delivery: Delivery) -> tuple[pa.NativeFile, pacsv.CSVWriter | None]:
-        if delivery in self._open:
-            self._open.move_to_end(delivery)
-            return self._open[delivery]
-        path = self.out_dir / self.path_for(delivery)
-        if delivery in self._known:
-            sink = pa.OSFile(str(path), "ab")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sink = pa.OSFile(str(path), "wb")
-            sink.write(HEADER)
-            self._known.add(delivery)
-        self._open[delivery] = (sink, None)
-        while len(self._open) > MAX_OPEN_FILES:
-            self._close_one(next(iter(self._open)))
-        return self._open[delivery]
-
-    def _close_one(self, delivery: Delivery) -> None:
-        sink, writer = self._open.pop(delivery)
-        if writer is not None:
-            writer.close()
-        sink.close()
-
-    def open(self, delivery: Delivery) -> None:
-        self._handle(delivery)
+    def header(self, delivery: Delivery) -> bytes:
+        return HEADER
 
     def write(self, delivery: Delivery, table: pa.Table) -> None:
-        sink, writer = self._handle(delivery)
+        self._handle(delivery)
         if table.num_rows == 0 or delivery.record == RECORD_EVENTS:
             return
         rows = beacon_table(table, register=delivery.record == RECORD_REGISTERS, timezone=self.timezone)
-        if rows.num_rows == 0:
-            return
-        if writer is None:
-            writer = pacsv.CSVWriter(sink, rows.schema, write_options=_OPTIONS)
-            self._open[delivery] = (sink, writer)
-        writer.write_table(rows)
-
-    def duplicate(self, source: Delivery, target: Delivery) -> None:
-        self._duplicates.append((source, target))
-
-    def close(self) -> list[str]:
-        for delivery in list(self._open):
-            self._close_one(delivery)
-        paths = {self.path_for(d) for d in self._known}
-        for source, target in self._duplicates:
-            shutil.copyfile(self.out_dir / self.path_for(source), self.out_dir / self.path_for(target))
-            paths.add(self.path_for(target))
-        return sorted(paths)
+        if rows.num_rows:
+            self._write_rows(delivery, rows)

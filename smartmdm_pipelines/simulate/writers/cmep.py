@@ -28,19 +28,15 @@ local times are formatted once per distinct instant.
 
 from __future__ import annotations
 
-import shutil
-from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import RECORD_EVENTS, RECORD_REGISTERS, VARIANT_REDELIVERY, Delivery, HeadEndWriter
+from .base import RECORD_EVENTS, RECORD_REGISTERS, VARIANT_REDELIVERY, Delivery, TextFileWriter
 
-MAX_OPEN_FILES = 128
 RECORD_VERSION = "20080501"
 SENDER = "SMARTMDM-SIM"
 DAY = 86400
@@ -165,8 +161,10 @@ def cmep_lines(
     return pc.binary_join_element_wise(header, body, ",").to_pylist()
 
 
-class CmepWriter(HeadEndWriter):
-    """Writes CMEP files; keeps up to ``MAX_OPEN_FILES`` open and reopens others for append."""
+class CmepWriter(TextFileWriter):
+    """Writes CMEP files (one file per delivery; see ``FileWriter``)."""
+
+    suffix = ".txt"
 
     def __init__(
         self, out_dir: Path, timezone: str = "America/Chicago", blank_timestamps: bool = True
@@ -174,34 +172,6 @@ class CmepWriter(HeadEndWriter):
         super().__init__(out_dir)
         self.timezone = timezone
         self.blank_timestamps = blank_timestamps
-        self._open: OrderedDict[Delivery, BinaryIO] = OrderedDict()
-        self._known: set[Delivery] = set()
-        self._duplicates: list[tuple[Delivery, Delivery]] = []
-
-    def path_for(self, delivery: Delivery) -> str:
-        if delivery.variant == VARIANT_REDELIVERY:
-            return f"headend/{delivery.headend}_{delivery.label}_{VARIANT_REDELIVERY}.txt"
-        suffix = f"_{delivery.variant}" if delivery.variant else ""
-        return f"headend/{delivery.headend}_{delivery.label}_{delivery.record}{suffix}.txt"
-
-    def _handle(self, delivery: Delivery) -> BinaryIO:
-        if delivery in self._open:
-            self._open.move_to_end(delivery)
-            return self._open[delivery]
-        path = self.out_dir / self.path_for(delivery)
-        if delivery not in self._known:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._known.add(delivery)
-            handle = open(path, "wb")  # noqa: SIM115 - kept open across appends, closed in close()
-        else:
-            handle = open(path, "ab")  # noqa: SIM115
-        self._open[delivery] = handle
-        while len(self._open) > MAX_OPEN_FILES:
-            self._open.pop(next(iter(self._open))).close()
-        return handle
-
-    def open(self, delivery: Delivery) -> None:
-        self._handle(delivery)
 
     def write(self, delivery: Delivery, table: pa.Table) -> None:
         handle = self._handle(delivery)
@@ -217,16 +187,4 @@ class CmepWriter(HeadEndWriter):
             blank_timestamps=self.blank_timestamps,
         )
         if lines:
-            handle.write(("\n".join(lines) + "\n").encode())
-
-    def duplicate(self, source: Delivery, target: Delivery) -> None:
-        self._duplicates.append((source, target))
-
-    def close(self) -> list[str]:
-        while self._open:
-            self._open.popitem(last=False)[1].close()
-        paths = {self.path_for(d) for d in self._known}
-        for source, target in self._duplicates:
-            shutil.copyfile(self.out_dir / self.path_for(source), self.out_dir / self.path_for(target))
-            paths.add(self.path_for(target))
-        return sorted(paths)
+            handle.write("\n".join(lines) + "\n")

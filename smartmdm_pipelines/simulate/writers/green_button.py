@@ -25,8 +25,6 @@ Channels ``kwh_net`` use flowDirection 4.
 
 from __future__ import annotations
 
-import shutil
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -38,9 +36,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import RECORD_EVENTS, RECORD_INTERVALS, VARIANT_REDELIVERY, Delivery, HeadEndWriter
+from .base import RECORD_EVENTS, RECORD_INTERVALS, Delivery, TextFileWriter
 
-MAX_OPEN_FILES = 64
 BASE = "/espi/1_1/resource"
 ESPI = "http://naesb.org/espi"
 
@@ -84,59 +81,31 @@ class _Feed:
     blocks: int = 0
 
 
-class GreenButtonWriter(HeadEndWriter):
-    """Writes ESPI Atom feeds; keeps up to ``MAX_OPEN_FILES`` open and reopens others for append."""
+class GreenButtonWriter(TextFileWriter):
+    """Writes ESPI Atom feeds (one feed per delivery; see ``FileWriter``)."""
+
+    suffix = ".xml"
+    max_open_files = 64  # the limit this writer always had (CSV writers keep 128)
 
     def __init__(self, out_dir: Path) -> None:
         super().__init__(out_dir)
-        self._open: OrderedDict[Delivery, IO[str]] = OrderedDict()
         self._feeds: dict[Delivery, _Feed] = {}
-        self._duplicates: list[tuple[Delivery, Delivery]] = []
 
-    def path_for(self, delivery: Delivery) -> str:
-        if delivery.variant == VARIANT_REDELIVERY:
-            return f"headend/{delivery.headend}_{delivery.label}_{VARIANT_REDELIVERY}.xml"
-        suffix = f"_{delivery.variant}" if delivery.variant else ""
-        return f"headend/{delivery.headend}_{delivery.label}_{delivery.record}{suffix}.xml"
+    def _create(self, path: Path, delivery: Delivery) -> IO[str]:
+        self._feeds[delivery] = _Feed()  # what the feed holds so far (entries written once)
+        return super()._create(path, delivery)
 
-    def _handle(self, delivery: Delivery) -> IO[str]:
-        if delivery in self._open:
-            self._open.move_to_end(delivery)
-            return self._open[delivery]
-        path = self.out_dir / self.path_for(delivery)
-        if delivery in self._feeds:
-            handle = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115 (kept open across appends)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-            handle.write(_feed_header(delivery))
-            self._feeds[delivery] = _Feed()
-        self._open[delivery] = handle
-        while len(self._open) > MAX_OPEN_FILES:
-            self._open.pop(next(iter(self._open))).close()
-        return handle
+    def header(self, delivery: Delivery) -> str:
+        return _feed_header(delivery)
 
-    def open(self, delivery: Delivery) -> None:
-        self._handle(delivery)
+    def _trailer(self, delivery: Delivery) -> str:
+        return "</feed>\n"
 
     def write(self, delivery: Delivery, table: pa.Table) -> None:
         handle = self._handle(delivery)
         if table.num_rows == 0 or delivery.record == RECORD_EVENTS:
             return
         handle.write(_entries(table, delivery, self._feeds[delivery]))
-
-    def duplicate(self, source: Delivery, target: Delivery) -> None:
-        self._duplicates.append((source, target))
-
-    def close(self) -> list[str]:
-        for delivery in list(self._feeds):
-            self._handle(delivery).write("</feed>\n")
-            self._open.pop(delivery).close()
-        paths = {self.path_for(d) for d in self._feeds}
-        for source, target in self._duplicates:
-            shutil.copyfile(self.out_dir / self.path_for(source), self.out_dir / self.path_for(target))
-            paths.add(self.path_for(target))
-        return sorted(paths)
 
 
 def _updated(label: str) -> str:

@@ -26,19 +26,15 @@ What NEM12 can express, and how the writer maps canonical rows:
 from __future__ import annotations
 
 import re
-import shutil
-from collections import OrderedDict
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import RECORD_INTERVALS, VARIANT_REDELIVERY, Delivery, HeadEndWriter
+from .base import RECORD_INTERVALS, Delivery, TextFileWriter
 
-MAX_OPEN_FILES = 128
 NEM_TIME = "Etc/GMT-10"
 SUFFIX = {"kwh_delivered": "E1", "kwh_received": "B1", "kvarh": "Q1", "kvarh_received": "K1"}
 MINUTES = {1, 5, 10, 15, 30, 60}
@@ -62,60 +58,26 @@ def nem_quality(quality: np.ndarray, null: np.ndarray) -> np.ndarray:
     return np.where(null, "N", out)
 
 
-class Nem12Writer(HeadEndWriter):
-    """Writes NEM12; keeps up to ``MAX_OPEN_FILES`` open and reopens others for append."""
+class Nem12Writer(TextFileWriter):
+    """Writes NEM12 (one file per delivery, ``100`` header to ``900`` end; see ``FileWriter``)."""
+
+    suffix = ".csv"
 
     def __init__(self, out_dir: Path, timezone: str = NEM_TIME) -> None:
         super().__init__(out_dir)
         self.timezone = timezone
-        self._open: OrderedDict[Delivery, IO[str]] = OrderedDict()
-        self._known: set[Delivery] = set()
-        self._duplicates: list[tuple[Delivery, Delivery]] = []
 
-    def path_for(self, delivery: Delivery) -> str:
-        if delivery.variant == VARIANT_REDELIVERY:
-            return f"headend/{delivery.headend}_{delivery.label}_{VARIANT_REDELIVERY}.csv"
-        suffix = f"_{delivery.variant}" if delivery.variant else ""
-        return f"headend/{delivery.headend}_{delivery.label}_{delivery.record}{suffix}.csv"
+    def header(self, delivery: Delivery) -> str:
+        return f"100,NEM12,{_stamp(delivery.label)},{_participant(delivery.headend)},SMARTMDM\n"
 
-    def _handle(self, delivery: Delivery) -> IO[str]:
-        if delivery in self._open:
-            self._open.move_to_end(delivery)
-            return self._open[delivery]
-        path = self.out_dir / self.path_for(delivery)
-        if delivery in self._known:
-            handle = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115 (kept open across appends)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
-            handle.write(f"100,NEM12,{_stamp(delivery.label)},{_participant(delivery.headend)},SMARTMDM\n")
-            self._known.add(delivery)
-        self._open[delivery] = handle
-        while len(self._open) > MAX_OPEN_FILES:
-            self._open.pop(next(iter(self._open))).close()
-        return handle
-
-    def open(self, delivery: Delivery) -> None:
-        self._handle(delivery)
+    def _trailer(self, delivery: Delivery) -> str:
+        return "900\n"
 
     def write(self, delivery: Delivery, table: pa.Table) -> None:
         handle = self._handle(delivery)
         if table.num_rows == 0 or delivery.record != RECORD_INTERVALS:
             return
         handle.write(_records(table, self.timezone, _stamp(delivery.label) + "00"))
-
-    def duplicate(self, source: Delivery, target: Delivery) -> None:
-        self._duplicates.append((source, target))
-
-    def close(self) -> list[str]:
-        for delivery in list(self._known):
-            self._handle(delivery).write("900\n")
-            self._open.pop(delivery).close()
-        paths = {self.path_for(d) for d in self._known}
-        for source, target in self._duplicates:
-            shutil.copyfile(self.out_dir / self.path_for(source), self.out_dir / self.path_for(target))
-            paths.add(self.path_for(target))
-        return sorted(paths)
 
 
 def _stamp(label: str) -> str:

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 
 from smartmdm_pipelines.config import load_config
+from smartmdm_pipelines.domain.billing.bill import MonthBill
 from smartmdm_pipelines.domain.billing.numbers import cents, money, plain
 from smartmdm_pipelines.domain.billing.proration import charge_quantity
-from smartmdm_pipelines.domain.billing.shadow_bill import MonthBill, shadow_bill
-from smartmdm_pipelines.domain.billing.tariff import TariffError, load_tariff, parse_urdb
+from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
+from smartmdm_pipelines.domain.billing.tariff import TariffError
 from smartmdm_pipelines.domain.billing.tiers import above_last_bound, tier_quantities, tiered_charge
+from smartmdm_pipelines.domain.billing.urdb import load_tariff, parse_urdb
 from smartmdm_pipelines_tests.domain.billing.helpers import ZEROS, fixture, schedule, usage
 
 CENT = 1e-9

@@ -10,7 +10,7 @@ import pytest
 
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
-from smartmdm_pipelines.domain.billing.tariff import load_tariff, parse_urdb
+from smartmdm_pipelines.domain.billing.urdb import load_tariff, parse_urdb
 from smartmdm_pipelines_tests.domain.billing.helpers import ZEROS, fixture, peak_tariff, schedule, usage
 
 CENT = 1e-9

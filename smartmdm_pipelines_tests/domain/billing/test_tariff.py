@@ -12,10 +12,9 @@ from smartmdm_pipelines.domain.billing.tariff import (
     SCHEDULE_COLUMNS,
     TariffError,
     holiday_frame,
-    load_tariff,
-    parse_urdb,
     schedule_frame,
 )
+from smartmdm_pipelines.domain.billing.urdb import load_tariff, parse_urdb
 from smartmdm_pipelines_tests.domain.billing.helpers import ZEROS, fixture, fixture_json, peak_tariff
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smartmdm_pipelines.domain.billing.tariff import parse_urdb
 from smartmdm_pipelines.domain.billing.tou import local_day_counts, resolve_holidays, tou_period
+from smartmdm_pipelines.domain.billing.urdb import parse_urdb
 from smartmdm_pipelines.domain.timeutil import expected_intervals
 from smartmdm_pipelines_tests.domain.billing.helpers import peak_tariff
 

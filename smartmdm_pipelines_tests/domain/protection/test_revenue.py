@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from smartmdm_pipelines.domain.billing.tariff import parse_urdb
+from smartmdm_pipelines.domain.billing.urdb import parse_urdb
 from smartmdm_pipelines.domain.protection.revenue import TariffContext, hourly, revenue_at_stake
 from smartmdm_pipelines_tests.domain.billing.helpers import ZEROS
 

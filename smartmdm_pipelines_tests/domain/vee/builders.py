@@ -9,7 +9,9 @@ import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
 from smartmdm_pipelines.domain.vee.config import RuleSet, VeeConfig
-from smartmdm_pipelines.domain.vee.engine import DayInputs, estimate_day, validate_day
+from smartmdm_pipelines.domain.vee.day import DayInputs
+from smartmdm_pipelines.domain.vee.estimate import estimate_day
+from smartmdm_pipelines.domain.vee.validation import validate_day
 
 DAY = dt.date(2024, 3, 5)  # a Tuesday
 

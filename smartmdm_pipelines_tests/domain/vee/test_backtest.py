@@ -11,7 +11,8 @@ import pytest
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
 from smartmdm_pipelines.domain.vee import backtest as bt
-from smartmdm_pipelines.domain.vee.engine import DayInputs, DayResult, estimate_day
+from smartmdm_pipelines.domain.vee.day import DayInputs, DayResult
+from smartmdm_pipelines.domain.vee.estimate import estimate_day
 
 DAY = dt.date(2024, 3, 5)  # a Tuesday
 

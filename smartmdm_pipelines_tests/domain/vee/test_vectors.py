@@ -367,12 +367,12 @@ def test_previous_days_intervals_are_end_points_across_midnight() -> None:
 
 
 def test_daily_intervals_on_dst_days_keep_their_local_day_and_slot() -> None:
-    from smartmdm_pipelines.domain.vee.engine import _slots
+    from smartmdm_pipelines.domain.vee.history import slots
 
     ends = pd.Series(
         pd.to_datetime(["2024-03-11T05:00:00Z", "2024-11-04T06:00:00Z", "2024-03-12T05:15:00Z"], utc=True)
     )
-    start, slot = _slots(ends, [86400, 86400, 900], "America/Chicago")
+    start, slot = slots(ends, [86400, 86400, 900], "America/Chicago")
     assert start.dt.date.tolist()[:2] == [dt.date(2024, 3, 10), dt.date(2024, 11, 3)]
     assert slot.tolist() == [0, 0, 0]  # the 15-minute interval 00:00–00:15 is slot 0 too
 
