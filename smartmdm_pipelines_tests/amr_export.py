@@ -1,6 +1,6 @@
 """A year of cumulative water register reads in the shape of a real AMR export, written by the tests.
 
-The shape of a public Madrid water-utility export (formats.md §5)::
+The shape of a public Madrid water-utility export (docs/formats.md §5)::
 
     user key;datetime;meter reading;diff
     12345;01/01/2019 02:00:52;4e+05;NA

@@ -1,4 +1,4 @@
-"""Badger Meter BEACON AMA style head-end export (formats.md §1.4): one quoted CSV row per meter
+"""Badger Meter BEACON AMA style head-end export (docs/formats.md §1.4): one quoted CSV row per meter
 and reading time carrying an interval flow *and* a register read.
 
 Columns used (the export has ~48 more, ignored; any order)::

@@ -1,4 +1,4 @@
-"""CMEP MEPMD01 (California Metering Exchange Protocol, interval data), formats.md §1.1.
+"""CMEP MEPMD01 (California Metering Exchange Protocol, interval data), docs/formats.md §1.1.
 
 Headerless CSV. One line = one meter x one ``Units`` x N readings::
 

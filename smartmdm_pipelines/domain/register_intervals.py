@@ -2,7 +2,7 @@
 
 Meters that report a cumulative register at irregular times (about hourly with drifting
 seconds, gaps of hours to days) have no interval values; billing and VEE need them on the
-meter's interval grid. Pure functions on frames (vee.md E6/E10, T7, T15):
+meter's interval grid. Pure functions on frames (docs/vee_rules.md E6/E10, T7, T15):
 
 - **Reads**: per meter and channel, in time order; at one instant the latest delivery wins
   (latest file, then latest line). A meter exchange recorded in the CIS with its final and
@@ -49,7 +49,7 @@ from smartmdm_pipelines.domain.vee.rules import DAY_RULES
 
 ROLLOVER_SHARE = 0.1
 """A decrease is a rollover when the earlier read is in the top 10 % of the dials' range and the
-later one in the bottom 10 % (our choice; Itron's rollover uses the number of dials, vee.md S43)."""
+later one in the bottom 10 % (our choice; Itron's rollover uses the number of dials, docs/vee_rules.md S43)."""
 MAX_GAP_HOURS = 72.0
 MAX_PASSES = 5  # bad-read passes: each ignores the isolated outliers it finds
 US = 1_000_000

@@ -104,7 +104,7 @@ def epoch_seconds(instants: pd.Series) -> np.ndarray:
 #
 # Naive local times -> UTC for sequences of readings in file order, at any spacing.
 #
-# An export in local prevailing time writes the fall-back hour twice (formats.md §5: duplicate
+# An export in local prevailing time writes the fall-back hour twice (docs/formats.md §5: duplicate
 # timestamps at the autumn clock change), told apart only by the order of the rows. CMEP lines are
 # regular, so their repeated hour is placed from the interval (``localise_sequences``); the
 # reads of an AMR register export are not (about hourly, with drifting seconds: ``02:00:47`` then

@@ -1,4 +1,4 @@
-"""BEACON-style head-end CSV adapter: one fixture per quirk (formats.md §1.4, §5), round trip, corruption."""
+"""BEACON-style head-end CSV adapter: one fixture per quirk (docs/formats.md §1.4, §5), round trip, corruption."""
 
 from __future__ import annotations
 

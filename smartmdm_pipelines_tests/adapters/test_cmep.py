@@ -1,4 +1,4 @@
-"""CMEP MEPMD01 adapter: one fixture per quirk (formats.md §1.1, §5), writer round trip, corruption."""
+"""CMEP MEPMD01 adapter: one fixture per quirk (docs/formats.md §1.1, §5), writer round trip, corruption."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 One store per backend holds a small account for each vector (its own cycle and period);
 one ``dbt build`` (models and dbt tests) computes them all. Vector numbers refer to
-billing_water_protection.md §5; charges (tiers, fixed, ratchets) are tested in
+docs/billing_reference.md §5; charges (tiers, fixed, ratchets) are tested in
 domain/billing on the same determinants' definitions.
 """
 

@@ -1,4 +1,4 @@
-"""Register estimation (vee.md E10) on small frames: ADU sources, dials and multiplier, chaining."""
+"""Register estimation (docs/vee_rules.md E10) on small frames: ADU sources, dials and multiplier, chaining."""
 
 import datetime as dt
 

@@ -1,4 +1,4 @@
-"""Register -> interval derivation on small frames (vee.md T7, T15) and on a year of AMR reads."""
+"""Register -> interval derivation on small frames (docs/vee_rules.md T7, T15) and on a year of AMR reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DST-aware interval arithmetic: 92 / 100 / 96 quarter-hours (VEE reference T9)."""
+"""DST-aware interval arithmetic: 92 / 100 / 96 quarter-hours (docs/vee_rules.md §8, T9)."""
 
 import datetime as dt
 

@@ -16,7 +16,7 @@ fill them, and compares the estimates with the hidden truth:
   than itself (a daily gas meter only gets 24 h gaps). Everything is drawn from one ``numpy``
   generator seeded with ``seed`` over the candidates in sorted order, so the same store and seed
   give the same gaps.
-* **Baseline ("california")**: the CA DASMMD rule (vee.md §1.3) applied literally — a gap of
+* **Baseline ("california")**: the CA DASMMD rule (docs/vee_rules.md §1.3) applied literally — a gap of
   ≤ 2 h is interpolated point to point between the nearest valid, non-outage intervals; a longer
   gap gets, interval by interval (local time of day), the plain average of the ``baseline_days``
   most recent days of the same day type, whatever their status (no exclusions).

@@ -1,7 +1,7 @@
 """VEE rule-set configuration: parameters per meter class, each with a documented default.
 
 A meter class is (commodity, kind, interval length). Where a standard gives a value the
-default cites it; where none could be found (vee.md marks these NOT FOUND) the default is
+default cites it; where none could be found (docs/vee_rules.md §6 marks these "our choice") the default is
 our choice, said so, and configurable in the utility YAML under ``vee:``.
 """
 
@@ -15,9 +15,9 @@ class RuleSet:
     # --- validation ---
     time_tolerance_seconds: int = 60
     """Clock drift a read may have and still be snapped to its grid slot (flag only). CA/IESO
-    values not retrievable (vee.md §6): our choice. Beyond it the read is suspect."""
+    values not retrievable (docs/vee_rules.md §6): our choice. Beyond it the read is suspect."""
     spike_tolerance_pct: float = 300.0
-    """Oracle spike: (max − 3rd highest) / 3rd highest of the day, in % (vee.md T5)."""
+    """Oracle spike: (max − 3rd highest) / 3rd highest of the day, in % (docs/vee_rules.md T5)."""
     spike_min_value: float = 0.5
     """A day whose 3rd-highest interval is below this is not spike-checked (noise floor; our choice)."""
     spike_history_factor: float = 4.0
@@ -48,7 +48,7 @@ class RuleSet:
     (ERCOT retries collection over 5 days; our default)."""
     # --- estimation ---
     linear_max_gap_minutes: int = 120
-    """CA DASMMD: gaps ≤ 2 h use point-to-point linear interpolation (vee.md §1.3, E1)."""
+    """CA DASMMD: gaps ≤ 2 h use point-to-point linear interpolation (docs/vee_rules.md §1.3, E1)."""
     outage_is_endpoint: bool = False
     """CA rule: a power-failure interval is not an interpolation end point (T4); switch for the contested variant."""
     like_days: int = 7

@@ -211,7 +211,7 @@ def estimate_forward(
     holidays: frozenset = frozenset(),
     config: VeeConfig | None = None,
 ) -> pd.DataFrame:
-    """Project intervals that have not arrived (vee.md E11) with the chain's like-day, class-profile
+    """Project intervals that have not arrived (docs/vee_rules.md E11) with the chain's like-day, class-profile
     and average-daily-load steps (E2/E3/E5/E8).
 
     ``targets``: meter_id, channel, interval_end, interval_seconds — the intervals to project.

@@ -1,4 +1,4 @@
-"""The estimation chain: each step fills what it can and passes the rest on (vee.md §3).
+"""The estimation chain: each step fills what it can and passes the rest on (docs/vee_rules.md §3).
 
 Order (configurable per rule set): zero fill under an outage → linear interpolation for short
 gaps (flat hold when one side is missing) → like-day average of the nearest reference days →

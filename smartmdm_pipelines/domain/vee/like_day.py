@@ -1,4 +1,4 @@
-"""Like-day profiles anchored to the estimated day (vee.md E2, tuned on real household meters).
+"""Like-day profiles anchored to the estimated day (docs/vee_rules.md E2, tuned on real household meters).
 
 For every series to estimate, one profile per local time of day (slot) is built from its clean
 reference days, then anchored to what the estimated day itself shows:

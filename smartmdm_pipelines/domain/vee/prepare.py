@@ -3,7 +3,7 @@
 The expected grid comes from the meter master and installation history: every channel of
 every AMI interval meter installed during the local day, one row per interval end (DST-aware:
 92/96/100 quarter-hours). A meter exchanged mid-day contributes the intervals before its
-removal; its successor those after its installation (per meter activation, vee.md T15).
+removal; its successor those after its installation (per meter activation, docs/vee_rules.md T15).
 
 All joins run on integer keys (``sid`` series id, ``t`` epoch seconds; see keys.py).
 """
@@ -136,7 +136,7 @@ def resolve_reads(
 
     Reads are first snapped to their grid slot when their clock is off by at most the time
     tolerance (``drift_s`` keeps the offset; larger drifts are kept unsnapped and reported by
-    the clock rule). Ranking (vee.md V19, T13/T14): actual > head-end estimated > no read; among
+    the clock rule). Ranking (docs/vee_rules.md V19, T13/T14): actual > head-end estimated > no read; among
     equals the latest file, then the latest line. Returns (winners, conflicts) where conflicts
     are keys whose competing reads of the best rank disagree in value.
     """

@@ -1,8 +1,8 @@
 """Quality codes of interval versions: our status and method -> ESPI QualityOfReading and IEC 61968-9.
 
-ESPI (vee.md §5.1): 0 valid, 7 manually edited, 8 estimated using reference day, 9 estimated
+ESPI (docs/vee_rules.md §5.1): 0 valid, 7 manually edited, 8 estimated using reference day, 9 estimated
 using linear interpolation, 10 questionable, 14 raw, 17 validated, 18 verified.
-IEC 61968-9 ReadingQualityType ``system.category.index`` (vee.md §5.2): system 2 = MDM;
+IEC 61968-9 ReadingQualityType ``system.category.index`` (docs/vee_rules.md §5.2): system 2 = MDM;
 category 0 valid, 7 edited, 8 estimated, 5 questionable; index as listed below.
 """
 

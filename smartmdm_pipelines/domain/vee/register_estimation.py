@@ -1,4 +1,4 @@
-"""Register estimation for manual and AMR meters (vee.md E10, V2 Register Gap Check).
+"""Register estimation for manual and AMR meters (docs/vee_rules.md E10, V2 Register Gap Check).
 
 A scheduled read (the billing cycle's read date) with no actual register read on or near it
 is estimated as

@@ -1,4 +1,4 @@
-"""Badger BEACON-style export writer (formats.md §1.4; parsed by ``adapters/beacon_csv.py``).
+"""Badger BEACON-style export writer (docs/formats.md §1.4; parsed by ``adapters/beacon_csv.py``).
 
 Every field quoted, header row, ~48 columns of which the reading columns are filled and a few
 meter columns carry constant realistic values (``Meter_Size_Desc`` is ``5/8"``, written with its

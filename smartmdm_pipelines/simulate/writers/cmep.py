@@ -1,4 +1,4 @@
-"""CMEP MEPMD01 writer (formats.md §1.1; parsed by ``adapters/cmep.py``).
+"""CMEP MEPMD01 writer (docs/formats.md §1.1; parsed by ``adapters/cmep.py``).
 
 One line per run of rows of one meter, channel, unit and interval length (normally a meter's
 day per channel); registers go on ``…REG`` lines. Times are interval ends in local prevailing

@@ -1,4 +1,4 @@
-"""The VEE reference test vectors T1–T15 (../shared/reference/vee.md §8), reproduced on small frames."""
+"""The VEE reference test vectors T1–T15 (docs/vee_rules.md §8), reproduced on small frames."""
 
 import datetime as dt
 

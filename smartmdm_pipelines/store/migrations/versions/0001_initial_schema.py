@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 
-The whole data model of DESIGN.md. Secondary indexes on the big append tables are
+The whole data model of docs/architecture.md. Secondary indexes on the big append tables are
 created on PostgreSQL only: DuckDB prunes by zone maps and an ART index would slow
 its bulk loads.
 """
