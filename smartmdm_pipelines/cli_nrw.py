@@ -242,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.last < args.first:
         print(f"error: --to {args.last} is before --from {args.first}", file=sys.stderr)
         return EXIT_USAGE
-    return run_days_through(args, "nrw_job", "nrw run", "nrw_day")
+    return run_days_through(args, "nrw_job", "nrw run", "zone_balances")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
