@@ -43,6 +43,7 @@ EVENT_COLUMNS = [
 SOURCE = "balance"
 KIND = "balance"
 EXCERPT_HOURS = 6
+REFINE_HOURS = 6  # the change point is refined within this many hours of the CUSUM's estimate
 
 
 def event_id(source: str, zone_id: str, start_at: pd.Timestamp) -> str:
@@ -170,6 +171,29 @@ def _scan(d: np.ndarray, k: float, h: float, params: ZoneParams) -> list[_Event]
     return done
 
 
+def _refine_start(ev: _Event, d: np.ndarray, last: int) -> None:
+    """Move the start to the maximum-likelihood step position near the CUSUM's estimate: the hour
+    from which the excess over the baseline stays above half the event's rate, in the sum."""
+    rate = ev.rate()
+    lo = max(0, ev.start - REFINE_HOURS)
+    hi = min((ev.end - 1) if ev.end is not None else last, ev.start + 2 * REFINE_HOURS)
+    if hi <= lo or rate <= 0:
+        return
+    seg = np.nan_to_num(d[lo : hi + 1] - ev.baseline - rate / 2.0, nan=0.0)
+    tail = np.cumsum(seg[::-1])[::-1]  # sum from each hour to hi
+    tau = lo + int(np.argmax(tail))
+    if tau < ev.start:
+        extra = [j for j in range(tau, ev.start) if math.isfinite(d[j])]
+        ev.index = extra + ev.index
+        ev.excess = [float(d[j] - ev.baseline) for j in extra] + ev.excess
+    elif tau > ev.start:
+        keep = [n for n, j in enumerate(ev.index) if j >= tau]
+        if keep:
+            ev.index = [ev.index[n] for n in keep]
+            ev.excess = [ev.excess[n] for n in keep]
+    ev.start = tau
+
+
 def detect_balance_events(
     hourly: pd.DataFrame, zone_id: str, tz: str, params: ZoneParams, unit: str | None = None
 ) -> pd.DataFrame:
@@ -207,6 +231,7 @@ def detect_balance_events(
     for ev in _scan(d, k, hthr, params):
         if not ev.index:
             continue
+        _refine_start(ev, d, last_hour)
         rate = ev.rate()
         if rate <= 0:
             continue
