@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig
-from smartmdm_pipelines.domain.water.balance import hour_grid, zone_balances
+from smartmdm_pipelines.domain.water.balance import assign_customers, hour_grid, zone_balances
 from smartmdm_pipelines.domain.water.balance_events import EVENT_COLUMNS, detect_balance_events
 from smartmdm_pipelines.domain.water.night_flow import night_flow, with_baseline
 from smartmdm_pipelines.domain.water.params import ZoneParams
@@ -189,6 +189,9 @@ def detect_from_balances(
         "GROUP BY zone_id"
     )
     opened = opened.set_index("zone_id")["start_at"].map(lambda t: pd.Timestamp(t).tz_convert("UTC"))
+    longest = max((p.baseline_hours + p.min_history_hours + 24 for p in zones["params"]), default=0)
+    since_all = min([start - pd.Timedelta(hours=longest), *[t - pd.Timedelta(hours=longest) for t in opened]])
+    repl = replaced_volume(store, cfg, since_all, end)
     frames = []
     for zone in zones.itertuples():
         p: ZoneParams = zone.params
@@ -202,9 +205,38 @@ def detect_from_balances(
             "ORDER BY interval_end",
             {"z": zone.zone_id, "a": since.to_pydatetime(), "b": end.to_pydatetime()},
         )
-        frames.append(detect_balance_events(hourly, zone.zone_id, zone.timezone or tz, p))
+        replaced = repl[repl["zone_id"] == zone.zone_id].set_index("hour_end")["replaced"]
+        frames.append(detect_balance_events(hourly, zone.zone_id, zone.timezone or tz, p, replaced=replaced))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVENT_COLUMNS)
+
+
+def replaced_volume(store: Store, cfg: UtilityConfig, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """(zone_id, hour_end, replaced): customer volume VEE set aside in the window by replacing suspect
+    reads with estimates (previous value - estimate of current estimated versions)."""
+    tz = cfg.utility.timezone
+    first, last = start.tz_convert(tz).date() - dt.timedelta(days=1), end.tz_convert(tz).date()
+    frame = store.read_frame(
+        "SELECT meter_id, interval_end, interval_seconds, value, previous_value FROM (SELECT meter_id, interval_end, "
+        "interval_seconds, value, previous_value, status, row_number() OVER (PARTITION BY meter_id, channel, "
+        "interval_end ORDER BY version DESC) AS rn FROM intervals WHERE read_day >= :a AND read_day <= :b "
+        "AND channel = :c) v WHERE rn = 1 AND status = 'estimated' AND previous_value IS NOT NULL",
+        {"a": first, "b": last, "c": cfg.nrw_config().channel},
+    )
+    columns = ["zone_id", "hour_end", "replaced"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    installs = store.read_frame(
+        "SELECT i.meter_id, s.zone_id, i.installed_at, i.removed_at FROM meter_installs i "
+        "JOIN service_points s ON s.service_point_id = i.service_point_id WHERE s.zone_id IS NOT NULL"
+    )
+    frame["interval_end"] = pd.to_datetime(frame["interval_end"], utc=True)
+    frame = assign_customers(frame, installs)
+    frame = frame.assign(
+        hour_end=frame["interval_end"].dt.ceil("h"),
+        replaced=frame["previous_value"] - frame["value"].fillna(0.0),
+    )
+    return frame.groupby(["zone_id", "hour_end"], as_index=False)["replaced"].sum()[columns]
 
 
 def run_days(

@@ -98,7 +98,7 @@ def _expected_customers(
     return np.cumsum(out, axis=1)[:, :-1]
 
 
-def _assign_customers(reads: pd.DataFrame, installs: pd.DataFrame) -> pd.DataFrame:
+def assign_customers(reads: pd.DataFrame, installs: pd.DataFrame) -> pd.DataFrame:
     """Customer reads with the zone of the install that covers each interval's start."""
     joined = reads.merge(installs[["meter_id", "zone_id", "installed_at", "removed_at"]], on="meter_id")
     start = joined["interval_end"] - pd.to_timedelta(joined["interval_seconds"], unit="s")
@@ -154,7 +154,7 @@ def zone_balances(
     expected_in = np.repeat(per_hour.reindex(zone_ids).fillna(0.0).to_numpy()[:, None], len(hours), axis=1)
     expected_cu = _expected_customers(installs, meters, zone_ids, hours)
     customers = (
-        _assign_customers(reads, installs) if not installs.empty else reads.iloc[0:0].assign(zone_id="")
+        assign_customers(reads, installs) if not installs.empty else reads.iloc[0:0].assign(zone_id="")
     )
 
     def hourly_sum(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -195,11 +195,18 @@ def _refine_start(ev: _Event, d: np.ndarray, last: int) -> None:
 
 
 def detect_balance_events(
-    hourly: pd.DataFrame, zone_id: str, tz: str, params: ZoneParams, unit: str | None = None
+    hourly: pd.DataFrame,
+    zone_id: str,
+    tz: str,
+    params: ZoneParams,
+    unit: str | None = None,
+    replaced: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Loss events of one zone from its hourly balance rows (zone_balances, 3600 s), sorted by time.
 
     ``hourly``: interval_end, input_volume, metered_volume, loss_volume, estimated_volume, complete.
+    ``replaced``: per hour end, the customer volume VEE set aside by replacing suspect reads with
+    estimates (previous value - estimate); with the estimated volume it may explain an event away.
     Returns ``loss_events`` rows (EVENT_COLUMNS) with status open (still going at the last hour)
     or ended.
     """
@@ -225,6 +232,10 @@ def detect_balance_events(
     delta = max(params.min_rate_share * abs(mean_input), params.min_rate_sigma * sigma)
     k, hthr = delta / 2.0, max(params.threshold_sigma * sigma, delta)
     estimated = h["estimated_volume"].fillna(0.0).to_numpy(dtype="float64")
+    if replaced is not None and len(replaced):
+        moved = replaced.copy()
+        moved.index = pd.to_datetime(moved.index, utc=True)
+        estimated = estimated + np.abs(moved.groupby(level=0).sum().reindex(grid).fillna(0.0).to_numpy())
     rows = []
     last_hour = len(grid) - 1
     unit = unit or (str(h["unit"].dropna().iloc[0]) if h["unit"].notna().any() else None)
@@ -233,7 +244,7 @@ def detect_balance_events(
             continue
         _refine_start(ev, d, last_hour)
         rate = ev.rate()
-        if rate <= 0:
+        if rate < delta / 2.0:  # well below the smallest loss of interest once settled
             continue
         span = range(ev.start, (ev.end if ev.end is not None else last_hour + 1))
         est = float(np.mean(estimated[list(span)])) if len(span) else 0.0
@@ -271,7 +282,7 @@ def detect_balance_events(
             "alarm_at": grid[ev.alarm].isoformat(),
             "measured_hours": measured,
             "hours": len(span),
-            "estimated_per_hour": round(est, 3),
+            "estimated_or_replaced_per_hour": round(est, 3),
             "excerpt_loss_per_hour": excerpt,
             "sources": [SOURCE],
         }

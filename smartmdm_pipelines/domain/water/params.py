@@ -39,8 +39,8 @@ class ZoneParams:
     min_rate_share: float = 0.02  # smallest loss rate of interest, share of the zone's mean inflow
     min_rate_sigma: float = 1.5  # ... and in units of the hourly noise (robust sigma)
     threshold_sigma: float = 6.0  # CUSUM decision interval h, in sigma
-    max_estimated_ratio: float = 1.0  # drop an event when the estimated customer volume per hour reaches
-    #                                   this multiple of its rate (a data gap could explain it)
+    max_estimated_ratio: float = 0.5  # drop an event when the estimated (or VEE-replaced) customer volume
+    #                                   per hour reaches this share of its rate (the data could explain it)
     nested_after_hours: int = 24  # a second loss on top of an open one is looked for after this age
     high_confidence: float = 0.8  # the asset check warns on new events at or above this confidence
     baseline_nights: int = 7  # night-flow baseline: 20th percentile of the previous nights
