@@ -68,7 +68,9 @@ def load_zones(store: Store, cfg: UtilityConfig, zone_ids: list[str] | None = No
     nrw = cfg.nrw_config()
     zones["params"] = [nrw.for_zone(z, c) for z, c in zip(zones["zone_id"], zones["zone_class"], strict=True)]
     connections = store.read_frame(
-        "SELECT zone_id, count(*) AS n FROM service_points WHERE zone_id IS NOT NULL GROUP BY zone_id"
+        "SELECT zone_id, count(*) AS n FROM service_points s WHERE zone_id IS NOT NULL AND commodity = 'water' "
+        "AND NOT EXISTS (SELECT 1 FROM meter_installs i JOIN meters m ON m.meter_id = i.meter_id "
+        "WHERE i.service_point_id = s.service_point_id AND m.role = 'zone_bulk') GROUP BY zone_id"
     )
     zones["connections"] = zones["zone_id"].map(connections.set_index("zone_id")["n"]).fillna(0).astype(int)
     zones["timezone"] = zones["timezone"].fillna(cfg.utility.timezone)
@@ -120,7 +122,8 @@ def compute_balances(
     tz = cfg.utility.timezone
     meters, installs, reads = _inputs(store, cfg, all_zones, first, last)
     threshold = pd.Series([p.min_completeness for p in all_zones["params"]], index=all_zones["zone_id"])
-    hourly, daily = zone_balances(all_zones, meters, installs, reads, first, last, tz, threshold)
+    served = all_zones.set_index("zone_id")["connections"]
+    hourly, daily = zone_balances(all_zones, meters, installs, reads, first, last, tz, threshold, served)
     params = dict(zip(all_zones["zone_id"], all_zones["params"], strict=True))
     nights = night_flow(
         hourly,

@@ -41,6 +41,7 @@ def test_balance_arithmetic_nested_zones_missing_inlet_day_and_estimated_custome
     assert first["loss_volume"] == pytest.approx(24 * 15)
     assert first["estimated_volume"] == pytest.approx(25.0)  # the one estimated C12 hour
     assert first["complete"] and first["input_completeness"] == pytest.approx(1.0)
+    assert first["metered_completeness"] == pytest.approx(1.0)
     # day 2: the child's inlet B2 is missing: the parent's input is incomplete (half its inlet
     # intervals), and so is the child's; neither balance counts as complete
     assert second["input_completeness"] == pytest.approx(0.5)
@@ -109,3 +110,25 @@ def test_a_step_is_found_at_its_hour_and_rerun_updates_not_duplicates(store, cfg
         nrw.run_days(store, cfg, day, day)
     events = loss_events.list_events(store)
     assert events["event_id"].tolist() == [event["event_id"]]
+
+
+def test_a_zone_whose_customers_have_no_interval_meters_has_no_complete_balance(store, cfg):
+    sc.master_data(store)
+    store.delete("meter_installs", {"meter_id": ["C21"]})  # Z2's customer is read monthly, by hand
+    store.bulk_insert("intervals", sc.intervals(2))
+    nrw.run_days(store, cfg, dt.date(2024, 3, 4), dt.date(2024, 3, 5))
+    z2 = _daily(store, "Z2")
+    assert z2["metered_completeness"].tolist() == [0.0, 0.0] and not z2["complete"].any()
+    assert _daily(store, "Z1")["complete"].all()
+
+
+def test_missing_customer_hours_lower_the_customer_completeness(store, cfg):
+    sc.master_data(store)
+    rows = sc.intervals(2)
+    gone = (rows["meter_id"] == "C11") & (rows["interval_end"] > sc.hours(2)[35])
+    rows.loc[gone, ["value", "status"]] = [None, "missing"]  # C11 stops for the last 12 hours
+    store.bulk_insert("intervals", rows)
+    nrw.run_days(store, cfg, dt.date(2024, 3, 4), dt.date(2024, 3, 5))
+    second = _daily(store, "Z1").iloc[1]
+    assert second["metered_completeness"] == pytest.approx(1 - 12 / 48)
+    assert not second["complete"] and second["metered_volume"] == pytest.approx(24 * 45 - 12 * 20)

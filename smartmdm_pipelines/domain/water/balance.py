@@ -84,12 +84,12 @@ def _expected_customers(
     zone_index = pd.Index(zone_ids).get_indexer(inst["zone_id"])
     keep = zone_index >= 0
     inst, zone_index = inst[keep], zone_index[keep]
-    starts = (hours - HOUR).asi8
-    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    starts = pd.DatetimeIndex(hours - HOUR).as_unit("ns").asi8
+    low, high = pd.Timestamp("1900-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC")
     installed = pd.to_datetime(inst["installed_at"], utc=True).fillna(low)
     removed = pd.to_datetime(inst["removed_at"], utc=True).fillna(high)
-    installed_ns = installed.to_numpy(dtype="datetime64[ns]").astype("int64")
-    removed_ns = removed.to_numpy(dtype="datetime64[ns]").astype("int64")
+    installed_ns = pd.DatetimeIndex(installed).as_unit("ns").asi8
+    removed_ns = pd.DatetimeIndex(removed).as_unit("ns").asi8
     i0 = np.searchsorted(starts, installed_ns, side="left")
     i1 = np.searchsorted(starts, removed_ns, side="left")
     weight = _per_hour(inst["interval_seconds"])
@@ -129,6 +129,7 @@ def zone_balances(
     last_day,
     tz: str,
     min_completeness: pd.Series | float = 0.98,
+    connections: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hourly and daily balance rows (``BALANCE_COLUMNS``) of every zone for the local days.
 
@@ -136,6 +137,8 @@ def zone_balances(
     ``installs``: customer meter_id, zone_id, installed_at, removed_at. ``reads``: current
     intervals (meter_id, interval_end UTC, interval_seconds, value, status, read_day, unit) of the
     inlet and customer meters. ``min_completeness``: one value, or one per zone_id.
+    ``connections``: service points per zone; a zone with service points but no customer meter
+    owing intervals (monthly register reads only) has no customer side: never complete.
     """
     zone_ids = sorted(zones["zone_id"].astype(str))
     hours = hour_grid(first_day, last_day, tz)
@@ -153,6 +156,10 @@ def zone_balances(
     per_hour = per_hour.assign(w=_per_hour(per_hour["interval_seconds"])).groupby("zone_id")["w"].sum()
     expected_in = np.repeat(per_hour.reindex(zone_ids).fillna(0.0).to_numpy()[:, None], len(hours), axis=1)
     expected_cu = _expected_customers(installs, meters, zone_ids, hours)
+    if connections is not None:
+        served = connections.reindex(zone_ids).fillna(0).to_numpy() > 0
+        unmetered = served[:, None] & (expected_cu <= 0)
+        expected_cu = np.where(unmetered, np.inf, expected_cu)  # completeness 0, not 'nothing expected'
     customers = (
         assign_customers(reads, installs) if not installs.empty else reads.iloc[0:0].assign(zone_id="")
     )
