@@ -189,6 +189,56 @@ def evaluate(store: Store, faults: pd.DataFrame, first: pd.Timestamp, last: pd.T
     return out
 
 
+SIZES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.10)
+
+
+def sensitivity(store: Store, trials: int, seed: int) -> dict:
+    """Leak-size sensitivity on the seed's real hourly balances (their noise, gaps and VEE
+    estimates): a step of each size (share of the zone's mean inflow) added at a random hour after
+    the warm-up and at least three days before the end; found = an event starting within 12 h."""
+    from smartmdm_pipelines.config import load_config as _cfg
+    from smartmdm_pipelines.domain.water.balance_events import detect_balance_events
+
+    cfg = _cfg()
+    rng = np.random.default_rng(seed)
+    zones = nrw.load_zones(store, cfg)
+    out: dict = {}
+    for size in SIZES:
+        errors, rate_errors, found, total = [], [], 0, 0
+        for zone in zones.itertuples():
+            hourly = store.read_frame(
+                "SELECT interval_end, input_volume, metered_volume, loss_volume, estimated_volume, complete, unit "
+                "FROM zone_balances WHERE zone_id = :z AND interval_seconds = 3600 ORDER BY interval_end",
+                {"z": zone.zone_id},
+            )
+            hourly["interval_end"] = pd.to_datetime(hourly["interval_end"], utc=True)
+            base = detect_balance_events(hourly, zone.zone_id, cfg.utility.timezone, zone.params)
+            inflow = float(hourly.loc[hourly["complete"].astype(bool), "input_volume"].mean())
+            for _ in range(trials):
+                at = int(rng.integers(96, len(hourly) - 72))
+                rate = size * inflow
+                trial = hourly.copy()
+                trial.loc[at:, ["input_volume", "loss_volume"]] += rate
+                start = trial.at[at, "interval_end"] - pd.Timedelta(hours=1)
+                events = detect_balance_events(trial, zone.zone_id, cfg.utility.timezone, zone.params)
+                new = events[~events["event_id"].isin(base["event_id"])] if not base.empty else events
+                near = new[(new["start_at"] - start).abs() <= pd.Timedelta(hours=12)]
+                total += 1
+                if not near.empty:
+                    found += 1
+                    e = near.iloc[0]
+                    errors.append(abs((e["start_at"] - start).total_seconds()) / 3600)
+                    rate_errors.append(abs(e["rate"] - rate) / rate)
+        out[f"{100 * size:g}%"] = {
+            "trials": total,
+            "recall": round(found / total, 3) if total else None,
+            "start_error_h_median": round(float(np.median(errors)), 2) if errors else None,
+            "start_error_h_p90": round(float(np.percentile(errors, 90)), 2) if errors else None,
+            "rate_error_median": round(float(np.median(rate_errors)), 3) if rate_errors else None,
+        }
+    return out
+
+
 def combine(results: list[dict]) -> dict:
     """Pool the seeds: counts add up, errors are recomputed from every matched truth."""
     total = {
@@ -240,6 +290,12 @@ def main() -> None:
         action="store_true",
         help="with --evaluate-only: recompute the NRW outputs first (tuning)",
     )
+    parser.add_argument(
+        "--sensitivity",
+        type=int,
+        default=0,
+        help="trials per zone and leak size on the real balances (0: none)",
+    )
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
     args = parser.parse_args()
     tz = load_config().utility.timezone
@@ -282,6 +338,8 @@ def main() -> None:
             result[label]["_errors"] = [r["start_error_h"] for r in rows]
             result[label]["_rates"] = [r["rate_error"] for r in rows]
         result["seed"], result["timings"] = seed, timings
+        if args.sensitivity:
+            result["sensitivity"] = sensitivity(store, args.sensitivity, seed)
         results.append(result)
         printable = {
             k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
@@ -290,6 +348,20 @@ def main() -> None:
         print(json.dumps(printable, indent=2, default=str), flush=True)
         store.dispose()
     report = {"meters": args.meters, "days": args.days, "seeds": args.seeds, "pooled": combine(results)}
+    if args.sensitivity:
+        pooled = {}
+        for size in SIZES:
+            key = f"{100 * size:g}%"
+            parts = [r["sensitivity"][key] for r in results]
+            trials = sum(p["trials"] for p in parts)
+            pooled[key] = {
+                "trials": trials,
+                "recall": round(sum(p["recall"] * p["trials"] for p in parts) / trials, 3),
+                "start_error_h_median_by_seed": [p["start_error_h_median"] for p in parts],
+                "start_error_h_p90_by_seed": [p["start_error_h_p90"] for p in parts],
+                "rate_error_median_by_seed": [p["rate_error_median"] for p in parts],
+            }
+        report["sensitivity"] = pooled
     print(json.dumps(report, indent=2, default=str))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str))
