@@ -96,7 +96,17 @@ def _current_reads(
     store: Store, meter_ids: list[str], first: dt.date, last: dt.date, channel: str
 ) -> pd.DataFrame:
     """Current versions of the meters' intervals on the days (the window keeps the scan to the days)."""
-    columns = ["meter_id", "interval_end", "interval_seconds", "value", "status", "read_day", "unit"]
+    columns = [
+        "meter_id",
+        "interval_end",
+        "interval_seconds",
+        "value",
+        "status",
+        "read_day",
+        "unit",
+        "previous_value",
+        "failed_rules",
+    ]
     if not meter_ids:
         return pd.DataFrame(columns=columns)
     cols = ", ".join(columns)
@@ -231,8 +241,16 @@ def replaced_volume(store: Store, cfg: UtilityConfig, start: pd.Timestamp, end: 
         return pd.DataFrame(columns=columns)
     installs = store.read_frame(
         "SELECT i.meter_id, s.zone_id, i.installed_at, i.removed_at FROM meter_installs i "
-        "JOIN service_points s ON s.service_point_id = i.service_point_id WHERE s.zone_id IS NOT NULL"
+        "JOIN service_points s ON s.service_point_id = i.service_point_id JOIN meters m ON m.meter_id = i.meter_id "
+        "WHERE s.zone_id IS NOT NULL AND m.role <> 'zone_bulk'"
     )
+    inlets = (
+        store.read_frame("SELECT bulk_meter_ids FROM zones")["bulk_meter_ids"]
+        .fillna("")
+        .str.split(";")
+        .explode()
+    )
+    installs = installs[~installs["meter_id"].isin(set(inlets.str.strip()))]
     frame["interval_end"] = pd.to_datetime(frame["interval_end"], utc=True)
     frame = assign_customers(frame, installs)
     frame = frame.assign(

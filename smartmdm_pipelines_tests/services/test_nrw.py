@@ -132,3 +132,16 @@ def test_missing_customer_hours_lower_the_customer_completeness(store, cfg):
     second = _daily(store, "Z1").iloc[1]
     assert second["metered_completeness"] == pytest.approx(1 - 12 / 48)
     assert not second["complete"] and second["metered_volume"] == pytest.approx(24 * 45 - 12 * 20)
+
+
+def test_an_inlet_read_vee_held_as_a_spike_stays_in_the_balance(store, cfg):
+    sc.master_data(store)
+    rows = sc.intervals(1)
+    burst = (rows["meter_id"] == "B1") & (rows["interval_end"] == sc.hours(1)[5])
+    estimate = rows[burst].assign(version=2, status="estimated", previous_value=3100.0, failed_rules="spike")
+    rows.loc[burst, ["value", "status", "failed_rules"]] = [3100.0, "suspect", "spike"]
+    store.bulk_insert("intervals", pd.concat([rows, estimate], ignore_index=True))
+    hourly, _, _ = nrw.compute_balances(store, cfg, sc.FIRST, sc.FIRST)
+    z1 = hourly[hourly["zone_id"] == "Z1"].reset_index(drop=True)
+    assert z1.loc[5, "loss_volume"] == pytest.approx(3100 - 40 - 45)  # the burst, not the estimate
+    assert z1.loc[5, "complete"] and z1.loc[5, "input_completeness"] == 1.0

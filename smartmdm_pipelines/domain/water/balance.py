@@ -16,6 +16,9 @@ import pandas as pd
 
 HOUR = pd.Timedelta(hours=1)
 MEASURED = ("valid", "edited")
+# VEE rules that only say "unusually high": billing rules. On a DMA inlet a burst is exactly that, so
+# the balance keeps the inlet's read where VEE replaced it by an estimate for one of these alone.
+INLET_READ_RULES = frozenset({"spike", "spike_history"})
 BALANCE_COLUMNS = [
     "zone_id",
     "interval_end",
@@ -108,6 +111,25 @@ def assign_customers(reads: pd.DataFrame, installs: pd.DataFrame) -> pd.DataFram
     return joined[cover]
 
 
+def _inlet_reads_kept(reads: pd.DataFrame) -> pd.DataFrame:
+    """Inlet intervals whose read VEE set aside only as a spike get their read back (``previous_value``
+    of the estimate), measured; everything else as it is."""
+    if "previous_value" not in reads or "failed_rules" not in reads:
+        return reads
+    rules = reads["failed_rules"].fillna("").astype(str).str.split(";")
+    spike_only = rules.map(lambda r: bool(r) and r != [""] and set(r) <= INLET_READ_RULES)
+    back = (reads["status"] == "estimated") & reads["previous_value"].notna() & spike_only
+    if not back.any():
+        return reads
+    out = reads.copy()
+    out.loc[back, "value"] = out.loc[back, "previous_value"]
+    out.loc[back, "volume"] = out.loc[back, "previous_value"].astype("float64")
+    out.loc[back, ["present", "measured"]] = 1.0
+    out.loc[back, "estimated"] = 0.0
+    out.loc[back, "status"] = "valid"
+    return out
+
+
 def _flags(reads: pd.DataFrame) -> pd.DataFrame:
     present = reads["value"].notna() & (reads["status"] != "missing")
     return reads.assign(
@@ -150,7 +172,7 @@ def zone_balances(
 
     # inlet side: signed volumes; completeness over every inlet meter (a child's missing inlet
     # makes the parent's input incomplete too)
-    inlet = reads.merge(signs, on="meter_id")
+    inlet = _inlet_reads_kept(reads[reads["meter_id"].isin(signs["meter_id"])]).merge(signs, on="meter_id")
     inlet = inlet.assign(volume=inlet["volume"] * inlet["sign"])
     per_hour = signs.merge(meters[["meter_id", "interval_seconds"]], on="meter_id", how="left")
     per_hour = per_hour.assign(w=_per_hour(per_hour["interval_seconds"])).groupby("zone_id")["w"].sum()
