@@ -43,7 +43,8 @@ EVENT_COLUMNS = [
 SOURCE = "balance"
 KIND = "balance"
 EXCERPT_HOURS = 6
-REFINE_HOURS = 6  # the change point is refined within this many hours of the CUSUM's estimate
+REFINE_HOURS = 6
+ABORT_HOURS = 3  # an alarm whose excess has not held for this long is dropped  # the change point is refined within this many hours of the CUSUM's estimate
 
 
 def event_id(source: str, zone_id: str, start_at: pd.Timestamp) -> str:
@@ -123,7 +124,20 @@ def _scan(d: np.ndarray, k: float, h: float, params: ZoneParams) -> list[_Event]
         x = v - top.baseline
         top.index.append(i)
         top.excess.append(float(x))
-        rate = top.rate()
+        # the rate from the hours before a possible drop (the drop's hours would drag it down)
+        confirmed = top.excess if top.down_start is None else top.excess[: top.index.index(top.down_start)]
+        rate = float(np.median(confirmed)) if confirmed else top.rate()
+        if len(top.excess) >= ABORT_HOURS and rate < k:  # a false alarm: the excess did not last
+            stack.pop()
+            if stack:
+                below = stack[-1]
+                below.index.extend(top.index)
+                below.excess.extend(float(d[j] - below.baseline) for j in top.index)
+            else:
+                quiet = top.prior
+                quiet.extend(float(d[j]) for j in top.index)
+                s, s_start, pending = 0.0, None, []
+            continue
         # the drop back: increments rate/2 - x, mean -rate/2 during the loss, +rate/2 after it
         t_new = top.down + (rate / 2.0 - x)
         if t_new <= 0:
@@ -131,7 +145,7 @@ def _scan(d: np.ndarray, k: float, h: float, params: ZoneParams) -> list[_Event]
         else:
             top.down_start = i if top.down_start is None else top.down_start
             top.down = t_new
-        if top.down > max(h, rate / 2.0):
+        if top.down >= max(h, rate / 2.0):
             cut = top.index.index(top.down_start)
             after = top.index[cut:]
             top.end = top.down_start
