@@ -206,6 +206,7 @@ def _nrw(instance, result: DemoResult, options: DemoOptions, echo) -> None:
 
 def nrw_summary(store) -> dict:
     """Zone balance totals and every loss event found."""
+    from smartmdm_pipelines.config import load_config
     from smartmdm_pipelines.services.loss_events import list_events
 
     totals = store.read_frame(
@@ -214,6 +215,11 @@ def nrw_summary(store) -> dict:
         "FROM zone_balances WHERE interval_seconds = 86400"
     ).iloc[0]
     events = list_events(store)
+    tz = load_config().utility.timezone
+    for column in ("start_at", "end_at"):  # local time, as `smartmdm nrw events` prints it
+        events[column] = (
+            events[column].dt.tz_convert(tz).dt.strftime("%Y-%m-%d %H:%M").where(events[column].notna())
+        )
     return {
         "zones": int(totals["zones"] or 0),
         "input": float(totals["input"] or 0),
@@ -237,9 +243,9 @@ def _nrw_lines(s: dict) -> list[str]:
         + (" — `smartmdm nrw events` lists them:" if n["events"] else ""),
     ]
     for e in n["events"]:
-        end = "open" if e["end_at"] is None or e["end_at"] != e["end_at"] else f"{str(e['end_at'])[:16]}"
+        end = e["end_at"] if isinstance(e["end_at"], str) else "open"
         lines.append(
-            f"    {e['zone_id']:<5} {str(e['start_at'])[:16]} → {end:<16} {e['kind']:<8} "
+            f"    {e['zone_id']:<5} {e['start_at']} → {end:<16} {e['kind']:<8} "
             f"{e['rate']:>9,.1f} {e['unit']}/h  {e['volume']:>10,.0f} {e['unit']}  confidence {e['confidence']:.2f}"
         )
     return lines
