@@ -103,6 +103,9 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
             ]
             failed_days += gx
             failed_runs += 0 if result.success else 1
+            if result.success:  # the NRW outputs of these days follow their intervals
+                nrw = _run_chunk(instance, "nrw_job", first, last, "vee run")
+                failed_runs += 0 if nrw.success else 1
             elapsed = time.perf_counter() - started
             status = (
                 "ok"
@@ -121,6 +124,46 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
     if failed_days:
         print(f"{len(failed_days)} day(s) fail the blocking check and hold billing back: {failed_days[:20]}")
     return 1 if failed_runs else 0
+
+
+def _run_chunk(instance, job: str, first: str, last: str, command: str):
+    from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG
+    from smartmdm_pipelines.lib.launch import run_job
+
+    one = first == last
+    return run_job(
+        instance,
+        job,
+        partition_key=first if one else None,
+        partition_range=None if one else (first, last),
+        run_config=QUIET_RUN_CONFIG,
+        tags={"smartmdm/command": command},
+    )
+
+
+def run_days_through(args: argparse.Namespace, job: str, command: str, chunk_asset: str) -> int:
+    """Run a day-partitioned job over --from..--to in backfill chunks (what `nrw run` does)."""
+    _prepare(args)
+    import dagster as dg
+
+    from smartmdm_pipelines.definitions import defs
+    from smartmdm_pipelines.lib.partitions import read_days
+
+    partitions = read_days()
+    keys = partitions.get_partition_keys()
+    error = _range_error(args.first, args.last, partitions.start.date(), keys[-1] if keys else None)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    policy = defs().get_assets_def(chunk_asset).backfill_policy
+    chunk = min(args.chunk, (policy.max_partitions_per_run if policy else None) or args.chunk)
+    failed = 0
+    with dg.DagsterInstance.get() as instance:
+        for first, last in day_chunks(args.first, args.last, chunk):
+            result = _run_chunk(instance, job, first, last, command)
+            failed += 0 if result.success else 1
+            print(f"{job} {first}..{last}: {'ok' if result.success else _failure(result)}", flush=True)
+    return 1 if failed else 0
 
 
 def cmd_cis_sync(args: argparse.Namespace) -> int:

@@ -143,11 +143,17 @@ class UtilityConfig(_Strict):
     vee: dict = Field(default_factory=dict)
     cis: CisSettings = Field(default_factory=CisSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
+    nrw: dict = Field(default_factory=dict)  # domain/water/params.py documents every key
     config_dir: Path = DEFAULT_CONFIG.parent
     data_dir: Path = Path("data")
 
     def vee_config(self) -> VeeConfig:
         return VeeConfig.from_dict(self.vee)
+
+    def nrw_config(self):
+        from smartmdm_pipelines.domain.water.params import NrwConfig
+
+        return NrwConfig.from_dict(self.nrw)
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.data_dir / path).resolve()
@@ -223,6 +229,7 @@ def load_config(path: Path | str | None = None, data_dir: Path | str | None = No
     try:
         cfg = UtilityConfig.model_validate(raw)
         cfg.vee_config()
+        cfg.nrw_config()
     except Exception as exc:
         raise ConfigError(f"invalid utility config {path}: {exc}") from exc
     cfg.data_dir = cfg.data_dir.resolve()

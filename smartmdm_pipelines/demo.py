@@ -121,11 +121,13 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
         ref = run_job(instance, "billing_reference_job", run_config=QUIET_RUN_CONFIG)
         _count(result, ref.success, "billing_reference_data")
         _close_a_cycle(instance, result, options, echo)
+        _nrw(instance, result, options, echo)
         _revenue_protection(instance, result, options, echo)
 
     store = Store()
     result.summary = store_summary(store)
     result.summary["protection"] = protection_summary(store)
+    result.summary["nrw"] = nrw_summary(store)
     store.dispose()
     result.seconds = time.perf_counter() - started
     return result
@@ -189,6 +191,64 @@ def _revenue_protection(instance, result: DemoResult, options: DemoOptions, echo
     echo(f"Revenue protection for {last} (job revenue_protection_job: signals → ranked cases) …")
     run = run_job(instance, "revenue_protection_job", partition_key=last, run_config=QUIET_RUN_CONFIG)
     _count(result, run.success, f"revenue protection {last}")
+
+
+def _nrw(instance, result: DemoResult, options: DemoOptions, echo) -> None:
+    """Zone balances, night flow and loss events of the week (one backfill run of nrw_job)."""
+    from smartmdm_pipelines.lib.launch import run_job
+
+    first = options.start.isoformat()
+    last = (options.start + dt.timedelta(days=options.days - 1)).isoformat()
+    echo(f"NRW zone balances and loss events {first}..{last} (job nrw_job) …")
+    run = run_job(instance, "nrw_job", partition_range=(first, last), run_config=QUIET_RUN_CONFIG)
+    _count(result, run.success, f"nrw {first}..{last}")
+
+
+def nrw_summary(store) -> dict:
+    """Zone balance totals and every loss event found."""
+    from smartmdm_pipelines.config import load_config
+    from smartmdm_pipelines.services.loss_events import list_events
+
+    totals = store.read_frame(
+        "SELECT count(DISTINCT zone_id) AS zones, sum(input_volume) AS input, sum(loss_volume) AS loss, "
+        "sum(CASE WHEN complete THEN 1 ELSE 0 END) AS complete, count(*) AS days, max(unit) AS unit "
+        "FROM zone_balances WHERE interval_seconds = 86400"
+    ).iloc[0]
+    events = list_events(store)
+    tz = load_config().utility.timezone
+    for column in ("start_at", "end_at"):  # local time, as `smartmdm nrw events` prints it
+        events[column] = (
+            events[column].dt.tz_convert(tz).dt.strftime("%Y-%m-%d %H:%M").where(events[column].notna())
+        )
+    return {
+        "zones": int(totals["zones"] or 0),
+        "input": float(totals["input"] or 0),
+        "loss": float(totals["loss"] or 0),
+        "complete_days": int(totals["complete"] or 0),
+        "zone_days": int(totals["days"] or 0),
+        "unit": totals["unit"] or "",
+        "events": events.to_dict(orient="records"),
+    }
+
+
+def _nrw_lines(s: dict) -> list[str]:
+    n = s.get("nrw") or {}
+    if not n.get("zone_days"):
+        return []
+    share = 100 * n["loss"] / n["input"] if n["input"] else 0.0
+    lines = [
+        f"  NRW zone balances      {n['zone_days']:>12,}  zone-days in {n['zones']} zones, {n['complete_days']} complete; "
+        f"loss {n['loss']:,.0f} {n['unit']} ({share:.1f} % of input)",
+        f"  loss events            {len(n['events']):>12,}"
+        + (" — `smartmdm nrw events` lists them:" if n["events"] else ""),
+    ]
+    for e in n["events"]:
+        end = e["end_at"] if isinstance(e["end_at"], str) else "open"
+        lines.append(
+            f"    {e['zone_id']:<5} {e['start_at']} → {end:<16} {e['kind']:<8} "
+            f"{e['rate']:>9,.1f} {e['unit']}/h  {e['volume']:>10,.0f} {e['unit']}  confidence {e['confidence']:.2f}"
+        )
+    return lines
 
 
 def protection_summary(store, top: int = 5) -> dict:
@@ -302,6 +362,7 @@ def format_summary(result: DemoResult) -> str:
         f"  open VEE exceptions    {sum(s['open_exceptions_by_rule'].values()):>12,}  "
         + ", ".join(f"{k} {v}" for k, v in list(s["open_exceptions_by_rule"].items())[:8]),
         *_billing_lines(s),
+        *_nrw_lines(s),
         *_protection_lines(s),
         f"  Dagster runs           {result.runs_succeeded:>12,} succeeded, {len(result.runs_failed)} failed"
         + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else ""),

@@ -102,7 +102,9 @@ zones = sa.Table(
     sa.Column("parent_zone_id", sa.String),
     _ts("synced_at"),
     sa.Column("zone_class", sa.String, comment="detection parameter class (utility YAML), e.g. dma"),
-    sa.Column("tank_level_meter_id", sa.String, comment="meter reporting the level (m) of a tank feeding the zone"),
+    sa.Column(
+        "tank_level_meter_id", sa.String, comment="meter reporting the level (m) of a tank feeding the zone"
+    ),
     sa.Column("tank_area_m2", sa.Double, comment="tank plan area: inflow = feed - area x level change"),
 )
 
@@ -415,7 +417,9 @@ zone_balances = sa.Table(
     sa.Column("read_day", sa.Date, nullable=False),
     sa.Column("estimated_volume", sa.Double, comment="part of metered_volume that is estimated"),
     sa.Column("input_completeness", sa.Double, comment="share of expected inlet intervals present (0..1)"),
-    sa.Column("metered_completeness", sa.Double, comment="share of expected customer intervals present (0..1)"),
+    sa.Column(
+        "metered_completeness", sa.Double, comment="share of expected customer intervals present (0..1)"
+    ),
     sa.Column("complete", sa.Boolean, comment="both sides complete enough to raise loss events"),
 )
 
@@ -438,7 +442,12 @@ loss_events = sa.Table(
     sa.Column("event_id", sa.String, primary_key=True),
     sa.Column("zone_id", sa.String),
     sa.Column("meter_id", sa.String),
-    sa.Column("kind", sa.String, nullable=False, comment="abrupt | gradual | balance (legacy: leak | burst | unauthorized_use)"),
+    sa.Column(
+        "kind",
+        sa.String,
+        nullable=False,
+        comment="abrupt | gradual | balance (legacy: leak | burst | unauthorized_use)",
+    ),
     _ts("start_at", nullable=False),
     _ts("end_at"),
     sa.Column("rate", sa.Double),
