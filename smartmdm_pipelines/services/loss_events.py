@@ -214,3 +214,12 @@ def list_events(
         params["b"] = pd.Timestamp(start).tz_convert("UTC").to_pydatetime()
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     return _read(store, where + " ORDER BY start_at, zone_id, event_id", params)
+
+
+def confident_events(store: Store, start: pd.Timestamp, end: pd.Timestamp, threshold: float) -> pd.DataFrame:
+    """Events starting in [start, end) with confidence >= threshold, most confident first."""
+    return store.read_frame(
+        "SELECT event_id, zone_id, start_at, end_at, rate, volume, unit, confidence, source FROM loss_events "
+        "WHERE start_at >= :a AND start_at < :b AND confidence >= :c ORDER BY confidence DESC, start_at",
+        {"a": start.to_pydatetime(), "b": end.to_pydatetime(), "c": threshold},
+    )

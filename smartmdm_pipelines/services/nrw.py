@@ -290,6 +290,32 @@ def run_days(
     return run
 
 
+def daily_balance_summary(store: Store, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """Daily zone balances with the night flow of the same day, rounded for display (one row per
+    zone and day, loss_percent added)."""
+    daily = store.read_frame(
+        "SELECT b.zone_id, b.read_day, b.input_volume, b.metered_volume, b.estimated_volume, b.loss_volume, "
+        "b.input_completeness, b.metered_completeness, b.complete, n.min_night_flow, n.excess_night_flow "
+        "FROM zone_balances b LEFT JOIN zone_night_flow n ON n.zone_id = b.zone_id AND n.read_day = b.read_day "
+        "WHERE b.interval_seconds = 86400 AND b.read_day >= :a AND b.read_day <= :b ORDER BY b.read_day, b.zone_id",
+        {"a": first, "b": last},
+    )
+    daily["loss_percent"] = (100 * daily["loss_volume"] / daily["input_volume"]).round(2)
+    for c in (
+        "input_volume",
+        "metered_volume",
+        "estimated_volume",
+        "loss_volume",
+        "min_night_flow",
+        "excess_night_flow",
+    ):
+        daily[c] = daily[c].astype(float).round(1)
+    for c in ("input_completeness", "metered_completeness"):
+        daily[c] = daily[c].astype(float).round(4)
+    daily["read_day"] = daily["read_day"].astype(str)
+    return daily
+
+
 def finite(value) -> float | None:
     try:
         v = float(value)

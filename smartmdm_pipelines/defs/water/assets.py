@@ -10,7 +10,7 @@ from smartmdm_pipelines.lib.metadata import table
 from smartmdm_pipelines.lib.partitions import read_days
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.services.loss_events import list_events
-from smartmdm_pipelines.services.nrw import NrwRun, day_window, run_days
+from smartmdm_pipelines.services.nrw import NrwRun, daily_balance_summary, day_window, run_days
 
 READ_DAYS = read_days()
 EVENT_ROWS = 50
@@ -40,30 +40,6 @@ EVENT_COLUMNS = {
     "confidence": "0..1",
     "sources": "detectors that found it",
 }
-
-
-def balance_table(db, first: dt.date, last: dt.date) -> pd.DataFrame:
-    daily = db.read_frame(
-        "SELECT b.zone_id, b.read_day, b.input_volume, b.metered_volume, b.estimated_volume, b.loss_volume, "
-        "b.input_completeness, b.metered_completeness, b.complete, n.min_night_flow, n.excess_night_flow "
-        "FROM zone_balances b LEFT JOIN zone_night_flow n ON n.zone_id = b.zone_id AND n.read_day = b.read_day "
-        "WHERE b.interval_seconds = 86400 AND b.read_day >= :a AND b.read_day <= :b ORDER BY b.read_day, b.zone_id",
-        {"a": first, "b": last},
-    )
-    daily["loss_percent"] = (100 * daily["loss_volume"] / daily["input_volume"]).round(2)
-    for c in (
-        "input_volume",
-        "metered_volume",
-        "estimated_volume",
-        "loss_volume",
-        "min_night_flow",
-        "excess_night_flow",
-    ):
-        daily[c] = daily[c].astype(float).round(1)
-    for c in ("input_completeness", "metered_completeness"):
-        daily[c] = daily[c].astype(float).round(4)
-    daily["read_day"] = daily["read_day"].astype(str)
-    return daily[list(BALANCE_COLUMNS)]
 
 
 def events_table(events: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +117,7 @@ def nrw_day(context: dg.AssetExecutionContext, store: StoreResource, utility: Ut
             )
         )
         runs.append(run)
-    balances = balance_table(db, first, last)
+    balances = daily_balance_summary(db, first, last)[list(BALANCE_COLUMNS)]
     yield dg.MaterializeResult(
         asset_key="zone_balances",
         metadata={

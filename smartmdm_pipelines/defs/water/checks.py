@@ -6,6 +6,7 @@ import dagster as dg
 
 from smartmdm_pipelines.defs.water.assets import READ_DAYS
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.services.loss_events import confident_events
 from smartmdm_pipelines.services.nrw import day_window
 
 
@@ -25,11 +26,7 @@ def new_high_confidence_loss_events(
         dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end), utility.config.utility.timezone
     )
     threshold = utility.config.nrw_config().default.high_confidence
-    rows = store.get_store().read_frame(
-        "SELECT event_id, zone_id, start_at, end_at, rate, volume, unit, confidence, source FROM loss_events "
-        "WHERE start_at >= :a AND start_at < :b AND confidence >= :c ORDER BY confidence DESC, start_at",
-        {"a": start.to_pydatetime(), "b": end.to_pydatetime(), "c": threshold},
-    )
+    rows = confident_events(store.get_store(), start, end, threshold)
     return dg.AssetCheckResult(
         passed=rows.empty,
         severity=dg.AssetCheckSeverity.WARN,
