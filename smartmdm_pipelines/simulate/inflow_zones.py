@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -212,9 +213,11 @@ def simulate_inflow_zones(spec: InflowZoneSpec) -> InflowSimulation:
             meters.append(_meter(level_id, step, "m", channel="level"))
             levels.append(_frame(level_id, ends, step, np.round(level, 2), "m", "level"))
         keep = np.ones(n, dtype=bool)
-        if spec.gaps:
+        gap_lo = min(spec.warmup_days, spec.days // 4) * 86400 // step
+        gap_hi = n - 4 * 86400 // step
+        if spec.gaps and gap_hi > gap_lo:
             for hours_long in (1, 6, 24, 72):
-                at = int(rng.integers(spec.warmup_days * 86400 // step, n - 4 * 86400 // step))
+                at = int(rng.integers(gap_lo, gap_hi))
                 width = hours_long * 3600 // step
                 keep[at : at + width] = False
                 gaps.append(
@@ -267,6 +270,82 @@ def simulate_inflow_zones(spec: InflowZoneSpec) -> InflowSimulation:
         ),
         gaps=pd.DataFrame(gaps, columns=["zone_id", "start", "end"]),
     )
+
+
+def write_inflow_zones(out_dir: Path, sim: InflowSimulation) -> dict[str, int]:
+    """Write the simulation beside a generated utility (or alone): inlet CSVs, CIS rows, truth.
+
+    Inlet reads go to ``headend/inflow/scada-inflow_<zone>_<YYYYMM>.csv`` (generic CSV, m3, one file
+    per zone and month); tank levels to ``headend/inflow_levels/`` (same layout, metres). The CIS
+    files ``zones``, ``meters``, ``service_points`` and ``meter_installs`` get the zones' rows
+    appended (created when absent); ``ground_truth/inflow_events.csv`` and ``inflow_gaps.csv``
+    hold the injected leaks and inlet gaps.
+    """
+    out_dir = Path(out_dir)
+    files = 0
+    for folder, frame in (("inflow", sim.reads), ("inflow_levels", sim.levels)):
+        if frame.empty:
+            continue
+        (out_dir / "headend" / folder).mkdir(parents=True, exist_ok=True)
+        month = frame["interval_end"].dt.strftime("%Y%m")
+        text = frame.assign(interval_end=frame["interval_end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        for (meter, label), part in text.groupby([frame["meter_id"], month], sort=True):
+            path = out_dir / "headend" / folder / f"scada-inflow_{meter}_{label}.csv"
+            part.to_csv(path, index=False, lineterminator="\n", float_format="%.4f")
+            files += 1
+    cis = out_dir / "cis"
+    cis.mkdir(parents=True, exist_ok=True)
+    inlet_sps = pd.DataFrame(
+        {
+            "service_point_id": "SP-" + sim.meters["meter_id"],
+            "commodity": "water",
+            "timezone": sim.zones["timezone"].iloc[0],
+            "rate_code": "",
+            "billing_cycle": "",
+            "route": "",
+            "zone_id": [_zone_of(m, sim.zones) for m in sim.meters["meter_id"]],
+            "customer_class": "network",
+            "has_solar": "false",
+            "status": "active",
+        }
+    )
+    installs = pd.DataFrame(
+        {
+            "meter_id": sim.meters["meter_id"],
+            "service_point_id": "SP-" + sim.meters["meter_id"],
+            "installed_at": "2000-01-01T00:00:00Z",
+            "removed_at": "",
+            "multiplier": 1.0,
+            "start_register": np.nan,
+            "end_register": np.nan,
+        }
+    )
+    for name, frame in (
+        ("zones", sim.zones),
+        ("meters", sim.meters),
+        ("service_points", pd.concat([sim.service_points, inlet_sps], ignore_index=True)),
+        ("meter_installs", installs),
+    ):
+        path = cis / f"{name}.csv"
+        if path.exists():
+            existing = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame = pd.concat([existing, frame.astype(object).where(frame.notna(), "")], ignore_index=True)
+        frame = frame.astype(object).where(frame.notna(), "")
+        frame.to_csv(path, index=False, lineterminator="\n")
+    truth = out_dir / "ground_truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    iso = {
+        "start": lambda f: pd.to_datetime(f["start"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": lambda f: pd.to_datetime(f["end"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    sim.truth.assign(**iso).to_csv(truth / "inflow_events.csv", index=False, lineterminator="\n")
+    sim.gaps.assign(**iso).to_csv(truth / "inflow_gaps.csv", index=False, lineterminator="\n")
+    return {"zones": len(sim.zones), "files": files, "leaks": len(sim.truth)}
+
+
+def _zone_of(meter_id: str, zones: pd.DataFrame) -> str:
+    hit = zones[(zones["bulk_meter_ids"] == meter_id) | (zones["tank_level_meter_id"] == meter_id)]
+    return str(hit["zone_id"].iloc[0]) if len(hit) else ""
 
 
 def _meter(meter_id: str, step: int, unit: str, channel: str = "water") -> dict:
