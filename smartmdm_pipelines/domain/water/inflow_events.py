@@ -101,6 +101,7 @@ def detect_zone_events(
     raw = nights["night_flow"]
     factors = day_type_factors(raw)
     run = _Run(inflow, tz, params, raw.to_numpy() / factors.to_numpy(), factors.to_numpy(), nights.index)
+    run.demand = (_day_mean(inflow, tz).reindex(nights.index) - raw).to_numpy()
     run.floor = float(noise_floor)
     run.scan()
     nights = nights.assign(baseline=run.baseline * factors.to_numpy())
@@ -108,6 +109,13 @@ def detect_zone_events(
     rows = [ev.row(zone_id, unit, last_hour) for ev in run.events]
     events = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     return events, nights
+
+
+def _day_mean(inflow: pd.Series, tz: str) -> pd.Series:
+    """Mean hourly inflow per local day, of days with at least 20 hours known."""
+    day = (inflow.index - HOUR).tz_convert(tz).normalize().tz_localize(None)
+    grouped = inflow.groupby(day)
+    return grouped.mean().where(grouped.count() >= 20)
 
 
 @dataclass
@@ -121,6 +129,7 @@ class _Event:
     base: float = 0.0  # gradual: the level before the rise (normalised night flow)
     end: pd.Timestamp | None = None
     volume: float | None = None  # gradual: summed over its nights; abrupt: rate x hours
+    regime: int = -1  # gradual: the regime (first night since the last change) it was found in
 
     @property
     def current_rate(self) -> float:
@@ -165,6 +174,7 @@ class _Run:
         self.regime: list[int] = []  # valid night positions since the last change (baseline material)
         self.regime_start = 0
         self.floor = 0.0
+        self.demand = np.full(len(norm), np.nan)  # day mean inflow - night flow: the demand level
 
     # --- the scan ------------------------------------------------------------------------------
     def scan(self) -> None:
@@ -263,27 +273,28 @@ class _Run:
     def gradual(self, i: int, ref: float) -> None:
         """Test the regime's last ``gradual_window_days`` for a sustained rise at night ``i``."""
         p, v = self.p, self.norm
-        open_gradual = [ev for ev in self.events if ev.kind == "gradual" and ev.end is None]
-        window = [j for j in self.valid_between(max(self.regime_start, i - p.gradual_window_days + 1), i)]
+        open_gradual = [
+            ev
+            for ev in self.events
+            if ev.kind == "gradual" and ev.end is None and ev.regime == self.regime_start
+        ]
+        window = self.valid_between(max(self.regime_start, i - p.gradual_window_days + 1), i)
+        window = [j for j in window if not np.isnan(self.demand[j])]
         if len(window) < 0.6 * p.gradual_window_days:
             return
-        x = np.asarray(window, dtype="float64")
         y = v[window]
-        slope = _theil_sen(x, y)
         if open_gradual:
             ev = open_gradual[-1]
-            level = float(np.median(v[window[-7:]]))
+            level = float(np.median(y[-7:]))
             ev.evidence["last_level"] = round(level * float(self.factors[i]), 4)
             ev.rate = max(ev.rate, (level - ev.base) * float(self.factors[i]))
             return
-        resid = y - (np.median(y - slope * x) + slope * x)
-        s = robust_sigma(resid, floor=0.005 * abs(ref))
+        x = np.asarray(window, dtype="float64")
+        slope, se_slope = _trend_beside_demand(x, y, self.demand[window])
         span = x[-1] - x[0]
         rise = slope * span
         head, tail = float(np.median(y[:7])), float(np.median(y[-7:]))
-        needed = max(
-            p.min_gradual_share * abs(head), p.gradual_z * s * math.sqrt(12.0 / len(x)), self.floor / 2
-        )
+        needed = max(p.min_gradual_share * abs(head), p.gradual_z * se_slope * span, self.floor / 2)
         if slope <= 0 or rise < needed or tail - head < 0.8 * p.min_gradual_share * abs(head):
             return
         lo = max(self.regime_start, i - 2 * p.gradual_window_days)
@@ -302,7 +313,16 @@ class _Run:
         }
         z = rise / max(needed, 1e-9)
         confidence = min(0.95, 1.0 - math.exp(-1.5 * z))
-        ev = _Event("gradual", start, (tail - base) * factor, confidence, self.days[i], evidence, base=base)
+        ev = _Event(
+            "gradual",
+            start,
+            (tail - base) * factor,
+            confidence,
+            self.days[i],
+            evidence,
+            base,
+            regime=self.regime_start,
+        )
         self.events.append(ev)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -354,10 +374,21 @@ class _Run:
         return candidates[int(np.argmin(sse))], "hourly_residual"
 
 
-def _theil_sen(x: np.ndarray, y: np.ndarray) -> float:
-    i, j = np.triu_indices(len(x), k=1)
-    dx = x[j] - x[i]
-    return float(np.median((y[j] - y[i]) / dx)) if len(dx) else 0.0
+def _trend_beside_demand(x: np.ndarray, y: np.ndarray, demand: np.ndarray) -> tuple[float, float]:
+    """Slope of night flow over days and its standard error, with the day's demand (mean inflow above
+    the night flow) as a second regressor: a seasonal rise in demand lifts the night's share of use
+    along with the day, a leak lifts the night alone. Nights beyond 3 sigma of a first fit are dropped."""
+    design = np.column_stack([np.ones_like(x), x - x.mean(), demand - demand.mean()])
+    keep = np.ones(len(x), dtype=bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(design[keep], y[keep], rcond=None)
+        resid = y - design @ coef
+        s = robust_sigma(resid[keep], floor=1e-9)
+        keep = np.abs(resid) <= 3 * s
+    dof = max(int(keep.sum()) - 3, 1)
+    sigma2 = float((resid[keep] ** 2).sum()) / dof
+    cov = np.linalg.pinv(design[keep].T @ design[keep]) * sigma2
+    return float(coef[1]), float(np.sqrt(max(cov[1, 1], 0.0)))
 
 
 def _hinge_onset(x: np.ndarray, values: np.ndarray) -> tuple[float, float]:
