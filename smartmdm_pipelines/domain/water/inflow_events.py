@@ -56,7 +56,7 @@ class InflowParams:
     baseline_nights: int = 14
     min_history_nights: int = 7
     gradual_window_days: int = 28
-    min_gradual_share: float = 0.08  # smallest sustained rise over the window, share of night flow
+    min_gradual_share: float = 0.05  # smallest sustained rise over the window, share of night flow
     gradual_z: float = 3.0
     profile_days: int = 21  # history for the hourly demand profile
     lookback_days: int = 120  # history the service reads before the first day evaluated
