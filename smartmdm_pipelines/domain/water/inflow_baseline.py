@@ -5,7 +5,7 @@
   minimum of its hours, so that tank-level quantisation telescopes (see ``inflow.tank_storage_change``).
   A night with a missing hour is NaN (its completeness says how much was there).
 * **Night baseline**: the rolling median of the previous nights (default 14), after dividing
-  each night by its day type's factor (weekend nights differ from weekday nights). The median
+  each weekend night by the zone's weekend/weekday ratio (weekend nights differ). The median
   follows a seasonal drift within days yet ignores a few odd nights.
 * **Hourly profile**: the median inflow per (day type, local hour) over the weeks before an
   instant: the expected shape of a day, which ``inflow_events`` rescales day by day.
@@ -56,16 +56,19 @@ def night_flow(inflow: pd.Series, tz: str, night_start: int = 2, night_end: int 
     return out
 
 
-def day_type_factors(night: pd.Series, window: int = 56) -> pd.Series:
-    """Weekend/weekday ratio of night flow per day (trailing ``window`` days, 1.0 when unknown)."""
+def day_type_factors(night: pd.Series) -> pd.Series:
+    """Per day: 1.0 on weekday nights, the zone's weekend ratio on weekend nights.
+
+    The ratio is the median over the series of each weekend night divided by the median of the
+    weekday nights within four days of it: a local comparison, so a leak (which lifts both) or the
+    season does not bias it. Clipped to [0.7, 1.4]; 1.0 when there are too few weekends.
+    """
     types = day_type(night.index)
-    weekday = night.where(types == WEEKDAY).rolling(window, min_periods=8).median().ffill()
-    weekend = night.where(types == WEEKEND).rolling(window, min_periods=4).median().ffill()
-    overall = night.rolling(window, min_periods=12).median()
-    ratio_end = (weekend / overall).clip(0.7, 1.4)
-    ratio_day = (weekday / overall).clip(0.7, 1.4)
-    factor = np.where(types == WEEKEND, ratio_end, ratio_day)
-    return pd.Series(factor, index=night.index).fillna(1.0)
+    weekday = night.where(types == WEEKDAY).rolling(9, center=True, min_periods=3).median()
+    ratio = (night / weekday).where(types == WEEKEND)
+    ratio = ratio.replace([np.inf, -np.inf], np.nan).dropna()
+    weekend = float(np.clip(ratio.median(), 0.7, 1.4)) if len(ratio) >= 4 else 1.0
+    return pd.Series(np.where(types == WEEKEND, weekend, 1.0), index=night.index)
 
 
 def night_baseline(normalised: pd.Series, nights: int = 14, min_nights: int = 7) -> pd.Series:

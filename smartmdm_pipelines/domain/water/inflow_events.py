@@ -294,8 +294,8 @@ class _Run:
         span = x[-1] - x[0]
         rise = slope * span
         head, tail = float(np.median(y[:7])), float(np.median(y[-7:]))
-        needed = max(p.min_gradual_share * abs(head), p.gradual_z * se_slope * span, self.floor / 2)
-        if slope <= 0 or rise < needed or tail - head < 0.8 * p.min_gradual_share * abs(head):
+        needed = max(p.min_gradual_share * abs(head), p.gradual_z * se_slope * span, 1.5 * self.floor)
+        if slope <= 0 or rise < needed or tail - head < 0.8 * needed:
             return
         lo = max(self.regime_start, i - 2 * p.gradual_window_days)
         onset, base = _hinge_onset(np.asarray(self.valid_between(lo, i), dtype="float64"), v)
