@@ -216,7 +216,14 @@ class _Run:
                     after = self.valid[k : k + max(p.confirm_nights, 5)]
                     after = after[sign * (v[after] - ref) > threshold / 2]
                     step = float(np.median(v[after]) - ref)
-                    jump = v[i] - float(np.median(v[self.regime[-3:]]))
+                    last = v[self.regime[-3:]]
+                    # during an open rise the jump must clear the highest recent night, not their median
+                    rising = any(
+                        ev.kind == "gradual" and ev.end is None and ev.regime == self.regime_start
+                        for ev in self.events
+                    )
+                    near = np.max(last) if rising and sign > 0 else np.median(last)
+                    jump = v[i] - float(near)
                     if sign * jump >= 0.6 * abs(step):
                         self.change(k, ref, sigma, threshold, step, ahead)
                         k += len(ahead)
