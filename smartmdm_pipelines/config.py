@@ -148,7 +148,7 @@ class InflowClassSettings(_Strict):
     baseline_nights: int = Field(14, ge=3)
     min_history_nights: int = Field(7, ge=3)
     gradual_window_days: int = Field(28, ge=7)
-    min_gradual_share: float = Field(0.05, gt=0, lt=1)
+    min_gradual_share: float = Field(0.04, gt=0, lt=1)
     gradual_z: float = Field(3.0, gt=0)
     profile_days: int = Field(21, ge=7)
     lookback_days: int = Field(120, ge=14)

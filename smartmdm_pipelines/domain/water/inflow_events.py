@@ -56,7 +56,7 @@ class InflowParams:
     baseline_nights: int = 14
     min_history_nights: int = 7
     gradual_window_days: int = 28
-    min_gradual_share: float = 0.05  # smallest sustained rise over the window, share of night flow
+    min_gradual_share: float = 0.04  # smallest sustained rise over the window, share of night flow
     gradual_z: float = 3.0
     profile_days: int = 21  # history for the hourly demand profile
     lookback_days: int = 120  # history the service reads before the first day evaluated
@@ -304,7 +304,7 @@ class _Run:
         needed = max(p.min_gradual_share * abs(head), p.gradual_z * se_slope * span, 1.5 * self.floor)
         if slope <= 0 or rise < needed or tail - head < 0.8 * needed:
             return
-        lo = max(self.regime_start, i - 2 * p.gradual_window_days)
+        lo = max(self.regime_start, i - p.gradual_window_days - 7)
         onset, base = _hinge_onset(np.asarray(self.valid_between(lo, i), dtype="float64"), v)
         factor = float(self.factors[i])
         start_day = self.days[int(onset)]
