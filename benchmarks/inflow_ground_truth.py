@@ -1,6 +1,6 @@
 """Inflow-only loss detection (issue 16) against the simulator's ground truth.
 
-    .venv/bin/python benchmarks/inflow_ground_truth.py --zones 24 --days 365 --seeds 42 43
+    .venv/bin/python benchmarks/inflow_ground_truth.py --zones 24 --days 365 --seeds 7 8 9
     .venv/bin/python benchmarks/inflow_ground_truth.py --zones 8 --json    # machine-readable figures
 
 For each seed it simulates ``--zones`` inlet-only DMAs for a year (``simulate/inflow_zones.py``:
