@@ -113,8 +113,11 @@ def _without_customer_intervals(store: Store, zone_ids: list[str]) -> list[str]:
 
 
 def _properties(store: Store) -> dict[str, int]:
+    """Active service points per zone, those hosting a zone bulk (inlet, level) meter left out."""
     counts = store.read_frame(
-        "SELECT zone_id, count(*) AS n FROM service_points WHERE status = 'active' GROUP BY zone_id"
+        "SELECT zone_id, count(*) AS n FROM service_points sp WHERE status = 'active' AND NOT EXISTS ("
+        " SELECT 1 FROM meter_installs mi JOIN meters m ON m.meter_id = mi.meter_id"
+        " WHERE mi.service_point_id = sp.service_point_id AND m.role = 'zone_bulk') GROUP BY zone_id"
     )
     return dict(zip(counts["zone_id"], counts["n"].astype(int), strict=True))
 

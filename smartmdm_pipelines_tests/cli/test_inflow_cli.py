@@ -7,26 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from smartmdm_pipelines.cli import main
 from smartmdm_pipelines.domain.water.inflow_events import InflowParams
 from smartmdm_pipelines.services.inflow_detection import detect_inflow_events
 from smartmdm_pipelines.store.store import Store
+from smartmdm_pipelines_tests.cli.test_ops_cli import env  # noqa: F401  (the same CLI environment)
 from smartmdm_pipelines_tests.domain.water.synthetic import TZ, demand, hours, step
 
 DAYS = 21
 START = dt.date(2024, 1, 8)
 GAL = 264.1720523581484
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def env(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    url = request.getfixturevalue("duckdb_url" if request.param == "duckdb" else "postgres_url")
-    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SMARTMDM_DATABASE_URL", url)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    return tmp_path
 
 
 def _inlet_csv(path: Path, at: pd.Timestamp) -> None:
@@ -47,7 +38,7 @@ def _inlet_csv(path: Path, at: pd.Timestamp) -> None:
     frame.to_csv(path, index=False, float_format="%.5f")
 
 
-def test_inlet_only_zone_from_cis_sync_to_loss_event(env: Path, capsys) -> None:
+def test_inlet_only_zone_from_cis_sync_to_loss_event(env: Path, capsys) -> None:  # noqa: F811
     cis = env / "data" / "cis"
     cis.mkdir(parents=True)
     (cis / "zones.csv").write_text(

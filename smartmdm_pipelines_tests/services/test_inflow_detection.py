@@ -12,7 +12,7 @@ import pytest
 from smartmdm_pipelines.domain.water.inflow_events import InflowParams
 from smartmdm_pipelines.services.inflow_detection import detect_inflow_events, event_id
 
-from ..domain.water.synthetic import TZ, demand, hours, step
+from ..domain.water.synthetic import TZ, demand, hours, step, tank_zone
 
 PARAMS = {
     "dma": InflowParams(lookback_days=90),
@@ -36,25 +36,36 @@ def _zones(store, rows: list[dict]) -> None:
 
 
 def _intervals(
-    store, meter_id: str, hourly: pd.Series, unit: str = "gal", channel: str = "water", status: str = "valid"
+    store,
+    meter_id: str,
+    hourly: pd.Series,
+    unit: str = "gal",
+    channel: str = "water",
+    status: str = "valid",
+    version: int = 1,
+    minutes: int = 15,
 ) -> None:
-    """Each hour as four 15-minute intervals (a quarter of the hour's volume each), NaN hours left out."""
+    """Each known hour as intervals of ``minutes`` sharing its volume (a level meter: ``minutes=60``,
+    the value as read); NaN hours are left out."""
     hourly = hourly.dropna()
-    ends = np.concatenate([hourly.index + pd.Timedelta(minutes=15 * (k - 3)) for k in range(4)])
-    values = np.tile(hourly.to_numpy() / 4.0, 4)
-    frame = pd.DataFrame({"interval_end": pd.DatetimeIndex(ends), "value": values}).sort_values(
-        "interval_end"
+    per_hour = 60 // minutes
+    ends = np.concatenate(
+        [hourly.index + pd.Timedelta(minutes=minutes * (k - per_hour + 1)) for k in range(per_hour)]
     )
+    frame = pd.DataFrame(
+        {"interval_end": pd.DatetimeIndex(ends), "value": np.tile(hourly.to_numpy() / per_hour, per_hour)}
+    )
+    frame = frame.sort_values("interval_end")
     frame = frame.assign(
         meter_id=meter_id,
         channel=channel,
-        version=1,
-        interval_seconds=900,
+        version=version,
+        interval_seconds=60 * minutes,
         unit=unit,
         status=status,
-        read_day=(frame["interval_end"] - pd.Timedelta(minutes=15)).dt.tz_convert(TZ).dt.date,
+        read_day=(frame["interval_end"] - pd.Timedelta(minutes=minutes)).dt.tz_convert(TZ).dt.date,
         created_by="test",
-        created_at=pd.Timestamp("2024-06-01", tz="UTC"),
+        created_at=pd.Timestamp("2024-06-01", tz="UTC") + pd.Timedelta(days=version),
     )
     store.bulk_insert("intervals", frame)
 
@@ -121,14 +132,8 @@ def test_estimated_intervals_are_gaps_and_a_tank_fed_zone_works(store):
     area = 400.0
     at = _local("2024-03-05 13:00")
     use = demand(index, seed=4) + step(index, at, 6.0)  # m3; the store holds gallons
-    level, pumping, pumped, levels = 3.0, False, [], []
-    rate = 2.0 * use.max()
-    for u in use:
-        pumping = True if level < 2.0 else False if level > 4.0 else pumping
-        q = rate if pumping else 0.0
-        level += (q - u) / area
-        pumped.append(q * GAL)
-        levels.append(round(level, 2))
+    pumped, levels = tank_zone(use, area)
+    pumped = pumped * GAL
     _zones(
         store,
         [
@@ -142,18 +147,7 @@ def test_estimated_intervals_are_gaps_and_a_tank_fed_zone_works(store):
         ],
     )
     _intervals(store, "PUMP", pd.Series(pumped, index=index))
-    level_rows = pd.DataFrame({"interval_end": index, "value": levels}).assign(
-        meter_id="LVL",
-        channel="level",
-        version=1,
-        interval_seconds=3600,
-        unit="m",
-        status="valid",
-        read_day=(index - pd.Timedelta(hours=1)).tz_convert(TZ).date,
-        created_by="test",
-        created_at=pd.Timestamp("2024-06-01", tz="UTC"),
-    )
-    store.bulk_insert("intervals", level_rows)
+    _intervals(store, "LVL", pd.Series(levels, index=index), unit="m", channel="level", minutes=60)
     detect_inflow_events(
         store, START + dt.timedelta(days=30), START + dt.timedelta(days=DAYS - 1), params=PARAMS
     )
@@ -165,21 +159,8 @@ def test_estimated_intervals_are_gaps_and_a_tank_fed_zone_works(store):
     # a newer version marks the leak's days as estimated: those hours become gaps, the event goes
     # (the VEE's estimate repeats the past, it cannot carry the leak's start)
     days = (index > at - pd.Timedelta(days=1)) & (index <= at + pd.Timedelta(days=5))
-    newer = pd.Series(np.where(days, np.array(pumped), np.nan), index=index)
-    hourly = newer.dropna()
-    ends = np.concatenate([hourly.index + pd.Timedelta(minutes=15 * (k - 3)) for k in range(4)])
-    frame = pd.DataFrame({"interval_end": pd.DatetimeIndex(ends), "value": 0.0}).assign(
-        meter_id="PUMP",
-        channel="water",
-        version=2,
-        interval_seconds=900,
-        unit="gal",
-        status="estimated",
-        created_by="test",
-        created_at=pd.Timestamp("2024-06-02", tz="UTC"),
-    )
-    frame["read_day"] = (frame["interval_end"] - pd.Timedelta(minutes=15)).dt.tz_convert(TZ).dt.date
-    store.bulk_insert("intervals", frame)
+    newer = pd.Series(np.where(days, 0.0, np.nan), index=index)
+    _intervals(store, "PUMP", newer, status="estimated", version=2)
     rerun = detect_inflow_events(
         store, START + dt.timedelta(days=30), START + dt.timedelta(days=DAYS - 1), params=PARAMS
     )

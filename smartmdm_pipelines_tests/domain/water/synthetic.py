@@ -33,3 +33,17 @@ def step(
     """A leak of ``rate`` per hour from ``at`` (hour-aligned) to ``until``."""
     on = (index > at) & ((index <= until) if until is not None else True)
     return np.where(on, rate, 0.0)
+
+
+def tank_zone(use: np.ndarray, area: float) -> tuple[np.ndarray, np.ndarray]:
+    """A tank feeding a zone: pump volumes per hour (on below 2 m, off above 4 m, at twice the peak
+    use) and the level at each hour end rounded to 1 cm."""
+    level, pumping, pumped, levels = 3.0, False, [], []
+    rate = 2.0 * use.max()
+    for u in use:  # hysteresis is sequential
+        pumping = True if level < 2.0 else False if level > 4.0 else pumping
+        q = rate if pumping else 0.0
+        level += (q - u) / area
+        pumped.append(q)
+        levels.append(level)
+    return np.array(pumped), np.round(levels, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from smartmdm_pipelines.domain.water.inflow import (
     hour_index,
@@ -14,7 +15,7 @@ from smartmdm_pipelines.domain.water.inflow import (
 from smartmdm_pipelines.domain.water.inflow_baseline import night_flow
 from smartmdm_pipelines.domain.water.inflow_events import InflowParams, detect_zone_events, tank_noise_floor
 
-from .synthetic import TZ, demand, hours, step
+from .synthetic import TZ, demand, hours, step, tank_zone
 
 PARAMS = InflowParams()
 
@@ -34,15 +35,9 @@ def test_a_step_is_found_within_an_hour_of_its_start_with_its_rate():
     assert 3.2 < ev["rate"] < 4.8
     assert ev["status"] == "open" and pd.isna(ev["end_at"])
     hours_open = (index[-1] - ev["start_at"]) / pd.Timedelta(hours=1)
-    assert ev["volume"] == pytest_approx(ev["rate"] * hours_open)
+    assert ev["volume"] == pytest.approx(ev["rate"] * hours_open)
     assert 0.5 < ev["confidence"] <= 1.0
     assert ev["evidence"]["signal"] == "night_flow" and ev["evidence"]["timed_on"] == "hourly_residual"
-
-
-def pytest_approx(value: float):
-    import pytest
-
-    return pytest.approx(value, rel=1e-6)
 
 
 def test_a_repair_ends_the_open_event():
@@ -54,7 +49,7 @@ def test_a_repair_ends_the_open_event():
     ev = events.iloc[0]
     assert ev["status"] == "ended"
     assert abs(ev["end_at"] - fixed) <= pd.Timedelta(hours=2)
-    assert ev["volume"] == pytest_approx(ev["rate"] * (ev["end_at"] - ev["start_at"]) / pd.Timedelta(hours=1))
+    assert ev["volume"] == pytest.approx(ev["rate"] * (ev["end_at"] - ev["start_at"]) / pd.Timedelta(hours=1))
 
 
 def test_a_ramp_is_a_gradual_event_not_a_step():
@@ -121,17 +116,8 @@ def test_hourly_volumes_keep_gaps_and_zone_inflow_subtracts_children():
 
 
 def _tank_zone(index: pd.DatetimeIndex, use: np.ndarray, area: float) -> tuple[np.ndarray, pd.DataFrame]:
-    """Pump with level hysteresis; level read at each hour end and rounded to 1 cm."""
-    level, pumping, pumped, levels = 3.0, False, [], []
-    rate = 2.0 * use.max()
-    for u in use:
-        pumping = True if level < 2.0 else False if level > 4.0 else pumping
-        q = rate if pumping else 0.0
-        level += (q - u) / area
-        pumped.append(q)
-        levels.append(level)
-    frame = pd.DataFrame({"meter_id": "L", "interval_end": index, "value": np.round(levels, 2)})
-    return np.array(pumped), frame
+    pumped, levels = tank_zone(use, area)
+    return pumped, pd.DataFrame({"meter_id": "L", "interval_end": index, "value": levels})
 
 
 def test_a_tank_fed_zone_consumes_feed_minus_storage_and_1cm_levels_raise_no_event():
