@@ -98,6 +98,35 @@ def test_step_repair_ramp_gap_and_idempotent_rerun(store):
     )
     for meter, values in series.items():
         _intervals(store, meter, pd.Series(values, index=index))
+    # two customers in the gap zone, and the service point of its inlet meter (not a customer)
+    store.bulk_insert(
+        "service_points",
+        pd.DataFrame(
+            {"service_point_id": ["C1", "C2", "NET"], "commodity": "water", "timezone": TZ, "zone_id": "ZG"}
+        ),
+    )
+    store.bulk_insert(
+        "meters",
+        pd.DataFrame(
+            {
+                "meter_id": ["INL-GAP"],
+                "kind": "ami",
+                "commodity": "water",
+                "role": "zone_bulk",
+                "channels": "water",
+            }
+        ).assign(unit="gal", interval_seconds=900),
+    )
+    store.bulk_insert(
+        "meter_installs",
+        pd.DataFrame(
+            {
+                "meter_id": ["INL-GAP"],
+                "service_point_id": ["NET"],
+                "installed_at": [pd.Timestamp("2020-01-01", tz="UTC")],
+            }
+        ),
+    )
     end = START + dt.timedelta(days=DAYS - 1)
     returned = detect_inflow_events(store, START + dt.timedelta(days=30), end, params=PARAMS)
     stored = _stored(store)
@@ -125,6 +154,9 @@ def test_step_repair_ramp_gap_and_idempotent_rerun(store):
     assert len(nights) == DAYS - 30
     assert nights["min_night_flow"].isna().sum() >= 2  # the gap's nights are unknown, not zero
     assert nights["completeness"].min() == 0.0
+    allowance = 2 * 1.7 / 1000 * GAL  # two properties x 1.7 l/h, in gallons
+    assert nights["legitimate_night_use"].to_numpy() == pytest.approx(allowance)
+    assert (nights["excess_night_flow"] - (nights["min_night_flow"] - allowance)).abs().max() < 1e-9
 
 
 def test_estimated_intervals_are_gaps_and_a_tank_fed_zone_works(store):
