@@ -162,7 +162,8 @@ def detect_inflow_events(
         for m in sorted(needed)
     }
     frames = [f for f in reads.values() if len(f)]
-    intervals = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["meter_id"])
+    columns = ["meter_id", "interval_end", "interval_seconds", "value", "unit", "status"]
+    intervals = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     units = intervals.groupby("meter_id")["unit"].first().to_dict() if len(intervals) else {}
     measured = intervals.assign(value=intervals["value"].where(intervals["status"].isin(MEASURED)))
     volumes = hourly_volumes(measured, hours) if len(intervals) else pd.DataFrame(index=hours)

@@ -201,7 +201,10 @@ def test_estimated_intervals_are_gaps_and_a_tank_fed_zone_works(store):
     assert all(abs(s - at) > pd.Timedelta(hours=6) for s in stored["start_at"]) or stored.empty
 
 
-@pytest.mark.parametrize("zone_ids", [["NOPE"]])
-def test_unknown_zones_write_nothing(store, zone_ids):
-    assert detect_inflow_events(store, START, START, zone_ids=zone_ids, params=PARAMS).empty
+def test_unknown_zones_and_a_silent_inlet_write_no_event(store):
+    assert detect_inflow_events(store, START, START, zone_ids=["NOPE"], params=PARAMS).empty
+    _zones(store, [{"zone_id": "ZQ", "bulk_meter_ids": "SILENT"}])
+    assert detect_inflow_events(store, START, START + dt.timedelta(days=2), params=PARAMS).empty
     assert store.count("loss_events") == 0
+    nights = store.read_frame("SELECT * FROM zone_night_flow")
+    assert len(nights) == 3 and nights["min_night_flow"].isna().all() and (nights["completeness"] == 0).all()
