@@ -62,6 +62,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         truth_values=args.truth_values,
         output_format="generic_csv" if args.formats == "mix" else args.formats,
         formats="mix" if args.formats == "mix" else None,
+        inflow_zones=args.inflow_zones,
     )
     summary = generate(Path(args.out), spec)
     print(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -357,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="generic_csv",
         help="head-end file format; mix = each head-end in another format (what a format cannot carry "
         "goes to generic CSV files of the same head-end)",
+    )
+    p.add_argument(
+        "--inflow-zones",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write N DMAs metered only at their inlet (5-15 min, m3) with injected leaks "
+        "(ground_truth/inflow_events.csv); leaks start after 35 days",
     )
     p.set_defaults(func=cmd_generate)
 

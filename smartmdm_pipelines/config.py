@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from smartmdm_pipelines.adapters.base import SourceConfig
 from smartmdm_pipelines.adapters.csv_mapping import CsvMapping
 from smartmdm_pipelines.domain.vee.config import VeeConfig
+from smartmdm_pipelines.domain.water.inflow_events import InflowParams
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_utility") / "utility.yaml"
 MAPPED_CSV = "mapped_csv"
@@ -136,6 +137,56 @@ class BillingSettings(_Strict):
     tariffs: list[TariffSettings] = Field(default_factory=list)
 
 
+class InflowClassSettings(_Strict):
+    """Inflow-only loss detection parameters of one zone class (``domain.water.inflow_events``)."""
+
+    night_start_hour: int = Field(2, ge=0, le=23)
+    night_end_hour: int = Field(4, ge=0, le=23)
+    min_step_share: float = Field(0.05, gt=0, lt=1)
+    step_z: float = Field(4.0, gt=0)
+    min_duration_hours: int = Field(48, ge=1)
+    baseline_nights: int = Field(14, ge=3)
+    min_history_nights: int = Field(7, ge=3)
+    gradual_window_days: int = Field(28, ge=7)
+    min_gradual_share: float = Field(0.04, gt=0, lt=1)
+    gradual_z: float = Field(3.0, gt=0)
+    profile_days: int = Field(21, ge=7)
+    lookback_days: int = Field(120, ge=14)
+    legitimate_night_use_l_per_property_h: float = Field(1.7, ge=0)
+    level_resolution_m: float = Field(0.01, gt=0)
+
+    @model_validator(mode="after")
+    def _window(self) -> InflowClassSettings:
+        if self.night_start_hour == self.night_end_hour:
+            raise ValueError("night_start_hour and night_end_hour must differ")
+        return self
+
+
+class WaterDetectionSettings(_Strict):
+    """Per zone class detection parameters; a class names only what differs from ``dma``'s."""
+
+    default_class: str = "dma"
+    classes: dict[str, dict] = Field(default_factory=lambda: {"dma": {}})
+
+    @model_validator(mode="after")
+    def _classes(self) -> WaterDetectionSettings:
+        for name in self.classes:
+            self.params_for(name)
+        if self.default_class not in self.classes:
+            raise ValueError(f"default_class {self.default_class!r} is not one of {sorted(self.classes)}")
+        return self
+
+    def params_for(self, zone_class: str | None) -> InflowParams:
+        """The parameters of a class (its own fields over the default class's over the defaults)."""
+        base = dict(self.classes.get(self.default_class) or {})
+        base.update(self.classes.get(zone_class or self.default_class) or {})
+        try:
+            settings = InflowClassSettings.model_validate(base)
+        except Exception as exc:
+            raise ValueError(f"water_detection class {zone_class!r}: {exc}") from None
+        return InflowParams(**settings.model_dump())
+
+
 class UtilityConfig(_Strict):
     utility: UtilitySettings
     landing: LandingSettings = Field(default_factory=LandingSettings)
@@ -144,6 +195,7 @@ class UtilityConfig(_Strict):
     cis: CisSettings = Field(default_factory=CisSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     nrw: dict = Field(default_factory=dict)  # domain/water/params.py documents every key
+    water_detection: WaterDetectionSettings = Field(default_factory=WaterDetectionSettings)
     config_dir: Path = DEFAULT_CONFIG.parent
     data_dir: Path = Path("data")
 

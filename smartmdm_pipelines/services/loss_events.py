@@ -71,6 +71,13 @@ def _match(new: pd.DataFrame, old: pd.DataFrame) -> dict[int, int]:
     return pairs
 
 
+def _unique_ids(ids: pd.Series) -> pd.Series:
+    """Ids made unique by a ``-2``, ``-3`` … suffix: a new event can be given the deterministic id
+    (zone, start) of a stored event that another new event has just taken over by matching."""
+    seen = ids.groupby(ids).cumcount()
+    return ids.where(seen == 0, ids + "-" + (seen + 1).astype(str))
+
+
 def upsert_events(
     store: Store,
     events: pd.DataFrame,
@@ -116,6 +123,7 @@ def upsert_events(
                 result.updated.append(prior["event_id"])
             else:
                 result.new.append(rows.at[i, "event_id"])
+        rows["event_id"] = _unique_ids(rows["event_id"])
         matched_old = set(pairs.values())
         stale = old[~old.index.isin(matched_old) & (old["start_at"] >= start) & (old["start_at"] < end)][
             "event_id"

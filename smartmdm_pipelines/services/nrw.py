@@ -7,7 +7,7 @@ every loss detector over the days (with the history each needs) and stores their
 ``services.loss_events`` (upsert by deterministic id, then cross-source merging). A detector is one
 callable ``(store, first_day, last_day, zone_ids) -> DataFrame of loss_events rows`` in
 ``DETECTORS`` under its source name; the balance detector is built in, issue 16's inflow-only
-detector plugs in as ``DETECTORS["inflow"] = detect_inflow_events``.
+detector (``services/inflow_detection.py``) is registered as ``DETECTORS["inflow"]``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import pandas as pd
 
@@ -24,13 +25,14 @@ from smartmdm_pipelines.domain.water.balance import assign_customers, hour_grid,
 from smartmdm_pipelines.domain.water.balance_events import EVENT_COLUMNS, detect_balance_events
 from smartmdm_pipelines.domain.water.night_flow import night_flow, with_baseline
 from smartmdm_pipelines.domain.water.params import ZoneParams
+from smartmdm_pipelines.services.inflow_detection import detect_inflow_events
 from smartmdm_pipelines.services.loss_events import UpsertResult, merge_events, upsert_events
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 Detector = Callable[..., pd.DataFrame]
 # source -> detector(store, first_day, last_day, zone_ids=None); "balance" is added by run_days
-DETECTORS: dict[str, Detector] = {}
+DETECTORS: dict[str, Detector] = {"inflow": partial(detect_inflow_events, write_events=False)}
 
 _DAYS_AND_CHANNEL = "read_day >= :a AND read_day <= :b AND channel = :c"
 

@@ -34,6 +34,7 @@ from .blocks import Block
 from .cis_files import write_cis
 from .fault_effects import DATA, PHYSICAL, ChunkContext, replacement_install
 from .fault_plan import Fault, plan_faults, replacements_needed, vacancy_needed
+from .inflow_zones import InflowZoneSpec, simulate_inflow_zones, write_inflow_zones
 from .master_data import NO_END, Population, build_population
 from .rows import Rows, concat_sorted, event_table, interval_table, register_table, truth_table
 from .spec import GenerationSummary, SimulationSpec
@@ -327,6 +328,19 @@ class _Run:
         self.emit([block], {})
         self.events.extend(ctx.events)
 
+    def write_inflow_zones(self) -> list[str]:
+        """DMAs metered only at their inlet (``spec.inflow_zones``), beside the utility; their inlet files."""
+        if not self.spec.inflow_zones:
+            return []
+        spec = self.spec
+        sim = simulate_inflow_zones(
+            InflowZoneSpec(spec.inflow_zones, spec.start, spec.days, spec.seed, spec.timezone)
+        )
+        write_inflow_zones(self.out_dir, sim)
+        return sorted(
+            str(p.relative_to(self.out_dir)) for p in (self.out_dir / "headend" / "inflow").glob("*.csv")
+        )
+
     # --- finish ----------------------------------------------------------------------------------
     def write_redeliveries(self) -> None:
         grouped: dict[Delivery, list[Rows]] = defaultdict(list)
@@ -421,6 +435,7 @@ class _Run:
             self.truth.close()
         self.write_faults()
         cis_counts = write_cis(self.out_dir, pop)
+        inflow_files = self.write_inflow_zones()
 
         kinds = [f"{s.commodity}/{s.kind}" for s in c.SEGMENTS]
         by_kind: dict[str, int] = {}
@@ -434,12 +449,12 @@ class _Run:
             meters_by_kind=dict(sorted(by_kind.items())),
             service_points=pop.n_sp,
             accounts=cis_counts["accounts"],
-            zones=pop.n_bulk,
+            zones=pop.n_bulk + spec.inflow_zones,
             interval_reads=sum(n for d, n in self.rows_written.items() if d.record == RECORD_INTERVALS),
             register_reads=sum(n for d, n in self.rows_written.items() if d.record == RECORD_REGISTERS),
             events=n_events,
-            files=files,
-            file_formats=file_formats,
+            files=files + inflow_files,
+            file_formats={**file_formats, **dict.fromkeys(inflow_files, "generic_csv")},
             faults=len(self.faults),
             faults_by_type=by_type,
             truth_reads=self.truth_rows,

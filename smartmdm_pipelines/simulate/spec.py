@@ -59,6 +59,7 @@ class SimulationSpec:
     output_format: str = "generic_csv"
     formats: dict[str, str] | None = field(default=None, hash=False)
     theft_rate: float = 0.0  # share of meters per extra theft kind (simulate/theft.py); 0 = none
+    inflow_zones: int = 0  # extra DMAs metered only at their inlet (simulate/inflow_zones.py)
 
     def __post_init__(self) -> None:
         from .catalog import HEADENDS
@@ -82,6 +83,8 @@ class SimulationSpec:
             raise ValueError(f"days must be >= 1 (got {self.days})")
         if not 0.0 <= self.theft_rate <= 0.2:
             raise ValueError(f"theft_rate must be within [0, 0.2] (got {self.theft_rate})")
+        if not 0 <= self.inflow_zones <= 99:
+            raise ValueError(f"inflow_zones must be within [0, 99] (got {self.inflow_zones})")
         if self.chunk_meters < 1:
             raise ValueError(f"chunk_meters must be >= 1 (got {self.chunk_meters})")
         if not 0 <= self.seed < 2**63:
@@ -116,6 +119,8 @@ class SimulationSpec:
         d["start"] = self.start.isoformat()
         if not self.theft_rate:  # the manifest of a utility without the option stays as it was
             del d["theft_rate"]
+        if not self.inflow_zones:
+            del d["inflow_zones"]
         return d
 
 

@@ -160,7 +160,8 @@ def zone_balances(
     intervals (meter_id, interval_end UTC, interval_seconds, value, status, read_day, unit) of the
     inlet and customer meters. ``min_completeness``: one value, or one per zone_id.
     ``connections``: service points per zone; a zone with service points but no customer meter
-    owing intervals (monthly register reads only) has no customer side: never complete.
+    owing intervals (monthly register reads only) has no customer side: never complete; nor has a
+    leaf zone without customer meters.
     """
     zone_ids = sorted(zones["zone_id"].astype(str))
     hours = hour_grid(first_day, last_day, tz)
@@ -178,10 +179,15 @@ def zone_balances(
     per_hour = per_hour.assign(w=_per_hour(per_hour["interval_seconds"])).groupby("zone_id")["w"].sum()
     expected_in = np.repeat(per_hour.reindex(zone_ids).fillna(0.0).to_numpy()[:, None], len(hours), axis=1)
     expected_cu = _expected_customers(installs, meters, zone_ids, hours)
+    # no customer side: a zone with service points but no interval customer meter (monthly reads),
+    # or a leaf zone with neither (fed only by its inlet): its inflow is not a balance, and never
+    # complete (completeness 0, not 'nothing expected'); inflow-only detection covers such zones
+    parents = set(zones["parent_zone_id"].dropna().astype(str))
+    served = np.array([z not in parents for z in zone_ids], dtype=bool)
     if connections is not None:
-        served = connections.reindex(zone_ids).fillna(0).to_numpy() > 0
-        unmetered = served[:, None] & (expected_cu <= 0)
-        expected_cu = np.where(unmetered, np.inf, expected_cu)  # completeness 0, not 'nothing expected'
+        served |= connections.reindex(zone_ids).fillna(0).to_numpy() > 0
+    unmetered = served[:, None] & (expected_cu <= 0)
+    expected_cu = np.where(unmetered, np.inf, expected_cu)
     customers = (
         assign_customers(reads, installs) if not installs.empty else reads.iloc[0:0].assign(zone_id="")
     )
