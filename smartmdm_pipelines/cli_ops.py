@@ -81,6 +81,7 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
     print(
         f"VEE of {total} operating days {args.first}..{args.last} in {len(chunks)} run(s) of up to {chunk} days"
     )
+    has_zones = _has_water_zones()
     with dg.DagsterInstance.get() as instance:
         for first, last in chunks:
             one = first == last
@@ -103,7 +104,7 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
             ]
             failed_days += gx
             failed_runs += 0 if result.success else 1
-            if result.success:  # the NRW outputs of these days follow their intervals
+            if result.success and has_zones:  # the NRW outputs of these days follow their intervals
                 nrw = _run_chunk(instance, "nrw_job", first, last, "vee run")
                 failed_runs += 0 if nrw.success else 1
             elapsed = time.perf_counter() - started
@@ -124,6 +125,17 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
     if failed_days:
         print(f"{len(failed_days)} day(s) fail the blocking check and hold billing back: {failed_days[:20]}")
     return 1 if failed_runs else 0
+
+
+def _has_water_zones() -> bool:
+    """Whether the store holds zones (else `vee run` has no NRW outputs to refresh)."""
+    from smartmdm_pipelines.store.store import Store
+
+    store = Store()
+    try:
+        return bool(store.scalar("SELECT count(*) FROM zones"))
+    finally:
+        store.dispose()
 
 
 def _run_chunk(instance, job: str, first: str, last: str, command: str):
