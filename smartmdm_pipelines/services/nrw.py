@@ -16,7 +16,6 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import pandas as pd
 
@@ -32,7 +31,10 @@ from smartmdm_pipelines.store.store import Store
 
 Detector = Callable[..., pd.DataFrame]
 # source -> detector(store, first_day, last_day, zone_ids=None); "balance" is added by run_days
-DETECTORS: dict[str, Detector] = {"inflow": partial(detect_inflow_events, write_events=False)}
+DETECTORS: dict[str, Detector] = {"inflow": detect_inflow_events}
+# detectors that store their own events: the inflow detector confirms a step days after it started
+# and keeps events that start before the evaluated day, which the shared upsert would drop
+SELF_STORING = {"inflow"}
 
 _DAYS_AND_CHANNEL = "read_day >= :a AND read_day <= :b AND channel = :c"
 
@@ -287,7 +289,17 @@ def run_days(
         chosen = detectors
     for source, detector in chosen.items():
         events = detector(store, first, last, zone_ids)
-        run.events[source] = upsert_events(store, events, source, window, zone_ids or run.zones)
+        if source in SELF_STORING:
+            first_seen = pd.to_datetime(events["detected_at"], utc=True) >= pd.to_datetime(
+                events["updated_at"], utc=True
+            )
+            run.events[source] = UpsertResult(
+                source,
+                new=events.loc[first_seen, "event_id"].tolist(),
+                updated=events.loc[~first_seen, "event_id"].tolist(),
+            )
+        else:
+            run.events[source] = upsert_events(store, events, source, window, zone_ids or run.zones)
     run.merged = merge_events(store, zone_ids)
     return run
 
