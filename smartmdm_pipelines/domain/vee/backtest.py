@@ -1,5 +1,5 @@
 """Estimation backtest, pure logic on frames: which known-good intervals to hide, the California
-baseline, and the accuracy metrics. No database (the store side is ``services.backtest``).
+baseline, and the accuracy metrics. No database (the store side is ``services.vee_backtest``).
 
 A backtest hides (masks) stretches of intervals that are known to be good, asks an estimator to
 fill them, and compares the estimates with the hidden truth:
