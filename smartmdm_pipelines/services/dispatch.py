@@ -70,7 +70,8 @@ class Dispatcher:
         interrupted), else the next ``batch_size`` pending records, keyed now."""
         d = {"d": self.target.destination}
         head = self.store.read_frame(
-            "SELECT batch_key FROM outbox WHERE destination = :d AND state = 'pending' ORDER BY seq LIMIT 1", d
+            "SELECT batch_key FROM outbox WHERE destination = :d AND state = 'pending' ORDER BY seq LIMIT 1",
+            d,
         )
         if head.empty:
             return head

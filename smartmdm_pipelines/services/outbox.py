@@ -70,7 +70,9 @@ def message_ids(frame: pd.DataFrame) -> list[str]:
         + "|"
         + frame["version"].astype(str)
         + "|"
-        + frame["value"].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v))
+        + frame["value"].map(
+            lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v)
+        )
         + "|"
         + frame["status"].astype(str)
     )
@@ -131,7 +133,11 @@ def records(frame: pd.DataFrame) -> list[dict]:
         rec["interval_seconds"] = None if pd.isna(rec["interval_seconds"]) else int(rec["interval_seconds"])
         rec["version"] = int(rec["version"])
         for key in ("service_point_id", "account_id", "unit", "quality", "status"):
-            rec[key] = None if rec[key] is None or (isinstance(rec[key], float) and math.isnan(rec[key])) else rec[key]
+            rec[key] = (
+                None
+                if rec[key] is None or (isinstance(rec[key], float) and math.isnan(rec[key]))
+                else rec[key]
+            )
         out.append(rec)
     return out
 
@@ -203,12 +209,15 @@ def replay(store: Store, message_ids: list[str] | None = None, destination: str 
     if destination:
         where += " AND destination = :d"
         params["d"] = destination
-    result = store.execute(
-        "UPDATE outbox SET state = 'pending', batch_key = NULL, attempts = 0, last_error = NULL "
-        f"WHERE {where}",
-        params,
-    )
-    return max(result.rowcount or 0, 0)
+    with store.begin() as conn:  # counted first: DuckDB reports no rowcount for an UPDATE
+        n = int(store.execute(f"SELECT count(*) FROM outbox WHERE {where}", params, conn).scalar_one())
+        store.execute(
+            "UPDATE outbox SET state = 'pending', batch_key = NULL, attempts = 0, last_error = NULL "
+            f"WHERE {where}",
+            params,
+            conn,
+        )
+    return n
 
 
 def record_json(rows: list[dict]) -> bytes:

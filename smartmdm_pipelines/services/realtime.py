@@ -56,7 +56,13 @@ def ingest_body(
         path = Path(folder) / name
         path.write_bytes(body)
         delivery = _Delivery(
-            f"{channel}:{source}/{name}", name, source_config(config, source), path, sha, len(body), channel=channel
+            f"{channel}:{source}/{name}",
+            name,
+            source_config(config, source),
+            path,
+            sha,
+            len(body),
+            channel=channel,
         )
         return _ingest_delivery(store, config, delivery, received)
 
