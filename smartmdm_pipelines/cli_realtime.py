@@ -23,10 +23,10 @@ def _age(seconds: float | None) -> str:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.server.run import open_store
     from smartmdm_pipelines.services import outbox
-    from smartmdm_pipelines.store.store import Store
 
-    store = Store()
+    store = open_store()
     try:
         if args.action == "status":
             st = outbox.status(store)

@@ -1,4 +1,6 @@
-"""The MQTT subscriber: ``smartmdm/headend/{source}/reads`` at QoS 1 with a persistent session.
+"""The MQTT subscriber: ``smartmdm/headend/{source}/reads`` at QoS 1 with a persistent session
+(the client id is stable per store, so the broker keeps the session's messages while the
+service is down; ``$SMARTMDM_MQTT_TOPIC_PREFIX`` replaces ``smartmdm`` to share a broker).
 
 A message is acknowledged (PUBACK) only after its delivery is committed to the store, so a
 crash before that makes the broker redeliver it; a redelivered message has the same bytes, so
@@ -16,15 +18,21 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-TOPIC = "smartmdm/headend/+/reads"
+DEFAULT_PREFIX = "smartmdm"
 log = logging.getLogger("smartmdm.mqtt")
 
 
-def source_of(topic: str) -> str | None:
-    parts = topic.split("/")
-    if len(parts) == 4 and parts[:2] == ["smartmdm", "headend"] and parts[3] == "reads" and parts[2]:
-        return parts[2]
-    return None
+def topic_filter(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}/headend/+/reads"
+
+
+def source_of(topic: str, prefix: str = DEFAULT_PREFIX) -> str | None:
+    """The head-end source of a ``{prefix}/headend/{source}/reads`` topic."""
+    head = f"{prefix}/headend/"
+    if not topic.startswith(head) or not topic.endswith("/reads"):
+        return None
+    source = topic[len(head) : -len("/reads")]
+    return source if source and "/" not in source else None
 
 
 class Subscriber:
@@ -35,9 +43,11 @@ class Subscriber:
         handle: Callable[[str, bytes], None],
         *,
         client_id: str = "smartmdm-serve",
+        prefix: str = DEFAULT_PREFIX,
         stop: threading.Event | None = None,
     ) -> None:
         self.host, self.port, self.handle = host, port, handle
+        self.prefix, self.topic = prefix, topic_filter(prefix)
         self.stop_event = stop or threading.Event()
         self.inbox: queue.Queue = queue.Queue()
         self.client = mqtt.Client(
@@ -64,9 +74,9 @@ class Subscriber:
         if reason_code.is_failure:
             log.error("MQTT broker %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
-        client.subscribe(TOPIC, qos=1)
+        client.subscribe(self.topic, qos=1)
         self.connected.set()
-        log.info("MQTT: subscribed to %s on %s:%s", TOPIC, self.host, self.port)
+        log.info("MQTT: subscribed to %s on %s:%s", self.topic, self.host, self.port)
 
     def _on_message(self, client, userdata, message) -> None:
         self.inbox.put(message)
@@ -77,7 +87,7 @@ class Subscriber:
                 message = self.inbox.get(timeout=0.2)
             except queue.Empty:
                 continue
-            source = source_of(message.topic)
+            source = source_of(message.topic, self.prefix)
             try:
                 if source is None:
                     log.warning(

@@ -9,6 +9,7 @@ own outbox rows.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 
@@ -62,6 +63,9 @@ class Runtime:
                 self.settings.mqtt_host,
                 self.settings.mqtt_port,
                 lambda source, body: self.ingest(source, body, "mqtt"),
+                client_id=self.settings.mqtt_client_id
+                or "smartmdm-serve-" + hashlib.sha256(self.store.url.encode()).hexdigest()[:12],
+                prefix=self.settings.mqtt_prefix,
                 stop=self.stop_event,
             )
             self.subscriber.start()

@@ -36,6 +36,8 @@ class ServerSettings:
     port: int = 8080
     mqtt_host: str | None = "127.0.0.1"  # None: no MQTT subscriber
     mqtt_port: int = 1883
+    mqtt_prefix: str = "smartmdm"  # topics {prefix}/headend/{source}/reads
+    mqtt_client_id: str | None = None  # None: one stable id per store (a persistent session)
     workers: bool = True  # background VEE and dispatch (tests of the routers alone turn them off)
     vee_idle_seconds: float = 0.2  # how long the VEE worker waits for more deliveries to batch
     report_to_dagster: bool = True
@@ -55,4 +57,6 @@ class ServerSettings:
             port=port or rt.port,
             mqtt_host=(os.environ.get("SMARTMDM_MQTT_HOST") or rt.mqtt_host) if mqtt_on else None,
             mqtt_port=int(os.environ.get("SMARTMDM_MQTT_PORT") or rt.mqtt_port),
+            mqtt_prefix=os.environ.get("SMARTMDM_MQTT_TOPIC_PREFIX") or "smartmdm",
+            mqtt_client_id=os.environ.get("SMARTMDM_MQTT_CLIENT_ID") or None,
         )

@@ -20,6 +20,7 @@ class CisStub:
         self.outage = False  # every request 503 while set
         self.slow_seconds = 0.0  # answered this late (a client timeout)
         self.slow_requests = 0
+        self.accept_delay = 0.0  # accepted, after this long
         self.refuse_ids: set[str] = set()  # a batch holding one of these: 400
         self.unauthorised = 0
         stub = self
@@ -70,6 +71,8 @@ class CisStub:
         if slow:
             time.sleep(slow)  # the client has given up by now: nothing is accepted
             return 503, {"error": "too late"}
+        if self.accept_delay:
+            time.sleep(self.accept_delay)
         with self.lock:
             if self.outage:
                 return 503, {"error": "outage"}
