@@ -222,3 +222,25 @@ def replay(store: Store, message_ids: list[str] | None = None, destination: str 
 
 def record_json(rows: list[dict]) -> bytes:
     return json.dumps({"records": rows}, separators=(",", ":")).encode()
+
+
+def backlog_verdict(st: OutboxStatus, max_age_seconds: float) -> tuple[bool, str]:
+    """Whether the outbox drains in time: (passed, a sentence for operators)."""
+    age = st.oldest_pending_age_seconds
+    if age is not None and age > max_age_seconds:
+        return False, (
+            f"{st.pending:,} records wait to be pushed; the oldest for {age:,.0f}s "
+            f"(more than {max_age_seconds:,.0f}s): is the CIS or the portal down?"
+        )
+    dead = f"; {st.dead_lettered:,} dead-lettered (smartmdm outbox dead)" if st.dead_lettered else ""
+    return True, f"{st.pending:,} pending, oldest {age or 0:,.0f}s (limit {max_age_seconds:,.0f}s){dead}"
+
+
+def status_from_dict(data: dict) -> OutboxStatus:
+    return OutboxStatus(
+        pending=data["pending"],
+        delivered=data["delivered"],
+        dead_lettered=data["dead_lettered"],
+        oldest_pending_age_seconds=data["oldest_pending_age_seconds"],
+        destinations=[DestinationStatus(**d) for d in data.get("destinations", [])],
+    )
