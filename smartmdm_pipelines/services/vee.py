@@ -332,7 +332,7 @@ def _write_versions(
         "est": ESTIMATION_ACTOR,
         "meters": meters,
     }
-    only = _only(meters)
+    only = "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
     # per interval of the day: the current version (c) and the latest the validation wrote (v)
     ranked = (
         "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
