@@ -3,6 +3,7 @@ runless observations the service reports per VEE pass."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -38,8 +39,6 @@ def _evaluate(instance):
 def test_monitor_observes_the_backlog_and_fails_its_check_when_old(
     store_env: Path, instance, monkeypatch
 ) -> None:
-    import os
-
     url = os.environ["SMARTMDM_DATABASE_URL"]
     monkeypatch.setenv("SMARTMDM_CONFIG", str(_config(store_env, port=9)))  # no service there
     _queue(url, store_env, monkeypatch)
@@ -59,8 +58,6 @@ def test_monitor_observes_the_backlog_and_fails_its_check_when_old(
 
 
 def test_service_reports_runless_observations(store_env: Path, instance, monkeypatch) -> None:
-    import os
-
     url = os.environ["SMARTMDM_DATABASE_URL"]
     monkeypatch.setenv("SMARTMDM_CIS_PUSH_URL", "http://127.0.0.1:9/unused")
     store = Store(url)
@@ -78,13 +75,39 @@ def test_service_reports_runless_observations(store_env: Path, instance, monkeyp
         assert meta["latency_seconds"].value >= 0
 
 
-def _config(data: Path, port: int) -> Path:
+def test_pull_sensor_per_configured_headend(mdm_env: Path, instance, httpserver, monkeypatch) -> None:
+    from smartmdm_pipelines.defs.realtime.pull import pull_sensors
+    from smartmdm_pipelines_tests.realtime.test_pull import HeadEnd
+
+    monkeypatch.setenv("HE3_TOKEN", "pull-secret")
+    httpserver.expect_request("/reads").respond_with_handler(HeadEnd(slots=8))
+    pull = [{"source": "he3", "url": httpserver.url_for("/reads"), "token_env": "HE3_TOKEN", "page_size": 4}]
+    monkeypatch.setenv("SMARTMDM_CONFIG", str(_config(mdm_env, port=9, pull=pull)))
+    store = Store(os.environ["SMARTMDM_DATABASE_URL"])
+    master_data(store, ["M1"])
+    store.dispose()
+    sensors = list(pull_sensors().sensors)
+    assert [s.name for s in sensors] == ["pull_headend_he3"]
+    resources = {
+        "store": StoreResource.from_environment(),
+        "utility": UtilityConfigResource.from_environment(),
+    }
+    result = sensors[0](dg.build_sensor_context(instance=instance, resources=resources))
+    meta = result.asset_events[0].metadata
+    assert meta["interval_reads"].value == 8 and meta["deliveries"].value == 2 and meta["cursor"].value == "8"
+    again = sensors[0](dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(again, dg.SkipReason) and "no new reads" in again.skip_message
+
+
+def _config(data: Path, port: int, pull: list | None = None) -> Path:
     import yaml
 
     from smartmdm_pipelines.config import DEFAULT_CONFIG
 
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     raw.setdefault("realtime", {})["port"] = port
+    if pull:
+        raw["realtime"]["pull"] = pull
     for tariff in raw.get("billing", {}).get("tariffs", []):
         tariff["file"] = str((DEFAULT_CONFIG.parent / tariff["file"]).resolve())
     for source in raw.get("sources", []):
