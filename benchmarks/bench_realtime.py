@@ -2,8 +2,10 @@
 HTTP to `smartmdm serve`, measured until a CIS receiver on loopback has every validated record.
 
     .venv/bin/python benchmarks/bench_realtime.py [--meters 100000] [--backend duckdb|postgres]
-        [--reads-per-delivery 1000] [--bursts 1] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+        [--reads-per-delivery 1000] [--bursts 1] [--preload-slots 40] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
+The day's first ``--preload-slots`` quarter-hours are loaded and validated first (a landed file
+and the daily VEE), so the burst is the next quarter-hour of a day in progress.
 Half of the deliveries go over MQTT (QoS 1, the broker at 127.0.0.1:1883), half over HTTP (POST
 /v1/headend/{source}/reads, 4 concurrent clients). Latency per read = time the CIS receiver got its
 validated record - time its delivery was published. Prints p50/p95/p99 latency and the sustained
@@ -33,6 +35,9 @@ import pandas as pd
 import requests
 from pg import Postgres
 
+from smartmdm_pipelines.config import load_config
+from smartmdm_pipelines.services.ingestion import ingest_file
+from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,18 +119,27 @@ def master_data(store: Store, meters: list[str]) -> None:
     )
     store.bulk_insert(
         "accounts",
-        pd.DataFrame({"account_id": [f"A-{m}" for m in meters], "service_point_id": sps, "move_in": "2020-01-01"}),
+        pd.DataFrame(
+            {"account_id": [f"A-{m}" for m in meters], "service_point_id": sps, "move_in": "2020-01-01"}
+        ),
     )
 
 
-def deliveries(meters: list[str], slot: int, size: int, seed: int) -> list[tuple[list[str], str, bytes]]:
-    end = DAY_START + pd.Timedelta(minutes=15 * (slot + 1))
-    stamp = end.strftime("%Y-%m-%dT%H:%M:%SZ")
-    values = np.random.default_rng(seed + slot).gamma(2.0, 0.2, len(meters)).round(3) + 0.05
+def deliveries(meters: list[str], slots, size: int, seed: int) -> list[tuple[list[str], str, bytes]]:
+    """Deliveries of ``size`` meters each holding the quarter-hours ``slots`` (an int: one)."""
+    slots = [slots] if isinstance(slots, int) else list(slots)
     out = []
     for i in range(0, len(meters), size):
         chunk = meters[i : i + size]
-        lines = [f"{m},kwh_delivered,{stamp},900,{v},kWh," for m, v in zip(chunk, values[i : i + size], strict=True)]
+        lines = []
+        for slot in slots:
+            end = DAY_START + pd.Timedelta(minutes=15 * (slot + 1))
+            stamp = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+            values = np.random.default_rng(seed + slot).gamma(2.0, 0.2, len(meters)).round(3) + 0.05
+            lines += [
+                f"{m},kwh_delivered,{stamp},900,{v},kWh,"
+                for m, v in zip(chunk, values[i : i + size], strict=True)
+            ]
         out.append((chunk, end.isoformat(), (HEADER + "\n".join(lines) + "\n").encode()))
     return out
 
@@ -140,6 +154,23 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
     meters = [f"E{i:07d}" for i in range(args.meters)]
     store = Store(url)
     master_data(store, meters)
+    if (
+        args.preload_slots
+    ):  # the day so far, loaded and validated the daily way: the burst is its next quarter-hour
+        config = load_config(data_dir=workdir / "data")
+        for s in range(0, args.preload_slots, 8):
+            for i, (_, _, data) in enumerate(
+                deliveries(meters, range(s, min(s + 8, args.preload_slots)), 100_000, 7)
+            ):
+                path = workdir / f"preload-{s}-{i}.csv"
+                path.write_bytes(data)
+                ingest_file(store, path, config, archive=False)
+        started = time.time()
+        run_day(store, DAY_START.tz_convert("America/Chicago").date(), config)
+        print(
+            f"preloaded {args.preload_slots} quarter-hours; their VEE day took {time.time() - started:.0f}s",
+            file=sys.stderr,
+        )
     store.dispose()
     receiver = Receiver()
     port, prefix = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
@@ -187,7 +218,7 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
     expected = 0
     try:
         for burst in range(args.bursts):
-            items = deliveries(meters, 40 + burst, args.reads_per_delivery, seed=burst)
+            items = deliveries(meters, args.preload_slots + burst, args.reads_per_delivery, seed=burst)
             expected += len(meters)
             http_items = items[1::2]
             with ThreadPoolExecutor(4) as pool:
@@ -219,6 +250,7 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
         "records_received": len(got),
         "records_posted": receiver.records,
         "reads_per_delivery": args.reads_per_delivery,
+        "preloaded_quarter_hours": args.preload_slots,
         "latency_p50_s": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
         "latency_p95_s": round(float(np.percentile(lat, 95)), 2) if len(lat) else None,
         "latency_p99_s": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
@@ -233,9 +265,17 @@ def main() -> None:
     parser.add_argument("--backend", choices=["duckdb", "postgres"], default="duckdb")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--reads-per-delivery", type=int, default=1000)
-    parser.add_argument("--bursts", type=int, default=1, help="quarter-hour bursts, --burst-gap seconds apart")
+    parser.add_argument(
+        "--bursts", type=int, default=1, help="quarter-hour bursts, --burst-gap seconds apart"
+    )
     parser.add_argument("--burst-gap", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--preload-slots",
+        type=int,
+        default=40,
+        help="quarter-hours of the day loaded and validated before the burst (0: the burst is the day's first read)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

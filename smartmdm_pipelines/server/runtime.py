@@ -2,8 +2,9 @@
 the MQTT subscriber and the runless asset events Dagster shows.
 
 With DuckDB the service is the store's single writer process (DuckDB allows one); inside the
-process a lock serialises the heavy writes (ingestion, VEE). The dispatchers only update their
-own outbox rows.
+process deliveries are ingested one at a time (a lock), while the single VEE worker validates
+the committed ones concurrently: a head-end's 202 or PUBACK never waits for a VEE pass. The
+dispatchers only update their own outbox rows.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Runtime:
         self.stop_event = threading.Event()
         self.vee_wanted = threading.Event()
         self.push_wanted: list[threading.Event] = []  # one per dispatcher
-        self.write_lock = threading.Lock() if self.store.backend == "duckdb" else contextlib.nullcontext()
+        self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else contextlib.nullcontext()
         self.threads: list[threading.Thread] = []
         self.subscriber = None
         self.last_vee: RealtimeVee | None = None
@@ -38,7 +39,7 @@ class Runtime:
     # --- inbound -----------------------------------------------------------------------------------
 
     def ingest(self, source: str, body: bytes, channel: str, name: str | None = None) -> FileSummary:
-        with self.write_lock:
+        with self.ingest_lock:
             summary = ingest_body(self.store, self.settings.config, source, body, channel, name)
         if summary.status != "duplicate":
             self.vee_wanted.set()
@@ -102,8 +103,7 @@ class Runtime:
                 self.vee_wanted.set()
 
     def validate_now(self) -> RealtimeVee:
-        with self.write_lock:
-            run = validate_pending(self.store, self.settings.config)
+        run = validate_pending(self.store, self.settings.config)  # one VEE worker thread
         if run.deliveries:
             self.last_vee = run
             self.wake_dispatchers()
