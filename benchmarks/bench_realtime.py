@@ -39,6 +39,9 @@ from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.store.store import Store
+from smartmdm_pipelines_tests.realtime.helpers import (
+    master_data,
+)  # meters, service points, installs, accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "meter_id,channel,interval_end,interval_seconds,value,unit,quality\n"
@@ -73,56 +76,6 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/usage"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-def master_data(store: Store, meters: list[str]) -> None:
-    sps = [f"SP-{m}" for m in meters]
-    store.bulk_insert(
-        "meters",
-        pd.DataFrame(
-            {
-                "meter_id": meters,
-                "kind": "ami",
-                "commodity": "electric",
-                "role": "customer",
-                "channels": "kwh_delivered",
-                "unit": "kWh",
-                "interval_seconds": 900,
-                "multiplier": 1.0,
-                "dials": 6,
-            }
-        ),
-    )
-    store.bulk_insert(
-        "service_points",
-        pd.DataFrame(
-            {
-                "service_point_id": sps,
-                "commodity": "electric",
-                "timezone": "America/Chicago",
-                "status": "active",
-                "customer_class": "residential",
-                "has_solar": False,
-            }
-        ),
-    )
-    store.bulk_insert(
-        "meter_installs",
-        pd.DataFrame(
-            {
-                "meter_id": meters,
-                "service_point_id": sps,
-                "installed_at": pd.Timestamp("2020-01-01T00:00Z"),
-                "multiplier": 1.0,
-            }
-        ),
-    )
-    store.bulk_insert(
-        "accounts",
-        pd.DataFrame(
-            {"account_id": [f"A-{m}" for m in meters], "service_point_id": sps, "move_in": "2020-01-01"}
-        ),
-    )
 
 
 def deliveries(meters: list[str], slots, size: int, seed: int) -> list[tuple[list[str], str, bytes]]:

@@ -15,7 +15,7 @@ from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResourc
 from smartmdm_pipelines.server.dagster_events import Reporter
 from smartmdm_pipelines.services.realtime import ingest_body, validate_pending
 from smartmdm_pipelines.store.store import Store
-from smartmdm_pipelines_tests.realtime.helpers import body, master_data
+from smartmdm_pipelines_tests.realtime.helpers import body, master_data, utility_yaml
 
 
 def _queue(url: str, data: Path, monkeypatch) -> None:
@@ -40,7 +40,7 @@ def test_monitor_observes_the_backlog_and_fails_its_check_when_old(
     store_env: Path, instance, monkeypatch
 ) -> None:
     url = os.environ["SMARTMDM_DATABASE_URL"]
-    monkeypatch.setenv("SMARTMDM_CONFIG", str(_config(store_env, port=9)))  # no service there
+    monkeypatch.setenv("SMARTMDM_CONFIG", str(utility_yaml(store_env, {"port": 9})))  # no service there
     _queue(url, store_env, monkeypatch)
     fresh = _evaluate(instance)
     observation, check = fresh.asset_events
@@ -82,7 +82,7 @@ def test_pull_sensor_per_configured_headend(mdm_env: Path, instance, httpserver,
     monkeypatch.setenv("HE3_TOKEN", "pull-secret")
     httpserver.expect_request("/reads").respond_with_handler(HeadEnd(slots=8))
     pull = [{"source": "he3", "url": httpserver.url_for("/reads"), "token_env": "HE3_TOKEN", "page_size": 4}]
-    monkeypatch.setenv("SMARTMDM_CONFIG", str(_config(mdm_env, port=9, pull=pull)))
+    monkeypatch.setenv("SMARTMDM_CONFIG", str(utility_yaml(mdm_env, {"port": 9, "pull": pull})))
     store = Store(os.environ["SMARTMDM_DATABASE_URL"])
     master_data(store, ["M1"])
     store.dispose()
@@ -97,23 +97,3 @@ def test_pull_sensor_per_configured_headend(mdm_env: Path, instance, httpserver,
     assert meta["interval_reads"].value == 8 and meta["deliveries"].value == 2 and meta["cursor"].value == "8"
     again = sensors[0](dg.build_sensor_context(instance=instance, resources=resources))
     assert isinstance(again, dg.SkipReason) and "no new reads" in again.skip_message
-
-
-def _config(data: Path, port: int, pull: list | None = None) -> Path:
-    import yaml
-
-    from smartmdm_pipelines.config import DEFAULT_CONFIG
-
-    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    raw.setdefault("realtime", {})["port"] = port
-    if pull:
-        raw["realtime"]["pull"] = pull
-    for tariff in raw.get("billing", {}).get("tariffs", []):
-        tariff["file"] = str((DEFAULT_CONFIG.parent / tariff["file"]).resolve())
-    for source in raw.get("sources", []):
-        if source.get("meter_map"):
-            source["meter_map"] = str((DEFAULT_CONFIG.parent / source["meter_map"]).resolve())
-    data.mkdir(parents=True, exist_ok=True)
-    path = data / "utility.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path

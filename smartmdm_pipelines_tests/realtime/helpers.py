@@ -74,6 +74,25 @@ def master_data(store: Store, meters: list[str]) -> None:
     )
 
 
+def utility_yaml(data_dir: Path, realtime: dict) -> Path:
+    """The default utility YAML with a ``realtime`` block (its relative paths made absolute)."""
+    import yaml
+
+    from smartmdm_pipelines.config import DEFAULT_CONFIG
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["realtime"] = raw.get("realtime", {}) | realtime
+    for tariff in raw.get("billing", {}).get("tariffs", []):
+        tariff["file"] = str((DEFAULT_CONFIG.parent / tariff["file"]).resolve())
+    for source in raw.get("sources", []):
+        if source.get("meter_map"):
+            source["meter_map"] = str((DEFAULT_CONFIG.parent / source["meter_map"]).resolve())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "utility.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def value(meter: str, slot: int) -> float:
     return round(0.3 + 0.1 * (slot % 4) + slot / 1000 + (sum(map(ord, meter)) % 7) / 100, 3)
 

@@ -18,7 +18,7 @@ import pytest
 
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.realtime.cis_stub import CisStub
-from smartmdm_pipelines_tests.realtime.helpers import Service, body, master_data, wait_until
+from smartmdm_pipelines_tests.realtime.helpers import Service, body, master_data, utility_yaml, wait_until
 
 METERS = [f"M{i}" for i in range(1, 7)]
 BROKER = ("127.0.0.1", 1883)
@@ -149,7 +149,7 @@ def test_mqtt_reads_are_acknowledged_after_commit_and_survive_a_kill(service: Se
 def test_sigkill_mid_batch_then_restart_loses_nothing(service: Service, env, cis) -> None:
     cis.accept_delay = 0.3  # every batch takes a while: the kill lands in the middle of one
     env_small_batches = service.env | {
-        "SMARTMDM_CONFIG": str(_small_batch_config(Path(env["SMARTMDM_DATA_DIR"])))
+        "SMARTMDM_CONFIG": str(utility_yaml(Path(env["SMARTMDM_DATA_DIR"]), {"push_batch_size": 10}))
     }
     service.env = env_small_batches
     service.start()
@@ -175,21 +175,3 @@ def test_sigkill_mid_batch_then_restart_loses_nothing(service: Service, env, cis
     per_version = got.groupby(["meter_id", "channel", "interval_end", "version"])["message_id"].nunique()
     assert (per_version == 1).all()
     assert delivered_before < len(box)  # the kill happened before the end
-
-
-def _small_batch_config(data_dir: Path) -> Path:
-    import yaml
-
-    from smartmdm_pipelines.config import DEFAULT_CONFIG
-
-    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    raw.setdefault("realtime", {})["push_batch_size"] = 10
-    for tariff in raw.get("billing", {}).get("tariffs", []):
-        tariff["file"] = str((DEFAULT_CONFIG.parent / tariff["file"]).resolve())
-    for source in raw.get("sources", []):
-        if source.get("meter_map"):
-            source["meter_map"] = str((DEFAULT_CONFIG.parent / source["meter_map"]).resolve())
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "utility.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path

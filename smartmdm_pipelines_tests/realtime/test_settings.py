@@ -49,3 +49,34 @@ def test_push_targets_from_the_environment() -> None:
     }
     [cis] = push_targets(env)
     assert (cis.destination, cis.url, cis.token) == ("cis", "http://cis", "t")
+
+
+def test_a_duckdb_store_held_by_another_process_is_one_clear_line(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = subprocess.run(
+            [sys.executable, "-m", "smartmdm_pipelines.cli", "outbox", "status"],
+            env={**os.environ, "SMARTMDM_DATABASE_URL": f"duckdb:///{path}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "DuckDB store is open in another process" in result.stderr
