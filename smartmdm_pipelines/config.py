@@ -187,6 +187,31 @@ class WaterDetectionSettings(_Strict):
         return InflowParams(**settings.model_dump())
 
 
+class PullHeadend(_Strict):
+    """A head-end that only offers a REST API: the pull connector polls it (services/pull.py)."""
+
+    source: str  # the head-end source name (its deliveries' ``headend_files.source``)
+    url: str  # GET endpoint returning pages of reads
+    token_env: str | None = None  # the environment variable holding its bearer token
+    page_size: int = Field(1000, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0)
+    interval_seconds: int = Field(60, gt=0)  # how often the sensor polls
+
+
+class RealtimeSettings(_Strict):
+    """The real-time service (``smartmdm serve``): HTTP push API, MQTT subscriber, outbox push."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, gt=0, lt=65536)
+    mqtt_host: str = "127.0.0.1"  # $SMARTMDM_MQTT_HOST overrides; $SMARTMDM_MQTT=off disables
+    mqtt_port: int = Field(1883, gt=0, lt=65536)
+    push_batch_size: int = Field(1000, gt=0)  # records per POST to the CIS and the portal
+    push_timeout_seconds: float = Field(10.0, gt=0)
+    backlog_max_age_seconds: float = Field(300.0, gt=0)  # the outbox asset check fails past this
+    pull: list[PullHeadend] = Field(default_factory=list)
+
+
 class UtilityConfig(_Strict):
     utility: UtilitySettings
     landing: LandingSettings = Field(default_factory=LandingSettings)
@@ -196,6 +221,7 @@ class UtilityConfig(_Strict):
     billing: BillingSettings = Field(default_factory=BillingSettings)
     nrw: dict = Field(default_factory=dict)  # domain/water/params.py documents every key
     water_detection: WaterDetectionSettings = Field(default_factory=WaterDetectionSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     config_dir: Path = DEFAULT_CONFIG.parent
     data_dir: Path = Path("data")
 

@@ -37,6 +37,7 @@ from smartmdm_pipelines.domain.water.inflow import (
     zone_inflow,
 )
 from smartmdm_pipelines.domain.water.inflow_events import InflowParams, detect_zone_events, tank_noise_floor
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
 SOURCE = "inflow"
@@ -88,11 +89,11 @@ def _zones(store: Store) -> pd.DataFrame:
 
 def _current_intervals(store: Store, meter_id: str, first: dt.date, last: dt.date) -> pd.DataFrame:
     return store.read_frame(
-        "SELECT meter_id, interval_end, interval_seconds, value, unit, status FROM ("
-        " SELECT meter_id, interval_end, interval_seconds, value, unit, status, row_number() OVER ("
-        "  PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn"
-        " FROM intervals WHERE meter_id = :m AND read_day >= :a AND read_day <= :b) ranked"
-        " WHERE rn = 1 ORDER BY interval_end",
+        current_intervals_sql(
+            "meter_id = :m AND read_day >= :a AND read_day <= :b",
+            ["meter_id", "interval_end", "interval_seconds", "value", "unit", "status"],
+        )
+        + " ORDER BY interval_end",
         {"m": meter_id, "a": first, "b": last},
     )
 

@@ -315,6 +315,7 @@ class _Delivery:
     size: int = 0
     error: str | None = None
     container: str | None = None
+    channel: str = "file"  # how it arrived: file | http | mqtt | pull
 
     def parse(self) -> ParsedFile:
         if self.path is None:
@@ -435,6 +436,7 @@ def _register_delivery(
                     else None,
                     "read_days": ";".join(summary.read_days),
                     "error": _error_text(parsed),
+                    "channel": delivery.channel,
                 }
             ]
         )

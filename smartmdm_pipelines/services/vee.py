@@ -11,6 +11,7 @@ locked (only an actual read replaces it, which raises a restatement exception).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from smartmdm_pipelines.domain.vee.estimate import estimate_day
 from smartmdm_pipelines.domain.vee.history import daily_usage
 from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.derived_intervals import derived_day
+from smartmdm_pipelines.services.outbox import emit_versions
 from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
 from smartmdm_pipelines.store.store import Store
 
@@ -52,49 +54,69 @@ def _read_large(store: Store, sql: str, params: dict | None = None) -> pd.DataFr
     return store.read_frame(sql, params, via_arrow=True)
 
 
+def _only(meters: list[str] | None) -> str:
+    """The SQL restricting a query to the meters of an incremental run (none: every meter)."""
+    return "" if meters is None else " AND meter_id IN (SELECT unnest(:meters))"
+
+
 def load_inputs(
-    store: Store, day: dt.date, cfg: UtilityConfig, with_history: pd.DataFrame | None = None
+    store: Store,
+    day: dt.date,
+    cfg: UtilityConfig,
+    with_history: pd.DataFrame | None = None,
+    meters_only: list[str] | None = None,
 ) -> DayInputs:
+    """The day's inputs; ``meters_only`` restricts them to those meters (the real-time path
+    validates only the meter-days a delivery touched)."""
     tz = cfg.utility.timezone
     start, end = local_day_bounds(day, tz)
     vee = cfg.vee_config()
     weeks = vee.default.reference_weeks
     q = store.read_frame
-    p = {"day": day, "start": start, "end": end}
+    only = _only(meters_only)
+    p = {"day": day, "start": start, "end": end, "meters": meters_only}
     reads = _read_large(
         store,
         "SELECT meter_id, channel, interval_end, interval_seconds, value, source_quality, file_id, line "
-        "FROM raw_reads WHERE read_day = :day",
+        f"FROM raw_reads WHERE read_day = :day{only}",
         p,
     )
     meters = q(
-        "SELECT meter_id, kind, commodity, role, channels, interval_seconds, unit, multiplier, dials FROM meters"
+        "SELECT meter_id, kind, commodity, role, channels, interval_seconds, unit, multiplier, dials "
+        f"FROM meters WHERE TRUE{only}",
+        p,
     )
     installs = q(
         "SELECT meter_id, service_point_id, installed_at, removed_at, multiplier, start_register, end_register "
-        "FROM meter_installs"
+        f"FROM meter_installs WHERE TRUE{only}",
+        p,
     )  # all of them: a meter installed later than the day must not be expected on it
     sps = q("SELECT service_point_id, status, timezone, customer_class, has_solar FROM service_points")
     accounts = q("SELECT service_point_id, move_in, move_out FROM accounts")
+    if meters_only is not None:
+        sps = sps[sps["service_point_id"].isin(installs["service_point_id"])]
+        accounts = accounts[accounts["service_point_id"].isin(installs["service_point_id"])]
     events = q(
-        "SELECT meter_id, event_at, event_type FROM meter_events WHERE event_at >= :from AND event_at < :end",
+        "SELECT meter_id, event_at, event_type FROM meter_events "
+        f"WHERE event_at >= :from AND event_at < :end{only}",
         {**p, "from": start - pd.Timedelta(days=2)},
     )
     registers = q(
-        "SELECT meter_id, channel, read_at, value FROM register_reads WHERE read_at >= :a AND read_at <= :b",
-        {"a": start - pd.Timedelta(hours=1), "b": end + pd.Timedelta(hours=1)},
+        "SELECT meter_id, channel, read_at, value FROM register_reads "
+        f"WHERE read_at >= :a AND read_at <= :b{only}",
+        {**p, "a": start - pd.Timedelta(hours=1), "b": end + pd.Timedelta(hours=1)},
     )
     daily = q(
         "SELECT meter_id, channel, read_day, total, max_value, intervals, valid_intervals, estimated_intervals, "
-        "has_outage FROM daily_usage WHERE read_day >= :a AND read_day < :day",
-        {"a": day - dt.timedelta(weeks=weeks), "day": day},
+        f"has_outage FROM daily_usage WHERE read_day >= :a AND read_day < :day{only}",
+        {**p, "a": day - dt.timedelta(weeks=weeks)},
     )
     frontier = store.scalar("SELECT max(last_interval_end) FROM headend_files")
     last_seen = _read_large(
         store,
         "SELECT meter_id, channel, max(interval_end) AS last_end FROM raw_reads "
-        "WHERE read_day >= :day AND read_day <= :until AND value IS NOT NULL GROUP BY meter_id, channel",
-        {"day": day, "until": day + dt.timedelta(days=7)},
+        f"WHERE read_day >= :day AND read_day <= :until AND value IS NOT NULL{only} GROUP BY meter_id, channel",
+        {**p, "until": day + dt.timedelta(days=7)},
     )
     derived = derived_day(store, day, cfg, meters, installs)  # intervals from cumulative registers
     reads, registers, last_seen, frontier = derived.added_to(reads, registers, last_seen, frontier)
@@ -134,8 +156,17 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
     return frame.merge(series, on=["meter_id", "channel"])
 
 
-def run_day(store: Store, day: dt.date, cfg: UtilityConfig) -> VeeRun:
-    inputs = load_inputs(store, day, cfg)
+def run_day(
+    store: Store,
+    day: dt.date,
+    cfg: UtilityConfig,
+    meters: list[str] | None = None,
+    after_write: Callable[[sa.Connection, pd.Timestamp], None] | None = None,
+) -> VeeRun:
+    """VEE of ``day`` (of only ``meters`` when given: the same rules, estimation and versioning
+    on the meter-days a delivery touched). ``after_write(conn, now)`` runs in the transaction
+    that writes the versions (the real-time path marks its deliveries validated there)."""
+    inputs = load_inputs(store, day, cfg, meters_only=meters)
     validated = validate_day(inputs)
     todo = validated.intervals.loc[
         validated.intervals["status"].isin(["suspect", "missing"]), ["meter_id", "channel"]
@@ -144,11 +175,16 @@ def run_day(store: Store, day: dt.date, cfg: UtilityConfig) -> VeeRun:
     estimated = estimate_day(validated, inputs)
     now = pd.Timestamp.now(tz="UTC")
     with store.begin() as conn:
-        n_val, n_est, restated = _write_versions(store, conn, day, estimated.intervals, now)
+        n_val, n_est, restated = _write_versions(store, conn, day, estimated.intervals, now, meters)
         exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
-        open_count = _write_exceptions(store, day, exceptions, now, conn)
+        open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
         usage = daily_usage(estimated.intervals, day)
-        store.replace_partition("daily_usage", {"read_day": day}, usage, conn)
+        where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
+        store.replace_partition("daily_usage", where, usage, conn)
+        if n_val or n_est:
+            emit_versions(store, conn, day, now, meters)  # the outbox, with the versions
+        if after_write is not None:
+            after_write(conn, now)
     return VeeRun(day, validated, estimated, n_val, n_est, open_count)
 
 
@@ -248,7 +284,12 @@ def _stage_frame(frame: pd.DataFrame, value: str, extra: dict[str, tuple]) -> pa
 
 
 def _write_versions(
-    store: Store, conn: sa.Connection, day: dt.date, frame: pd.DataFrame, now: pd.Timestamp
+    store: Store,
+    conn: sa.Connection,
+    day: dt.date,
+    frame: pd.DataFrame,
+    now: pd.Timestamp,
+    meters: list[str] | None = None,
 ) -> tuple[int, int, pd.DataFrame]:
     """Write the validation and estimation versions that changed: (validation rows, estimation
     rows, restatement exceptions)."""
@@ -280,13 +321,20 @@ def _write_versions(
         ),
         conn,
     )
-    params = {"day": day, "now": now.to_pydatetime(), "val": VALIDATION_ACTOR, "est": ESTIMATION_ACTOR}
+    params = {
+        "day": day,
+        "now": now.to_pydatetime(),
+        "val": VALIDATION_ACTOR,
+        "est": ESTIMATION_ACTOR,
+        "meters": meters,
+    }
+    only = "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
     # per interval of the day: the current version (c) and the latest the validation wrote (v)
     ranked = (
         "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
         "source_file_id, billed, "
         f"{version_rank()} AS rn, {version_rank(within='created_by = :val')} AS rv "
-        "FROM intervals WHERE read_day = :day"
+        f"FROM intervals WHERE read_day = :day{only}"
     )
     latest = (
         f"SELECT c.meter_id, c.channel, c.interval_end, c.version, c.value, c.status, c.billed, "
@@ -305,14 +353,15 @@ def _write_versions(
         f"OR (s.value IS NULL AND x.status_val IS NULL AND x.status = 'estimated'))"
     )
     stored = conn.execute(
-        sa.text("SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day LIMIT 1) one"), params
+        sa.text(f"SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day{only} LIMIT 1) one"),
+        params,
     ).scalar_one()
     if not stored:  # the day's first run: nothing to compare with
         latest = f"SELECT * FROM ({latest}) nothing WHERE 1 = 0"
     changed = f'FROM "{_STAGE_VAL}" s LEFT JOIN ({latest}) x ON {_ON} WHERE NOT COALESCE({unchanged}, FALSE)'
     restated = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     billed = conn.execute(
-        sa.text("SELECT count(*) FROM intervals WHERE read_day = :day AND billed"), params
+        sa.text(f"SELECT count(*) FROM intervals WHERE read_day = :day AND billed{only}"), params
     ).scalar_one()
     if billed:
         hit = store.read_frame(
@@ -363,9 +412,14 @@ def _write_versions(
     return int(n_val), int(n_est), restated
 
 
-def _write_exceptions(store: Store, day: dt.date, exceptions: pd.DataFrame, now, conn) -> int:
-    """Refresh the day's open exceptions; keep operators' decisions; resolve what is no longer found."""
-    existing = store.read_frame("SELECT * FROM vee_exceptions WHERE read_day = :day", {"day": day}, conn)
+def _write_exceptions(
+    store: Store, day: dt.date, exceptions: pd.DataFrame, now, conn, meters: list[str] | None = None
+) -> int:
+    """Refresh the day's open exceptions (of ``meters`` only, when given); keep operators'
+    decisions; resolve what is no longer found."""
+    existing = store.read_frame(
+        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(meters)}", {"day": day, "meters": meters}, conn
+    )
     decided = set(existing.loc[existing["status"] != "open", "exception_id"])
     still_open = existing[existing["status"] == "open"]
     created = dict(zip(still_open["exception_id"], still_open["created_at"], strict=False))
@@ -382,7 +436,8 @@ def _write_exceptions(store: Store, day: dt.date, exceptions: pd.DataFrame, now,
         "the meter is in the master data now: its reads were validated",
         "no longer detected by VEE",
     )
-    store.delete("vee_exceptions", {"read_day": day, "status": "open"}, conn)
+    where = {"read_day": day, "status": "open"} | ({} if meters is None else {"meter_id": meters})
+    store.delete("vee_exceptions", where, conn)
     store.bulk_insert("vee_exceptions", [fresh, gone], conn)
     return len(fresh)
 

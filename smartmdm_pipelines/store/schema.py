@@ -161,6 +161,8 @@ headend_files = sa.Table(
     sa.Column("read_days", sa.String, comment="';'-joined operating days the file touched"),
     sa.Column("archive_path", sa.String),
     sa.Column("error", sa.Text),
+    sa.Column("channel", sa.String, comment="how it arrived: file | http | mqtt | pull (NULL: file)"),
+    _ts("vee_at", comment="when the real-time path validated the meter-days it touched"),
 )
 
 raw_reads = sa.Table(
@@ -402,6 +404,46 @@ outbound_messages = sa.Table(
     _ts("created_at", nullable=False),
     _ts("sent_at"),
     _ts("acknowledged_at"),
+)
+
+outbox_seq = sa.Sequence("outbox_seq", metadata=metadata)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger, server_default=sa.text("nextval('outbox_seq')"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("destination", sa.String, nullable=False, comment="cis | portal"),
+    sa.Column("message_id", sa.String(32), nullable=False, comment="stable: same content, same id"),
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("service_point_id", sa.String),
+    sa.Column("account_id", sa.String),
+    sa.Column("channel", sa.String, nullable=False),
+    _ts("interval_end", nullable=False),
+    sa.Column("interval_seconds", sa.Integer),
+    sa.Column("value", sa.Double),
+    sa.Column("unit", sa.String),
+    sa.Column("status", sa.String),
+    sa.Column("quality", sa.String, comment="IEC 61968-9 ReadingQualityType"),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("read_day", sa.Date, nullable=False),
+    sa.Column("state", sa.String, nullable=False, comment="pending | delivered | dead"),
+    sa.Column("batch_key", sa.String, comment="the Idempotency-Key of the batch it was sent in"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    _ts("created_at", nullable=False),
+    _ts("delivered_at"),
+    comment="Interval versions to push to the CIS and the portal (written with the versions).",
+)
+
+headend_cursors = sa.Table(
+    "headend_cursors",
+    metadata,
+    sa.Column("source", sa.String, primary_key=True),
+    sa.Column("cursor", sa.String),
+    _ts("updated_at"),
+    comment="The pull connector's `since` cursor per head-end.",
 )
 
 zone_balances = sa.Table(

@@ -1,0 +1,81 @@
+"""Real-time commands of the `smartmdm` CLI: ``serve`` and ``outbox status | dead | replay``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.server.run import serve
+
+    return serve(args.host, args.port)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from smartmdm_pipelines.server.run import open_store
+    from smartmdm_pipelines.services import outbox
+
+    store = open_store()
+    try:
+        if args.action == "status":
+            st = outbox.status(store)
+            if args.json:
+                print(json.dumps(st.to_dict(), indent=2))
+                return 0
+            print(f"{'destination':<12} {'pending':>10} {'delivered':>10} {'dead':>8} {'oldest pending':>15}")
+            for d in st.destinations:
+                print(
+                    f"{d.destination:<12} {d.pending:>10,} {d.delivered:>10,} {d.dead_lettered:>8,} "
+                    f"{_age(d.oldest_pending_age_seconds):>15}"
+                )
+            print(
+                f"{'total':<12} {st.pending:>10,} {st.delivered:>10,} {st.dead_lettered:>8,} "
+                f"{_age(st.oldest_pending_age_seconds):>15}"
+            )
+            return 0
+        if args.action == "dead":
+            frame = outbox.dead_letters(store, args.limit)
+            if args.json:
+                print(frame.to_json(orient="records", date_format="iso"))
+            elif frame.empty:
+                print("no dead letters")
+            else:
+                print(frame.to_string(index=False))
+            return 0
+        n = outbox.replay(store, args.message_id or None, args.destination)
+        print(f"{n} dead-lettered record(s) queued again")
+        return 0
+    finally:
+        store.dispose()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="the real-time service: head-end HTTP push and MQTT, CIS/portal push")
+    p.add_argument("--host", help="listen address (default: realtime.host in the utility YAML, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default: realtime.port, 8080)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "outbox", help="the push outbox to the CIS and the portal: status, dead letters, replay"
+    )
+    ob = p.add_subparsers(dest="action", required=True)
+    q = ob.add_parser("status", help="pending, delivered and dead-lettered counts, oldest pending age")
+    q.add_argument("--json", action="store_true")
+    q = ob.add_parser("dead", help="list dead-lettered records with the receiver's reason")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--limit", type=int, default=100)
+    q = ob.add_parser("replay", help="queue dead-lettered records again (all, or --message-id …)")
+    q.add_argument("--message-id", action="append", help="only this record (repeatable)")
+    q.add_argument("--destination", choices=["cis", "portal"])
+    p.set_defaults(func=cmd_outbox)
