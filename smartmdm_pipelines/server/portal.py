@@ -165,3 +165,25 @@ async def get_bill_to_date(
 
     readable(who, account_id)
     return await call(request, bill_to_date, account_id, as_of)
+
+
+@router.get(
+    "/accounts/{account_id}/greenbutton",
+    summary="Green Button Download My Data (ESPI Atom XML)",
+    response_class=Response,
+    responses={200: {"content": {"application/atom+xml": {}}}},
+)
+async def get_green_button(
+    request: Request, who: Caller, account_id: AccountId, first: FromDate, last: ToDate
+):
+    from smartmdm_pipelines.services.portal_greenbutton import green_button
+
+    readable(who, account_id)
+    body = await call(request, green_button, account_id, first, last)
+    return Response(
+        body,
+        media_type="application/atom+xml",
+        headers={
+            "Content-Disposition": f'attachment; filename="greenbutton-{account_id}-{first}-{last}.xml"'
+        },
+    )
