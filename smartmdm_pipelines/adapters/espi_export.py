@@ -207,7 +207,9 @@ def _blocks(root, mr: str, series: pd.DataFrame, tz: str, factor: float) -> None
     s = series.sort_values("interval_end")
     end = pd.to_datetime(s["interval_end"], utc=True)
     secs = s["interval_seconds"].astype("int64").to_numpy()
-    start_epoch = (end.astype("int64").to_numpy() // 10**9) - secs
+    start_epoch = ((end - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(
+        dtype="int64"
+    ) - secs
     day = (end - pd.to_timedelta(secs, unit="s")).dt.tz_convert(tz).dt.date.to_numpy()
     scaled = s["value"].astype("float64").to_numpy() * factor / 10.0**POWER
     quality = s["espi_quality"].astype("float64").to_numpy()
