@@ -19,6 +19,7 @@ def create_app(settings: ServerSettings, runtime: Runtime | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime.start()
+        portal.start(runtime)
         try:
             yield
         finally:

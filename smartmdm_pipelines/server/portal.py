@@ -187,3 +187,39 @@ async def get_green_button(
             "Content-Disposition": f'attachment; filename="greenbutton-{account_id}-{first}-{last}.xml"'
         },
     )
+
+
+def start(runtime) -> None:
+    """The portal's background work: evaluate alert rules every ``$SMARTMDM_ALERT_EVALUATE_SECONDS``
+    (default 900: covers day end; the real-time path also evaluates after each VEE pass) and send
+    the queued alert notifications to ``$SMARTMDM_ALERT_WEBHOOK_URL``."""
+    import logging
+    import os
+    import threading
+    import time
+
+    from smartmdm_pipelines.services import portal_alerts
+
+    if not runtime.settings.workers:
+        return
+    every = float(os.environ.get("SMARTMDM_ALERT_EVALUATE_SECONDS") or 900)
+    log = logging.getLogger("smartmdm.alerts")
+
+    def loop() -> None:
+        due = 0.0
+        while not runtime.stop_event.is_set():
+            try:
+                if time.monotonic() >= due:
+                    portal_alerts.evaluate(runtime.store)
+                    due = time.monotonic() + every
+                sent = portal_alerts.send_pending(runtime.store)
+                if sent["retry"]:
+                    runtime.stop_event.wait(5.0)
+            except Exception:
+                log.exception("alert evaluation or delivery failed; retrying")
+                runtime.stop_event.wait(5.0)
+            runtime.stop_event.wait(1.0)
+
+    thread = threading.Thread(target=loop, name="portal-alerts", daemon=True)
+    thread.start()
+    runtime.threads.append(thread)

@@ -398,3 +398,12 @@ def send_pending(
         if not ok:
             break  # keep the order; retry later
     return out
+
+
+def after_vee(store: Store) -> None:
+    """The real-time path's hook: evaluate the rules on the reads a VEE pass just validated
+    (never lets an alert problem fail the VEE worker)."""
+    try:
+        evaluate(store)
+    except Exception:
+        log.exception("alert evaluation after VEE failed")
