@@ -10,6 +10,7 @@ import io
 import math
 from typing import Annotated, Literal
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -68,9 +69,12 @@ def _number(v: float) -> float | None:
 
 def _items(frame: pd.DataFrame, tz: str) -> list[dict]:
     starts, ends = iso_local(frame["start"], tz), iso_local(frame["end"], tz)
+    values = np.round(frame["value"].to_numpy(dtype="float64"), 6)
+    shown = values.astype(object)
+    shown[np.isnan(values)] = None
     return [
-        {"start": s, "end": e, "value": _number(v), "status": st}
-        for s, e, v, st in zip(starts, ends, frame["value"], frame["status"], strict=True)
+        {"start": s, "end": e, "value": v, "status": st}
+        for s, e, v, st in zip(starts, ends, shown.tolist(), frame["status"].tolist(), strict=True)
     ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.portal.usage import bucket, local_range
@@ -131,8 +132,11 @@ def current_intervals(
     if inst.empty:
         return pd.DataFrame(columns=[*cols, "service_point_id"])
     channels = sorted({channel} if channel else {primary_channel(c) for c in inst["channels"]})
+    # the end as epoch seconds: converting timestamptz values row by row is most of a read's time
+    picked = ", ".join("CAST(extract(epoch FROM interval_end) AS BIGINT) AS end_epoch" if c == "interval_end" else c
+                       for c in cols)  # fmt: skip
     frame = store.read_frame(
-        f"SELECT {', '.join(cols)} FROM (SELECT {', '.join(cols)}, row_number() OVER "
+        f"SELECT {picked} FROM (SELECT {', '.join(cols)}, row_number() OVER "
         "(PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) AS rn FROM intervals "
         "WHERE meter_id IN (SELECT unnest(:m)) AND channel IN (SELECT unnest(:c)) "
         "AND interval_end > :a AND interval_end <= :b) ranked WHERE rn = 1",
@@ -143,32 +147,33 @@ def current_intervals(
             "b": b.to_pydatetime(),
         },
     )
+    frame.insert(
+        2, "interval_end", pd.to_datetime(frame.pop("end_epoch").astype("int64"), unit="s", utc=True)
+    )
     if frame.empty:
         return frame.assign(service_point_id=pd.Series(dtype="object"))
-    frame["interval_end"] = pd.to_datetime(frame["interval_end"], utc=True)
-    frame = frame.merge(inst[["meter_id", "service_point_id", "installed_at", "removed_at"]], on="meter_id")
-    occ = pd.DataFrame(
-        {
-            "service_point_id": [p.service_point_id for p in scope.points],
-            "occ_from": [local_range(p.move_in, p.move_in, p.timezone)[0] for p in scope.points],
-            "occ_to": [
-                pd.NaT if p.move_out is None else local_range(p.move_out, p.move_out, p.timezone)[0]
-                for p in scope.points
-            ],
-        }
-    )
-    frame = frame.merge(occ, on="service_point_id")
+    # clip to the install windows and the account's occupancy (few rows: a mask per install)
+    occupancy = {
+        p.service_point_id: (
+            local_range(p.move_in, p.move_in, p.timezone)[0],
+            None if p.move_out is None else local_range(p.move_out, p.move_out, p.timezone)[0],
+        )
+        for p in scope.points
+    }
     end = frame["interval_end"]
-    inst_from = pd.to_datetime(frame["installed_at"], utc=True)
-    inst_to = pd.to_datetime(frame["removed_at"], utc=True)
-    occ_to = pd.to_datetime(frame["occ_to"], utc=True)
-    keep = (
-        (end > inst_from)
-        & (inst_to.isna() | (end <= inst_to))
-        & (end > pd.to_datetime(frame["occ_from"], utc=True))
-        & (occ_to.isna() | (end <= occ_to))
-    )
-    frame = frame[keep.to_numpy()]
+    meters = frame["meter_id"].to_numpy()
+    sp_of = np.empty(len(frame), dtype=object)
+    keep = np.zeros(len(frame), dtype=bool)
+    for row in inst.itertuples(index=False):
+        occ_from, occ_to = occupancy[row.service_point_id]
+        lo = max(pd.Timestamp(row.installed_at).tz_convert("UTC"), occ_from)
+        his = [t for t in (row.removed_at, occ_to) if t is not None and not pd.isna(t)]
+        m = (meters == row.meter_id) & (end > lo).to_numpy()
+        if his:
+            m &= (end <= min(pd.Timestamp(t).tz_convert("UTC") for t in his)).to_numpy()
+        keep |= m
+        sp_of[m] = row.service_point_id
+    frame = frame.assign(service_point_id=sp_of)[keep]
     frame = frame.drop_duplicates(["meter_id", "channel", "interval_end"])
     return frame[[*cols, "service_point_id"]].sort_values(["interval_end", "meter_id"]).reset_index(drop=True)
 

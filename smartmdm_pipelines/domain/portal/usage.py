@@ -74,36 +74,49 @@ def bucket(frame: pd.DataFrame, resolution: str, tz: str) -> pd.DataFrame:
             after = first + pd.offsets.MonthBegin(1)
         b_start = _localize_midnights(first, tz)
         b_end = _localize_midnights(pd.Series(after), tz)
-    g = pd.DataFrame(
+    # per bucket with numpy: sums, counts of values, the worst status of the present values
+    b0 = _epoch(pd.Series(b_start))
+    b1 = _epoch(pd.Series(b_end))
+    keys, first, inverse = np.unique(b0, return_index=True, return_inverse=True)
+    values = frame["value"].to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    n = len(keys)
+    total = np.bincount(inverse, weights=np.where(present, values, 0.0), minlength=n)
+    valued = np.bincount(inverse, weights=present.astype("float64"), minlength=n)
+    size = np.bincount(inverse, minlength=n)
+    worst = np.full(n, -1, dtype="int64")
+    np.maximum.at(worst, inverse[present], rank[present].astype("int64"))
+    worst[worst < 0] = _RANK["missing"]
+    return pd.DataFrame(
         {
-            "start": b_start.to_numpy(),
-            "end": pd.Series(b_end).to_numpy(),
-            "value": frame["value"].astype("float64").to_numpy(),
-            "rank": rank,
+            "start": pd.to_datetime(keys, unit="s", utc=True),
+            "end": pd.to_datetime(b1[first], unit="s", utc=True),
+            "value": np.where(valued > 0, total, np.nan),
+            "status": np.array([_NAMES[int(r)] for r in range(4)], dtype=object)[worst],
+            "intervals": size,
         }
-    )
-    out = (
-        g.groupby(["start", "end"], sort=True)
-        .agg(
-            value=("value", "sum"),
-            n_valued=("value", "count"),
-            rank=("rank", "max"),
-            intervals=("rank", "size"),
-        )
-        .reset_index()
-    )
-    # a bucket with some values is as good as its worst *present* interval; all missing: missing
-    present = g[g["value"].notna()].groupby(["start", "end"])["rank"].max()
-    out = out.set_index(["start", "end"])
-    out["rank"] = present.reindex(out.index).fillna(_RANK["missing"]).astype(int)
-    out = out.reset_index()
-    out.loc[out["n_valued"] == 0, "value"] = np.nan
-    out["status"] = out["rank"].map(_NAMES)
-    out["start"] = pd.to_datetime(out["start"], utc=True)
-    out["end"] = pd.to_datetime(out["end"], utc=True)
-    return out[cols]
+    )[cols]
+
+
+def _epoch(instants: pd.Series) -> np.ndarray:
+    t = pd.to_datetime(instants, utc=True)
+    return ((t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype="int64")
 
 
 def iso_local(instants: pd.Series, tz: str) -> list[str]:
-    """ISO 8601 local times with their UTC offsets (``2024-11-03T01:00:00-05:00``)."""
-    return [t.isoformat() for t in pd.to_datetime(instants, utc=True).dt.tz_convert(tz)]
+    """ISO 8601 local times with their UTC offsets (``2024-11-03T01:00:00-05:00``), vectorised."""
+    utc = pd.to_datetime(pd.Series(instants), utc=True)
+    if utc.empty:
+        return []
+    local = utc.dt.tz_convert(tz).dt.tz_localize(None)
+    offset = ((local - utc.dt.tz_localize(None)) // pd.Timedelta(seconds=1)).to_numpy(dtype="int64")
+    naive = np.datetime_as_string(local.to_numpy().astype("datetime64[s]"), unit="s")
+    codes, uniques = pd.factorize(offset)
+    suffix = np.array([_offset_text(int(o)) for o in uniques], dtype=object)[codes]
+    return (naive.astype(object) + suffix).tolist()
+
+
+def _offset_text(seconds: int) -> str:
+    sign = "-" if seconds < 0 else "+"
+    h, m = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{h:02d}:{m:02d}"
