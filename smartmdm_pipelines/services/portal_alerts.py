@@ -407,3 +407,40 @@ def after_vee(store: Store) -> None:
         evaluate(store)
     except Exception:
         log.exception("alert evaluation after VEE failed")
+
+
+def import_rules_csv(store: Store, path, now: pd.Timestamp | None = None) -> dict:
+    """Alert rules from the CIS (``alert_rules.csv``: service_point_id, kind, threshold, hours,
+    percent, quiet_start, quiet_end, cooldown_hours, enabled): each service point in the file gets
+    exactly its rows. A bad row is reported with its line and skipped; the good ones load."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"service_point_id", "kind"} - set(frame.columns)
+    if missing:
+        raise BadRequest(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    known = set(store.read_frame("SELECT service_point_id FROM service_points")["service_point_id"])
+    rules: dict[str, list[dict]] = {}
+    errors: list[str] = []
+    for i, row in enumerate(frame.to_dict("records"), start=2):
+        try:
+            sp = row["service_point_id"].strip()
+            if sp not in known:
+                raise BadRequest(f"unknown service point {sp!r}")
+            rule = {"kind": row["kind"].strip()}
+            for c in ("threshold", "percent", "cooldown_hours"):
+                if str(row.get(c, "")).strip():
+                    rule[c] = float(row[c])
+            for c in ("hours", "quiet_start", "quiet_end"):
+                if str(row.get(c, "")).strip():
+                    rule[c] = int(row[c])
+            if not 0 <= rule.get("quiet_start", 0) <= 23 or not 0 <= rule.get("quiet_end", 0) <= 23:
+                raise BadRequest("quiet_start and quiet_end are local hours 0..23")
+            rule["enabled"] = str(row.get("enabled", "true")).strip().lower() not in ("false", "0", "no")
+            check_rule(rule["kind"], rule.get("threshold"), rule.get("hours"), rule.get("percent"))
+            if any(r["kind"] == rule["kind"] for r in rules.get(sp, [])):
+                raise BadRequest(f"a second {rule['kind']} rule for {sp}")
+            rules.setdefault(sp, []).append(rule)
+        except (BadRequest, ValueError) as exc:
+            errors.append(f"{path}:{i}: {exc}")
+    for sp, sp_rules in rules.items():
+        put_rules(store, sp, sp_rules, "cis", "cis-sync", now)
+    return {"service_points": len(rules), "rules": sum(map(len, rules.values())), "errors": errors}

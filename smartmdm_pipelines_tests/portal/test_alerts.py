@@ -172,3 +172,31 @@ def test_webhook_delivery_at_least_once_with_idempotency_key(api, httpserver):
     assert len(seen) == 2 and seen[0][0] == seen[1][0] == messages(store)["idempotency_key"].iloc[0]
     assert seen[1][1]["kind"] == "daily_usage_above" and seen[1][1]["service_point_id"] == "SP-1"
     assert messages(store)["status"].tolist() == ["sent"]
+
+
+def test_cis_import_and_cli(api, tmp_path, monkeypatch, capsys, store_url):
+    c, _, store = api
+    csv = tmp_path / "alert_rules.csv"
+    csv.write_text(
+        "service_point_id,kind,threshold,hours,percent,quiet_start,quiet_end,cooldown_hours,enabled\n"
+        "SP-1,continuous_flow,,6,,22,7,12,true\n"
+        "SP-1,daily_usage_above,5,,,,,,\n"
+        "SP-9,daily_usage_above,5,,,,,,\n"
+        "SP-2,continuous_flow,,,,,,,\n"
+        "SP-2,daily_usage_above,abc,,,,,,\n"
+    )
+    out = portal_alerts.import_rules_csv(store, csv)
+    assert out["rules"] == 2 and out["service_points"] == 1
+    assert [e.split(": ", 1)[0] for e in out["errors"]] == [f"{csv}:4", f"{csv}:5", f"{csv}:6"]
+    assert "unknown service point 'SP-9'" in out["errors"][0] and "needs hours" in out["errors"][1]
+    rules = c.get("/v1/accounts/A1/alerts", headers=token("customer", "A1")).json()["rules"]
+    assert {r["kind"]: r["source"] for r in rules} == {"continuous_flow": "cis", "daily_usage_above": "cis"}
+    assert next(r for r in rules if r["kind"] == "continuous_flow")["cooldown_hours"] == 12
+    if store_url.startswith("duckdb"):
+        return  # the CLI opens the store itself: one writer process for DuckDB
+    from smartmdm_pipelines.cli import main
+
+    monkeypatch.setenv("SMARTMDM_DATABASE_URL", store_url)
+    assert main(["alerts", "evaluate", "--at", "2024-11-10T12:00:00-06:00"]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert counts["rules"] == 2 and counts["opened"] == 3  # a flow run, Nov 9 and Nov 10 over 5 kWh
