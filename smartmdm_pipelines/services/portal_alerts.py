@@ -161,6 +161,11 @@ def account_alerts(store: Store, account_id: str, limit: int = 500) -> dict:
 # --- evaluation ------------------------------------------------------------------------------------
 
 
+def clock() -> pd.Timestamp:
+    """The evaluation's "now" (a function so that tests of the real-time hook can set it)."""
+    return pd.Timestamp.now(tz="UTC")
+
+
 def _scope(sp: pd.Series, store: Store) -> Scope:
     installs = store.read_frame(
         "SELECT mi.meter_id, mi.service_point_id, mi.installed_at, mi.removed_at, m.channels, m.unit "
@@ -250,7 +255,7 @@ def _rules(store: Store, service_points: list[str] | None) -> list[A.Rule]:
 def evaluate(store: Store, now: pd.Timestamp | None = None, service_points: list[str] | None = None) -> dict:
     """Evaluate the enabled rules: open new episodes, end those whose condition no longer holds,
     queue one notification per episode (outside quiet hours, after the rule's cool-down)."""
-    now = pd.Timestamp(now or pd.Timestamp.now(tz="UTC")).tz_convert("UTC")
+    now = pd.Timestamp(now or clock()).tz_convert("UTC")
     counts = {"rules": 0, "opened": 0, "ended": 0, "notified": 0, "deferred": 0}
     for rule in _rules(store, service_points):
         counts["rules"] += 1
