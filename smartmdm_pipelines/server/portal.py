@@ -128,6 +128,8 @@ async def get_usage(
 def _compare(store, account_id, first, last, against, service_point_id):
     portal_usage.check_range(first, last, "hour")
     scope = portal_usage.account_scope(store, account_id, service_point_id)
+    if first < portal_usage.EARLIEST + dt.timedelta(days=800):  # room for the baseline period
+        raise BadRequest(f"'from' ({first}) must be after {portal_usage.EARLIEST + dt.timedelta(days=800)}")
     b_first, b_last = baseline_range(first, last, against)
     tz = scope.timezone
     cur = bucket(portal_usage.current_intervals(store, scope, first, last), "hour", tz)

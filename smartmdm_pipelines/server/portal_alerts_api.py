@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,3 +59,18 @@ async def get_alerts(request: Request, who: Caller, account_id: AccountId):
     if not who.may_see_alerts(account_id):
         raise not_found(f"account {account_id}")
     return await call(request, portal_alerts.account_alerts, account_id)
+
+
+class Replay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alert_ids: Annotated[
+        list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] | None, Field(max_length=1000)
+    ] = None
+
+
+@router.post("/alerts/replay", summary="queue failed alert notifications again (ops)")
+async def replay_alerts(request: Request, who: Caller, body: Replay):
+    if who.scope != "ops":
+        raise HTTPException(403, "replaying notifications needs an ops token")
+    n = await call(request, portal_alerts.replay_failed, body.alert_ids)
+    return {"queued": n}

@@ -449,3 +449,20 @@ def import_rules_csv(store: Store, path, now: pd.Timestamp | None = None) -> dic
     for sp, sp_rules in rules.items():
         put_rules(store, sp, sp_rules, "cis", "cis-sync", now)
     return {"service_points": len(rules), "rules": sum(map(len, rules.values())), "errors": errors}
+
+
+def replay_failed(store: Store, alert_ids: list[str] | None = None) -> int:
+    """Queue failed alert notifications again (all, or those ids): how many."""
+    where = "channel = 'alert' AND status = 'failed'"
+    params: dict = {}
+    if alert_ids:
+        where += " AND idempotency_key IN (SELECT unnest(:ids))"
+        params["ids"] = list(alert_ids)
+    with store.begin() as conn:
+        n = int(
+            store.execute(f"SELECT count(*) FROM outbound_messages WHERE {where}", params, conn).scalar_one()
+        )
+        store.execute(
+            f"UPDATE outbound_messages SET status = 'pending', attempts = 0 WHERE {where}", params, conn
+        )
+    return n

@@ -20,7 +20,14 @@ from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
 from smartmdm_pipelines.domain.billing.tariff import parse_urdb
 from smartmdm_pipelines.domain.portal.projection import project
 from smartmdm_pipelines.domain.portal.usage import local_range
-from smartmdm_pipelines.services.portal_usage import ServicePoint, account_scope, current_intervals
+from smartmdm_pipelines.services.portal_usage import (
+    EARLIEST,
+    LATEST,
+    BadRequest,
+    ServicePoint,
+    account_scope,
+    current_intervals,
+)
 from smartmdm_pipelines.store.store import Store
 
 
@@ -68,6 +75,8 @@ def _bill(row, tz: str, usage: pd.DataFrame, seconds: int, unit: str):
 
 
 def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) -> dict:
+    if as_of is not None and not EARLIEST <= as_of <= LATEST:
+        raise BadRequest(f"'as_of' ({as_of}) must be between {EARLIEST} and {LATEST}")
     scope = account_scope(store, account_id)
     current = [p for p in scope.points if p.move_out is None] or scope.points[-1:]
     tz = current[0].timezone

@@ -100,7 +100,13 @@ def primary_channel(channels: str) -> str:
     return names[0] if names else "kwh_delivered"
 
 
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
+
+
 def check_range(first: dt.date, last: dt.date, resolution: str) -> None:
+    for name, day in (("from", first), ("to", last)):
+        if not EARLIEST <= day <= LATEST:
+            raise BadRequest(f"'{name}' ({day}) must be between {EARLIEST} and {LATEST}")
     if last < first:
         raise BadRequest(f"'to' ({last}) is before 'from' ({first})")
     days = (last - first).days + 1

@@ -200,3 +200,17 @@ def test_cis_import_and_cli(api, tmp_path, monkeypatch, capsys, store_url):
     assert main(["alerts", "evaluate", "--at", "2024-11-10T12:00:00-06:00"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert counts["rules"] == 2 and counts["opened"] == 3  # a flow run, Nov 9 and Nov 10 over 5 kWh
+
+
+def test_ops_replays_failed_notifications(api):
+    c, _, store = api
+    put(c, "SP-1", {"kind": "daily_usage_above", "threshold": 1.0})
+    portal_alerts.evaluate(store, at("2024-11-10 12:00"))
+    for _ in range(portal_alerts.MAX_ATTEMPTS):
+        portal_alerts.send_pending(store, "http://127.0.0.1:9/refused", session=None, timeout=0.5)
+    assert messages(store)["status"].tolist() == ["failed"]
+    assert c.post("/v1/alerts/replay", json={}, headers=token("customer", "A1")).status_code == 403
+    assert c.post("/v1/alerts/replay", json={}, headers=token("portal-service")).status_code == 403
+    r = c.post("/v1/alerts/replay", json={}, headers=token("ops"))
+    assert r.status_code == 200 and r.json() == {"queued": 1}
+    assert messages(store)[["status", "attempts"]].values.tolist() == [["pending", 0]]

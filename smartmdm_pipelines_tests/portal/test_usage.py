@@ -145,3 +145,16 @@ def test_received_channel_is_not_usage(api):
     oct1 = m1[(local.dt.day == 1) & (local.dt.month == 10)]
     assert r.json()["items"][0]["value"] == pytest.approx(oct1["value"].sum())
     assert r.json()["items"][0]["value"] < 100
+
+
+def test_dates_out_of_range_are_400(api):
+    c, _, _ = api
+    h = token("customer", "A1")
+    for path in (
+        "/v1/accounts/A1/usage?from=0001-01-01&to=0001-01-02",
+        "/v1/accounts/A1/usage/compare?from=0001-01-01&to=0002-01-01",
+        "/v1/accounts/A1/bill-to-date?as_of=9999-12-31",
+        "/v1/accounts/A1/greenbutton?from=2999-01-01&to=2999-01-02",
+    ):
+        r = c.get(path, headers=h)
+        assert r.status_code == 400 and "must be" in r.json()["detail"], (path, r.text)
