@@ -216,7 +216,8 @@ def start(runtime) -> None:
         while not runtime.stop_event.is_set():
             try:
                 if time.monotonic() >= due:
-                    portal_alerts.evaluate(runtime.store)
+                    with runtime.write_lock:  # DuckDB: one writer at a time in the process
+                        portal_alerts.evaluate(runtime.store)
                     due = time.monotonic() + every
                 sent = portal_alerts.send_pending(runtime.store)
                 if sent["retry"]:
