@@ -117,7 +117,8 @@ class Runtime:
             )
             if self.reporter is not None:
                 self.reporter.delivery_validated(run)
-            alerts_after_vee(self.store)  # customer alerts on the reads just validated
+            with self.write_lock:
+                alerts_after_vee(self.store)  # customer alerts on the reads just validated
             self.vee_wanted.set()  # more may have arrived meanwhile
         return run
 
