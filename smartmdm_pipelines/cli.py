@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from smartmdm_pipelines import cli_billing, cli_nrw, cli_ops, cli_protection, cli_realtime
+from smartmdm_pipelines import cli_billing, cli_nrw, cli_ops, cli_portal, cli_protection, cli_realtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -441,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_protection.register(sub)
     cli_nrw.register(sub)
     cli_realtime.register(sub)
+    cli_portal.register(sub)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from smartmdm_pipelines.server import headend
+from smartmdm_pipelines.server import headend, portal
 from smartmdm_pipelines.server.runtime import Runtime
 from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services import outbox
@@ -19,6 +19,7 @@ def create_app(settings: ServerSettings, runtime: Runtime | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime.start()
+        portal.start(runtime)
         try:
             yield
         finally:
@@ -27,6 +28,7 @@ def create_app(settings: ServerSettings, runtime: Runtime | None = None) -> Fast
     app = FastAPI(title="Smart MDM real-time service", lifespan=lifespan)
     app.state.runtime = runtime
     app.include_router(headend.router)
+    portal.install(app)  # the customer portal API (issue 13)
 
     @app.get("/v1/health")
     async def health(request: Request) -> dict:

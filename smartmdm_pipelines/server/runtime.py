@@ -17,6 +17,7 @@ import threading
 from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services.dispatch import Dispatcher
 from smartmdm_pipelines.services.ingestion import FileSummary
+from smartmdm_pipelines.services.portal_alerts import after_vee as alerts_after_vee
 from smartmdm_pipelines.services.realtime import RealtimeVee, ingest_body, validate_pending
 from smartmdm_pipelines.store.store import Store
 
@@ -116,6 +117,8 @@ class Runtime:
             )
             if self.reporter is not None:
                 self.reporter.delivery_validated(run)
+            with self.write_lock:
+                alerts_after_vee(self.store)  # customer alerts on the reads just validated
             self.vee_wanted.set()  # more may have arrived meanwhile
         return run
 

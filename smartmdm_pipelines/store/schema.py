@@ -581,6 +581,33 @@ usage_alerts = sa.Table(
     _ts("detected_at", nullable=False),
     sa.Column("detail", sa.Text),
     sa.Column("status", sa.String, nullable=False, server_default="pending"),
+    sa.Column("rule_id", sa.String, comment="the alert_rules row that raised it"),
+    sa.Column("service_point_id", sa.String),
+    sa.Column("episode_key", sa.String, comment="identifies the episode within the rule (a day, a run start …)"),
+    sa.Column("value", sa.Double, comment="what was measured"),
+    sa.Column("threshold", sa.Double),
+    _ts("ended_at", comment="when the condition stopped holding (NULL: still open)"),
+    _ts("notified_at", comment="when the notification was queued (NULL: not yet: quiet hours, cool-down)"),
+    comment="Customer usage alerts, one row per episode (alert_id = hash of rule and episode key).",
+)
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("rule_id", sa.String, primary_key=True, comment="{service_point_id}:{kind}"),
+    sa.Column("service_point_id", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False, comment="domain/portal/alerts.py KINDS"),
+    sa.Column("threshold", sa.Double),
+    sa.Column("hours", sa.Integer, comment="continuous_flow: hours of uninterrupted flow"),
+    sa.Column("percent", sa.Double, comment="usage_vs_last_year: % above last year"),
+    sa.Column("quiet_start", sa.SmallInteger, comment="local hour quiet hours start"),
+    sa.Column("quiet_end", sa.SmallInteger, comment="local hour quiet hours end (exclusive)"),
+    sa.Column("cooldown_hours", sa.Double, nullable=False, server_default="24"),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("source", sa.String, nullable=False, comment="api | cis"),
+    sa.Column("updated_by", sa.String),
+    _ts("updated_at", nullable=False),
+    comment="Customer-set alert thresholds per service point (portal API PUT or CIS sync).",
 )
 
 # Indexes that serve the partition-replace and read paths.
@@ -598,5 +625,6 @@ sa.Index(
 )
 sa.Index("ix_zone_balances_day", zone_balances.c.read_day)
 sa.Index("ix_protection_flags_day", protection_flags.c.read_day)
+sa.Index("ix_intervals_meter_end", intervals.c.meter_id, intervals.c.channel, intervals.c.interval_end)
 
 CURRENT_INTERVALS_VIEW = "current_intervals"  # created by migration 0001

@@ -1,0 +1,138 @@
+"""Bill-to-date and projected bill of an account's current billing period: the shadow-bill
+engine (domain/billing) on the period's current intervals (validated, estimated and edited
+alike) under each service point's tariff, and on those intervals plus the rest of the period
+projected from like days (domain/portal/projection.py).
+
+The period is the service point's billing cycle that contains ``as_of`` (``billing_cycles``),
+else the calendar month. The engine bills per calendar month, so a period across two months
+is the sum of its two prorated month bills; every line says which month it belongs to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+
+from smartmdm_pipelines.domain.billing.numbers import cents
+from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
+from smartmdm_pipelines.domain.billing.tariff import parse_urdb
+from smartmdm_pipelines.domain.portal.projection import project
+from smartmdm_pipelines.domain.portal.usage import local_range
+from smartmdm_pipelines.services.portal_usage import (
+    EARLIEST,
+    LATEST,
+    BadRequest,
+    ServicePoint,
+    account_scope,
+    current_intervals,
+)
+from smartmdm_pipelines.store.store import Store
+
+
+def billing_period(store: Store, sp: ServicePoint, as_of: dt.date) -> tuple[dt.date, dt.date]:
+    if sp.billing_cycle:
+        rows = store.read_frame(
+            "SELECT period_start, period_end FROM billing_cycles WHERE cycle_id = :c "
+            "AND period_start <= :d AND period_end >= :d ORDER BY period_start DESC LIMIT 1",
+            {"c": sp.billing_cycle, "d": as_of},
+        )
+        if not rows.empty:
+            return pd.Timestamp(rows["period_start"].iloc[0]).date(), pd.Timestamp(
+                rows["period_end"].iloc[0]
+            ).date()
+    first = as_of.replace(day=1)
+    last = (pd.Timestamp(first) + pd.offsets.MonthEnd(1)).date()
+    return first, last
+
+
+def tariff_row(store: Store, rate_code: str | None, day: dt.date):
+    if not rate_code:
+        return None
+    rows = store.read_frame(
+        "SELECT rate_code, holidays, netting, demand_method, billing_unit, urdb_json FROM tariffs "
+        "WHERE rate_code = :r AND effective_from <= :d AND (effective_to IS NULL OR effective_to > :d) "
+        "ORDER BY effective_from DESC LIMIT 1",
+        {"r": rate_code, "d": day},
+    )
+    return None if rows.empty else rows.iloc[0]
+
+
+def _bill(row, tz: str, usage: pd.DataFrame, seconds: int, unit: str):
+    tariff = parse_urdb(json.loads(row["urdb_json"]), source=row["rate_code"], tz=tz)
+    return shadow_bill(
+        tariff,
+        usage,
+        tz,
+        row["holidays"] or "NERC",
+        interval_seconds=seconds,
+        demand_method=row["demand_method"] or "block",
+        netting=row["netting"],
+        usage_unit=None if unit == "kWh" else unit,
+        billing_unit=row["billing_unit"],
+    )
+
+
+def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) -> dict:
+    if as_of is not None and not EARLIEST <= as_of <= LATEST:
+        raise BadRequest(f"'as_of' ({as_of}) must be between {EARLIEST} and {LATEST}")
+    scope = account_scope(store, account_id)
+    current = [p for p in scope.points if p.move_out is None] or scope.points[-1:]
+    tz = current[0].timezone
+    as_of = as_of or pd.Timestamp.now(tz=tz).date()
+    period_start, period_end = billing_period(store, current[0], as_of)
+    doc: dict = {
+        "account_id": account_id,
+        "as_of": as_of.isoformat(),
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
+        "currency": "USD",
+        "to_date": {"total": 0.0, "usage": 0.0, "lines": []},
+        "projected": {"total": None, "usage": None, "method": "like days (day type x local time of day)"},
+        "service_points": [],
+        "notes": [],
+    }
+    to_total, proj_total, proj_ok = 0.0, 0.0, True
+    for sp in current:
+        sp_scope = account_scope(store, account_id, sp.service_point_id)
+        frame = current_intervals(store, sp_scope, period_start, min(as_of, period_end))
+        row = tariff_row(store, sp.rate_code, period_start)
+        entry = {"service_point_id": sp.service_point_id, "rate_code": sp.rate_code, "intervals": len(frame)}
+        doc["service_points"].append(entry)
+        if row is None:
+            doc["notes"].append(
+                f"service point {sp.service_point_id}: no tariff for rate code {sp.rate_code!r}"
+            )
+            proj_ok = False
+            continue
+        if frame.empty:
+            doc["notes"].append(f"service point {sp.service_point_id}: no reads in the period yet")
+            proj_ok = False
+            continue
+        seconds = int(frame["interval_seconds"].mode().iloc[0])
+        unit = str(frame["unit"].iloc[0])
+        usage = pd.DataFrame({"interval_end": frame["interval_end"], "kwh": frame["value"].astype("float64")})
+        usage = usage[frame["interval_seconds"].to_numpy() == seconds]
+        estimated = int(frame["status"].isin(["estimated"]).sum())
+        for b in _bill(row, sp.timezone, usage.fillna({"kwh": 0.0}), seconds, unit):
+            to_total += b.total
+            for line in b.lines:
+                doc["to_date"]["lines"].append(
+                    line.to_dict() | {"month": b.month, "service_point_id": sp.service_point_id}
+                )
+        doc["to_date"]["usage"] += float(usage["kwh"].sum())
+        doc["to_date"]["unit"] = unit
+        entry["estimated_intervals"] = estimated
+        end = local_range(period_end, period_end, sp.timezone)[1]
+        rest = project(usage, end, seconds, sp.timezone)
+        full = pd.concat([usage.fillna({"kwh": 0.0}), rest], ignore_index=True)
+        bills = _bill(row, sp.timezone, full, seconds, unit)
+        proj_total += sum(b.total for b in bills)
+        doc["projected"]["usage"] = (doc["projected"]["usage"] or 0.0) + float(full["kwh"].sum())
+    doc["to_date"]["total"] = cents(to_total)
+    doc["to_date"]["usage"] = round(doc["to_date"]["usage"], 6)
+    if proj_ok:
+        doc["projected"]["total"] = cents(proj_total)
+        doc["projected"]["usage"] = round(doc["projected"]["usage"], 6)
+    return doc
