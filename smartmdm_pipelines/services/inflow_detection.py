@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
+from smartmdm_pipelines.domain.water.balance_events import EVENT_COLUMNS
 from smartmdm_pipelines.domain.water.inflow import (
     M3_PER,
     hour_index,
@@ -42,24 +43,7 @@ from smartmdm_pipelines.store.store import Store
 
 SOURCE = "inflow"
 MEASURED = ("valid", "edited")
-LOSS_EVENT_COLUMNS = [
-    "event_id",
-    "zone_id",
-    "meter_id",
-    "kind",
-    "start_at",
-    "end_at",
-    "rate",
-    "unit",
-    "detail",
-    "volume",
-    "confidence",
-    "source",
-    "evidence",
-    "status",
-    "detected_at",
-    "updated_at",
-]
+LOSS_EVENT_COLUMNS = [*EVENT_COLUMNS, "detected_at", "updated_at"]
 Params = InflowParams | Mapping[str, InflowParams] | None
 
 
