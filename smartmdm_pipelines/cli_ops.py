@@ -57,14 +57,10 @@ def _failure(result) -> str:
     return "run failed"
 
 
-def cmd_vee_run(args: argparse.Namespace) -> int:
-    """Validate and estimate the operating days --from..--to through vee_job, in backfill chunks."""
-    _prepare(args)
-    import dagster as dg
-
+def _day_chunks_of(args: argparse.Namespace, asset: str) -> tuple[list[tuple[str, str]], int] | None:
+    """The backfill chunks of --from..--to for a day-partitioned asset (its backfill policy caps
+    --chunk), or None after printing why the range is not valid."""
     from smartmdm_pipelines.definitions import defs
-    from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG
-    from smartmdm_pipelines.lib.launch import run_job
     from smartmdm_pipelines.lib.partitions import read_days
 
     partitions = read_days()
@@ -72,10 +68,24 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
     error = _range_error(args.first, args.last, partitions.start.date(), keys[-1] if keys else None)
     if error:
         print(f"error: {error}", file=sys.stderr)
+        return None
+    policy = defs().get_assets_def(asset).backfill_policy
+    chunk = min(args.chunk, (policy.max_partitions_per_run if policy else None) or args.chunk)
+    return day_chunks(args.first, args.last, chunk), chunk
+
+
+def cmd_vee_run(args: argparse.Namespace) -> int:
+    """Validate and estimate the operating days --from..--to through vee_job, in backfill chunks."""
+    _prepare(args)
+    import dagster as dg
+
+    from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG
+    from smartmdm_pipelines.lib.launch import run_job
+
+    planned = _day_chunks_of(args, "validated_intervals")
+    if planned is None:
         return 2
-    policy = defs().get_assets_def("validated_intervals").backfill_policy
-    chunk = min(args.chunk, policy.max_partitions_per_run or args.chunk)
-    chunks = day_chunks(args.first, args.last, chunk)
+    chunks, chunk = planned
     total = sum((dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days + 1 for a, b in chunks)
     started, done, reads, failed_days, failed_runs = time.perf_counter(), 0, 0, [], 0
     print(
@@ -158,20 +168,12 @@ def run_days_through(args: argparse.Namespace, job: str, command: str, chunk_ass
     _prepare(args)
     import dagster as dg
 
-    from smartmdm_pipelines.definitions import defs
-    from smartmdm_pipelines.lib.partitions import read_days
-
-    partitions = read_days()
-    keys = partitions.get_partition_keys()
-    error = _range_error(args.first, args.last, partitions.start.date(), keys[-1] if keys else None)
-    if error:
-        print(f"error: {error}", file=sys.stderr)
+    planned = _day_chunks_of(args, chunk_asset)
+    if planned is None:
         return 2
-    policy = defs().get_assets_def(chunk_asset).backfill_policy
-    chunk = min(args.chunk, (policy.max_partitions_per_run if policy else None) or args.chunk)
     failed = 0
     with dg.DagsterInstance.get() as instance:
-        for first, last in day_chunks(args.first, args.last, chunk):
+        for first, last in planned[0]:
             result = _run_chunk(instance, job, first, last, command)
             failed += 0 if result.success else 1
             print(f"{job} {first}..{last}: {'ok' if result.success else _failure(result)}", flush=True)
