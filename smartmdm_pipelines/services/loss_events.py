@@ -231,3 +231,11 @@ def confident_events(store: Store, start: pd.Timestamp, end: pd.Timestamp, thres
         "WHERE start_at >= :a AND start_at < :b AND confidence >= :c ORDER BY confidence DESC, start_at",
         {"a": start.to_pydatetime(), "b": end.to_pydatetime(), "c": threshold},
     )
+
+
+def withdraw_events(store: Store, event_ids: list[str]) -> None:
+    """Delete events a detector stored that turned out to be explained (e.g. by a known operation)."""
+    if event_ids:
+        table = store.table("loss_events")
+        with store.begin() as conn:
+            conn.execute(table.delete().where(table.c.event_id.in_(event_ids)))

@@ -23,9 +23,10 @@ from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.water.balance import assign_customers, hour_grid, zone_balances
 from smartmdm_pipelines.domain.water.balance_events import EVENT_COLUMNS, detect_balance_events
 from smartmdm_pipelines.domain.water.night_flow import night_flow, with_baseline
+from smartmdm_pipelines.domain.water.operations import split_explained
 from smartmdm_pipelines.domain.water.params import ZoneParams
 from smartmdm_pipelines.services.inflow_detection import detect_inflow_events
-from smartmdm_pipelines.services.loss_events import UpsertResult, merge_events, upsert_events
+from smartmdm_pipelines.services.loss_events import UpsertResult, merge_events, upsert_events, withdraw_events
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
@@ -226,7 +227,9 @@ def detect_from_balances(
         replaced = repl[repl["zone_id"] == zone.zone_id].set_index("hour_end")["replaced"]
         frames.append(detect_balance_events(hourly, zone.zone_id, zone.timezone or tz, p, replaced=replaced))
     frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVENT_COLUMNS)
+    events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EVENT_COLUMNS)
+    kept, _explained = split_explained(events, cfg.nrw_config().operations)
+    return kept.reset_index(drop=True)
 
 
 def replaced_volume(store: Store, cfg: UtilityConfig, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -290,6 +293,8 @@ def run_days(
     for source, detector in chosen.items():
         events = detector(store, first, last, zone_ids)
         if source in SELF_STORING:
+            events, explained = split_explained(events, cfg.nrw_config().operations)
+            withdraw_events(store, explained["event_id"].tolist())
             first_seen = pd.to_datetime(events["detected_at"], utc=True) >= pd.to_datetime(
                 events["updated_at"], utc=True
             )

@@ -145,3 +145,25 @@ def test_an_inlet_read_vee_held_as_a_spike_stays_in_the_balance(store, cfg):
     z1 = hourly[hourly["zone_id"] == "Z1"].reset_index(drop=True)
     assert z1.loc[5, "loss_volume"] == pytest.approx(3100 - 40 - 45)  # the burst, not the estimate
     assert z1.loc[5, "complete"] and z1.loc[5, "input_completeness"] == 1.0
+
+
+def _with_operation(cfg, zone: str, start: pd.Timestamp, hours: int):
+    window = {"start": start.isoformat(), "end": (start + pd.Timedelta(hours=hours)).isoformat()}
+    return cfg.model_copy(
+        update={"nrw": {"operations": [{"zone": zone, **window, "reason": "mains flushing"}]}}
+    )
+
+
+def test_a_loss_starting_inside_a_known_operation_raises_no_event(store, cfg):
+    days = 12
+    start = _leak_scenario(store, cfg, days)
+    last = sc.FIRST + dt.timedelta(days=days - 1)
+    # an operation in another zone, or in this zone at another time, explains nothing
+    nrw.run_days(store, _with_operation(cfg, "Z2", start - pd.Timedelta(hours=2), 6), sc.FIRST, last)
+    assert len(loss_events.list_events(store, zone_id="Z1")) == 1
+    nrw.run_days(store, _with_operation(cfg, "Z1", start - pd.Timedelta(days=2), 6), sc.FIRST, last)
+    assert len(loss_events.list_events(store, zone_id="Z1")) == 1
+    # flushing in Z1 around the start: the step is explained, the stored event withdrawn
+    run = nrw.run_days(store, _with_operation(cfg, "Z1", start - pd.Timedelta(hours=2), 6), sc.FIRST, last)
+    assert loss_events.list_events(store, zone_id="Z1").empty
+    assert run.events["balance"].withdrawn and not run.events["balance"].new

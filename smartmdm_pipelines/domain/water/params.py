@@ -8,11 +8,14 @@ nrw:
     dma: {min_rate_share: 0.02}
   zones:                         # IWA/UARL attributes per zone (the CIS zones feed has no columns yet)
     Z01: {mains_km: 12.5, private_pipe_km: 1.8, pressure_m: 45}
+  operations:                    # known operational events: a loss starting inside one is explained
+    - {zone: Z01, start: "2024-03-12T08:00:00-05:00", end: "2024-03-12T14:00:00-05:00", reason: mains flushing}
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 
 GALLON_LITRES = 3.785411784
@@ -67,6 +70,38 @@ def _checked(values: dict, where: str) -> dict:
 
 
 @dataclass(frozen=True)
+class Operation:
+    """A known operational event (mains flushing, tank filling, a valve operation, fire fighting):
+    water leaves the zone unmetered on purpose between ``start`` and ``end`` (UTC)."""
+
+    zone_id: str | None  # None: every zone
+    start: dt.datetime
+    end: dt.datetime
+    reason: str
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str) -> Operation:
+        unknown = sorted(set(raw) - {"zone", "start", "end", "reason"})
+        if unknown:
+            raise ValueError(f"nrw.{where}: unknown key(s) {unknown}; known: zone, start, end, reason")
+        try:
+            start, end = (dt.datetime.fromisoformat(str(raw[k])) for k in ("start", "end"))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"nrw.{where}: start and end must be ISO 8601 times with an offset ({exc})"
+            ) from None
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            raise ValueError(f"nrw.{where}: start and end need a UTC offset and end must be after start")
+        zone = raw.get("zone")
+        return cls(
+            None if zone in (None, "", "*") else str(zone),
+            start.astimezone(dt.UTC),
+            end.astimezone(dt.UTC),
+            str(raw.get("reason") or "operation"),
+        )
+
+
+@dataclass(frozen=True)
 class NrwConfig:
     """The ``nrw`` section: a default, per-class overrides and per-zone attributes."""
 
@@ -74,19 +109,26 @@ class NrwConfig:
     default: ZoneParams = field(default_factory=ZoneParams)
     classes: dict[str, dict] = field(default_factory=dict)
     zones: dict[str, dict] = field(default_factory=dict)
+    operations: tuple[Operation, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> NrwConfig:
         raw = dict(raw or {})
-        unknown = sorted(set(raw) - {"channel", "default", "classes", "zones"})
+        unknown = sorted(set(raw) - {"channel", "default", "classes", "zones", "operations"})
         if unknown:
-            raise ValueError(f"nrw: unknown key(s) {unknown}; known: channel, default, classes, zones")
+            raise ValueError(
+                f"nrw: unknown key(s) {unknown}; known: channel, default, classes, zones, operations"
+            )
         default = ZoneParams(**_checked(dict(raw.get("default") or {}), "default"))
         classes = {
             str(k): _checked(dict(v or {}), f"classes.{k}") for k, v in (raw.get("classes") or {}).items()
         }
         zones = {str(k): _checked(dict(v or {}), f"zones.{k}") for k, v in (raw.get("zones") or {}).items()}
-        config = cls(str(raw.get("channel", "water")), default, classes, zones)
+        operations = tuple(
+            Operation.from_dict(dict(op or {}), f"operations[{i}]")
+            for i, op in enumerate(raw.get("operations") or [])
+        )
+        config = cls(str(raw.get("channel", "water")), default, classes, zones, operations)
         for name in [*classes, *zones]:
             p = config.for_zone(name if name in zones else None, name if name in classes else None)
             if not 0 <= p.night_start_hour < p.night_end_hour <= 24:
