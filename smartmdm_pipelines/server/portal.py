@@ -216,7 +216,7 @@ def start(runtime) -> None:
         while not runtime.stop_event.is_set():
             try:
                 if time.monotonic() >= due:
-                    with runtime.write_lock:  # DuckDB: one writer at a time in the process
+                    with runtime.alerts_lock:  # one alert evaluation at a time in the process
                         portal_alerts.evaluate(runtime.store)
                     due = time.monotonic() + every
                 sent = portal_alerts.send_pending(runtime.store)

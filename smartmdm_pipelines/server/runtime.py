@@ -32,6 +32,7 @@ class Runtime:
         self.vee_wanted = threading.Event()
         self.push_wanted: list[threading.Event] = []  # one per dispatcher
         self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else contextlib.nullcontext()
+        self.alerts_lock = threading.Lock()  # alert evaluation runs after VEE passes and on a timer
         self.threads: list[threading.Thread] = []
         self.subscriber = None
         self.last_vee: RealtimeVee | None = None
@@ -117,7 +118,7 @@ class Runtime:
             )
             if self.reporter is not None:
                 self.reporter.delivery_validated(run)
-            with self.write_lock:
+            with self.alerts_lock:
                 alerts_after_vee(self.store)  # customer alerts on the reads just validated
             self.vee_wanted.set()  # more may have arrived meanwhile
         return run

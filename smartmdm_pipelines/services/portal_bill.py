@@ -17,7 +17,7 @@ import pandas as pd
 
 from smartmdm_pipelines.domain.billing.numbers import cents
 from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
-from smartmdm_pipelines.domain.billing.tariff import parse_urdb
+from smartmdm_pipelines.domain.billing.urdb import parse_urdb
 from smartmdm_pipelines.domain.portal.projection import project
 from smartmdm_pipelines.domain.portal.usage import local_range
 from smartmdm_pipelines.services.portal_usage import (
