@@ -55,7 +55,8 @@ class NrwRun:
 
     @property
     def new_events(self) -> list[str]:
-        return [e for r in self.events.values() for e in r.new]
+        """Events first stored by this run and still stored (not merged into another detector's)."""
+        return [e for r in self.events.values() for e in r.new if e not in self.merged]
 
 
 def day_window(first: dt.date, last: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:

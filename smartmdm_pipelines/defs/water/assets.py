@@ -135,7 +135,9 @@ def nrw_day(context: dg.AssetExecutionContext, store: StoreResource, utility: Ut
         asset_key="loss_events",
         metadata={
             "dagster/row_count": len(events),
-            "new_events": dg.MetadataValue.json(sorted({e for r in runs for e in r.new_events})),
+            "new_events": dg.MetadataValue.json(
+                sorted({e for r in runs for e in r.new_events} - {e for r in runs for e in r.merged})
+            ),
             "merged_events": dg.MetadataValue.json(sorted({e for r in runs for e in r.merged})),
             "open_events": int((events["status"] == "open").sum()) if not events.empty else 0,
             "events": table(events_table(events), EVENT_COLUMNS),
