@@ -139,7 +139,9 @@ def test_mqtt_reads_are_acknowledged_after_commit_and_survive_a_kill(service: Se
         pub.disconnect()
     assert service.stop() in (0, -15)
     files = outbox_frame(env["SMARTMDM_DATABASE_URL"])
-    assert len(files) == 8 and sorted(cis.message_ids()) == sorted(files["message_id"])
+    # at least once, by message id: a batch the CIS took just before the kill may come again after
+    # the restart, under the same ids (never a new id for the same interval version)
+    assert len(files) == 8 and set(cis.message_ids()) == set(files["message_id"])
     store = Store(env["SMARTMDM_DATABASE_URL"])
     reg = store.read_frame("SELECT channel, status FROM headend_files ORDER BY file_id")
     store.dispose()
