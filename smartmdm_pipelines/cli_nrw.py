@@ -68,18 +68,25 @@ def cmd_balance(args: argparse.Namespace) -> int:
     if error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    return _report(
+        args,
+        lambda store, cfg: balance_report(store, cfg, args.zone, args.first, args.last, hourly=args.hourly),
+        format_balance,
+    )
+
+
+def _report(args: argparse.Namespace, build, text) -> int:
+    """Build a report on the store (a ValueError is a one-line usage error) and print it as JSON
+    (--json) or as text."""
     store, cfg = _context(args)
     try:
-        report = balance_report(store, cfg, args.zone, args.first, args.last, hourly=args.hourly)
+        report = build(store, cfg)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         store.dispose()
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return EXIT_OK
-    print(format_balance(report))
+    print(json.dumps(report, indent=2) if args.json else text(report))
     return EXIT_OK
 
 
@@ -185,19 +192,11 @@ def cmd_water_balance(args: argparse.Namespace) -> int:
     if args.last < args.first:
         print(f"error: --to {args.last} is before --from {args.first}", file=sys.stderr)
         return EXIT_USAGE
-    store, cfg = _context(args)
-    try:
-        report = water_balance_report(store, cfg, args.first, args.last, args.zone)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        store.dispose()
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return EXIT_OK
-    print(format_water_balance(report))
-    return EXIT_OK
+    return _report(
+        args,
+        lambda store, cfg: water_balance_report(store, cfg, args.first, args.last, args.zone),
+        format_water_balance,
+    )
 
 
 IWA_LINES = (

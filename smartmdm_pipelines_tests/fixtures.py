@@ -1,4 +1,4 @@
-"""Small head-end files written by the tests themselves (never read from ../shared)."""
+"""Small head-end files written by the tests themselves (never read from files outside the repository)."""
 
 from __future__ import annotations
 
