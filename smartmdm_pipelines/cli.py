@@ -46,6 +46,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     os.chdir(REPO_ROOT)
+    # `dagster dev` still does the job in 1.13; its "use dg dev" notice is noise for our users
+    os.environ["PYTHONWARNINGS"] = "ignore:Function `dev_command` is superseded:FutureWarning"
     os.execv(argv[0], argv)
 
 

@@ -365,7 +365,8 @@ def format_summary(result: DemoResult) -> str:
         *_nrw_lines(s),
         *_protection_lines(s),
         f"  Dagster runs           {result.runs_succeeded:>12,} succeeded, {len(result.runs_failed)} failed"
-        + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else ""),
+        + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else "")
+        + (f"; {len(result.refusals)} close refused by the completeness gate, as designed" if result.refusals else ""),
         f"  elapsed                {result.seconds:>12.1f} s",
     ]
     return "\n".join(lines)

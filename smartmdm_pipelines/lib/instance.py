@@ -7,7 +7,7 @@ from pathlib import Path
 
 LOCAL_INSTANCE_YAML = """\
 # Local Dagster instance of the Smart MDM demo (written by smartmdm; SQLite storage in this folder).
-# For production, use the repository's dagster.yaml (PostgreSQL storage).
+# For production, use deploy/dagster.yaml (PostgreSQL storage).
 telemetry:
   enabled: false
 concurrency:

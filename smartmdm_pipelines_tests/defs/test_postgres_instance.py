@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_repository_dagster_yaml_uses_postgres_with_psycopg2() -> None:
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     db = config["storage"]["postgres"]["postgres_db"]
     assert db["scheme"] == "postgresql+psycopg2"
     assert db["hostname"] == {"env": "DAGSTER_PG_HOST"}
@@ -33,7 +33,7 @@ def test_ingestion_job_runs_on_a_postgres_backed_instance(
     monkeypatch.setenv("SMARTMDM_LANDING_SETTLE_SECONDS", "0")
     db_name = sa.engine.make_url(postgres_url).database
     # the same storage block as the repository's dagster.yaml, with the values resolved
-    storage = yaml.safe_load((REPO / "dagster.yaml").read_text())["storage"]
+    storage = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["storage"]
     storage["postgres"]["postgres_db"].update(
         hostname=PG_HOST, port=PG_PORT, username=PG_USER, password="", db_name=db_name
     )
