@@ -379,7 +379,16 @@ def _ingest_delivery(
         duplicate = _known(store, key, delivery.label)
         if duplicate is not None:
             return duplicate
-    return _register_delivery(store, config, parsed, delivery, key=key, received=received)
+    try:
+        return _register_delivery(store, config, parsed, delivery, key=key, received=received)
+    except Exception:  # the driver's own error class: bulk loads go through its COPY/Arrow paths
+        # the same bytes registered at the same moment by another process or thread (two sensor
+        # runs, an HTTP push and a file drop): the unique sha256 refused our copy, theirs stands;
+        # any other failure is raised as it was
+        duplicate = _known(store, key, delivery.label)
+        if duplicate is None:
+            raise
+        return duplicate
 
 
 def _known(store: Store, key: str, label: str) -> FileSummary | None:
