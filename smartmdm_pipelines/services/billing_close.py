@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from smartmdm_pipelines.store.store import Store
 
@@ -140,12 +141,49 @@ def version_determinants(
         {"c": cycle_id, "p": start},
     )
     hashes = _content_hashes(fresh) if len(fresh) else pd.DataFrame(columns=[*ACCOUNT_KEY, "content_hash"])
+    # two closes of one period at once take turns from here: the second sees the first's versions
+    # and writes nothing it already wrote
+    with store.begin_locked(f"billing_close:{cycle_id}:{start.isoformat()}") as conn:
+        return _write_close(
+            store,
+            conn,
+            cycle_id,
+            start,
+            end,
+            fresh,
+            hashes,
+            comp,
+            closed_by,
+            force,
+            reason,
+            now,
+            estimated_share_limit,
+        )
+
+
+def _write_close(
+    store: Store,
+    conn: sa.Connection,
+    cycle_id: str,
+    start: dt.date,
+    end: dt.date,
+    fresh: pd.DataFrame,
+    hashes: pd.DataFrame,
+    comp: Completeness,
+    closed_by: str,
+    force: bool,
+    reason: str,
+    now: pd.Timestamp,
+    estimated_share_limit: float,
+) -> CloseResult:
+    """Inside the period's lock: compare with the latest versions, write the changed ones, log."""
     latest = store.read_frame(
         "SELECT DISTINCT d.account_id, d.service_point_id, d.version, d.content_hash AS latest_hash "
         f"FROM billing_determinants d JOIN ({LATEST_VERSIONS}) l ON l.account_id = d.account_id "
         "AND l.service_point_id = d.service_point_id AND l.version = d.version "
         "WHERE d.cycle_id = :c AND d.period_start = :p",
         {"c": cycle_id, "p": start},
+        conn=conn,
     )
     merged = hashes.merge(latest, on=ACCOUNT_KEY, how="left")
     changed = merged[merged["latest_hash"].ne(merged["content_hash"]) | merged["latest_hash"].isna()]
@@ -161,34 +199,34 @@ def version_determinants(
     est = fresh[fresh["determinant"].eq("share_estimated")]
     flagged = int(est.loc[est["value"] > estimated_share_limit, ACCOUNT_KEY].drop_duplicates().shape[0])
     corrections = int(changed["is_correction"].sum())
-    prior_close = store.scalar(
+    prior_close = store.execute(
         "SELECT count(*) FROM billing_closes WHERE cycle_id = :c AND period_start = :p "
         "AND outcome IN ('closed', 'corrected', 'unchanged')",
         {"c": cycle_id, "p": start},
-    )
+        conn=conn,
+    ).scalar_one()
     outcome = "unchanged" if prior_close and not len(changed) else ("corrected" if corrections else "closed")
-    with store.begin() as conn:
-        if len(rows):
-            store.bulk_insert("billing_determinants", rows[cols], conn)
-        _mark_billed(store, cycle_id, start, end, conn)
-        _log_close(
-            store,
-            cycle_id,
-            start,
-            end,
-            now,
-            outcome,
-            closed_by,
-            force,
-            comp.ratio,
-            len(hashes),
-            len(changed),
-            reason,
-            conn=conn,
-        )
+    if len(rows):
+        store.bulk_insert("billing_determinants", rows[cols], conn)
+    _mark_billed(store, cycle_id, start, end, conn)
+    _log_close(
+        store,
+        cycle_id,
+        start,
+        end,
+        now,
+        outcome,
+        closed_by,
+        force,
+        comp.ratio,
+        len(hashes),
+        len(changed),
+        reason,
+        conn=conn,
+    )
     return CloseResult(
         cycle_id,
-        period_start,
+        start.isoformat(),
         outcome,
         comp.ratio,
         len(hashes),

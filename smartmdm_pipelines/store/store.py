@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -49,6 +50,20 @@ class Store:
         """One transaction: committed on success, rolled back on any exception."""
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def begin_locked(self, key: str) -> Iterator[sa.Connection]:
+        """One transaction that holds the lock named ``key`` to its end, so that two writers of the
+        same thing (two closes of one billing period, …) take turns instead of interleaving their
+        read-then-write. PostgreSQL: a transaction-scoped advisory lock, across processes. DuckDB
+        has one writing process; its threads take a process lock of that name."""
+        if self.backend == "postgresql":
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+                yield conn
+        else:
+            with _process_lock(key), self.engine.begin() as conn:
+                yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -156,6 +171,15 @@ class Store:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(key: str) -> threading.Lock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(key, threading.Lock())
 
 
 def _batches(frames: Frame | Iterable[Frame]) -> Iterator[pa.Table]:
