@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from smartmdm_pipelines.domain.portal.compare import baseline_range, compare
-from smartmdm_pipelines.domain.portal.usage import bucket, iso_local
+from smartmdm_pipelines.domain.portal.usage import iso_local
 from smartmdm_pipelines.server.portal_auth import Principal, principal
 from smartmdm_pipelines.services import portal_usage
 from smartmdm_pipelines.services.portal_usage import BadRequest, NotFound
@@ -132,8 +132,8 @@ def _compare(store, account_id, first, last, against, service_point_id):
         raise BadRequest(f"'from' ({first}) must be after {portal_usage.EARLIEST + dt.timedelta(days=800)}")
     b_first, b_last = baseline_range(first, last, against)
     tz = scope.timezone
-    cur = bucket(portal_usage.current_intervals(store, scope, first, last), "hour", tz)
-    base = bucket(portal_usage.current_intervals(store, scope, b_first, b_last), "hour", tz)
+    cur = portal_usage.buckets(store, scope, first, last, "hour")[1]
+    base = portal_usage.buckets(store, scope, b_first, b_last, "hour")[1]
     unit = scope.installs["unit"].iloc[0] if not scope.installs.empty else None
     return {
         "account_id": account_id,

@@ -106,9 +106,8 @@ def _refresh_day(conn: sa.Connection, day: dt.date, meters: list[str] | None) ->
     # every interval starting in those hours ends after lo and at most an interval after hi
     span = dt.timedelta(hours=1) + dt.timedelta(seconds=max(int(longest or 0), 3600))
     days_span = span.days + 2
-    where = (
-        "read_day >= :d0 AND read_day <= :d1 AND interval_end > :lo AND interval_end <= :hi_end"
-        + ("" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_KEYS}")')
+    where = "read_day >= :d0 AND read_day <= :d1 AND interval_end > :lo AND interval_end <= :hi_end" + (
+        "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_KEYS}")'
     )
     written = conn.execute(
         sa.text(
