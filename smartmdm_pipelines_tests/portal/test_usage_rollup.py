@@ -150,7 +150,9 @@ def test_history_from_the_rollup_equals_the_intervals(store: Store, resolution: 
     add_version(store, m1[local.dt.strftime("%Y-%m-%d %H") == "2024-11-03 01"].iloc[:3], "estimated", 2.5)
     add_version(store, m1[local.dt.strftime("%Y-%m-%d %H:%M") == "2024-11-03 07:15"], "edited", 0.1)
     starts = (m1["interval_end"] - pd.Timedelta(minutes=15)).dt.tz_convert(TZ)
-    add_version(store, m1[starts.dt.strftime("%Y-%m-%d %H") == "2024-11-04 09"], "missing", None)  # a whole hour
+    add_version(
+        store, m1[starts.dt.strftime("%Y-%m-%d %H") == "2024-11-04 09"], "missing", None
+    )  # a whole hour
     for first, last in [
         (dt.date(2024, 11, 3), dt.date(2024, 11, 4)),
         (dt.date(2024, 3, 9), dt.date(2024, 3, 11)),
@@ -207,3 +209,40 @@ def test_the_api_serves_the_rollup_and_follows_a_new_version(store: Store, monke
     assert after[2]["start"] == "2024-11-03T01:00:00-06:00" and after[2]["status"] == "estimated"
     assert after[2]["value"] == pytest.approx(before[2]["value"] - second_1am["value"].sum() + 5.0)
     assert [i for k, i in enumerate(after) if k != 2] == [i for k, i in enumerate(before) if k != 2]
+
+
+def test_the_hourly_json_of_postgresql_equals_the_general_path(postgres_url: str, monkeypatch) -> None:
+    store = Store(postgres_url)
+    try:
+        m1 = seed(store, with_tariffs=False)
+        local = m1["interval_end"].dt.tz_convert(TZ)
+        add_version(store, m1[local.dt.strftime("%Y-%m-%d %H") == "2024-11-03 01"].iloc[:3], "estimated", 2.5)
+        add_version(store, m1[local.dt.strftime("%Y-%m-%d %H:%M") == "2024-11-03 07:15"], "edited", 0.1)
+        starts = (m1["interval_end"] - pd.Timedelta(minutes=15)).dt.tz_convert(TZ)
+        add_version(store, m1[starts.dt.strftime("%Y-%m-%d %H") == "2024-11-04 09"], "missing", None)
+        c = client(store, monkeypatch)
+        h = token("customer", "A1")
+        base = "/v1/accounts/A1/usage?from=2024-10-30&to=2024-11-05&resolution=hour"
+        fast = portal_usage.hourly_json(store, "A1", dt.date(2024, 10, 30), dt.date(2024, 11, 5))
+        assert fast is not None and fast[1] == 7 * 24 + 1
+        # the general path: the same document through CSV's code path, compared item by item
+        doc = c.get(base, headers=h).json()
+        assert doc["total_items"] == 169 and len(doc["items"]) == 169
+        general = portal_usage.usage(store, "A1", dt.date(2024, 10, 30), dt.date(2024, 11, 5), "hour")
+        from smartmdm_pipelines.server.portal import _items
+
+        assert doc["items"] == _items(general["items"], TZ)
+        assert {i["status"] for i in doc["items"]} == {"actual", "estimated", "edited", "missing"}
+        assert doc["unit"] == general["unit"] and doc["timezone"] == TZ
+        # pages: the same items in pieces
+        p1 = c.get(base + "&page_size=100", headers=h).json()
+        p2 = c.get(base + f"&page_size=100&page_token={p1['next_page_token']}", headers=h).json()
+        assert p1["next_page_token"] == 100 and p2["next_page_token"] is None
+        assert p1["items"] + p2["items"] == doc["items"]
+        # a zone of +05:30 is refused by the statement and served by the general path
+        store.execute("UPDATE service_points SET timezone = 'Asia/Kolkata' WHERE service_point_id = 'SP-1'")
+        assert portal_usage.hourly_json(store, "A1", dt.date(2024, 10, 30), dt.date(2024, 11, 5)) is None
+        kolkata = c.get(base, headers=h).json()
+        assert kolkata["items"][0]["start"] == "2024-10-30T00:00:00+05:30"
+    finally:
+        store.dispose()
