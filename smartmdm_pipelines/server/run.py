@@ -54,6 +54,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
             "smartmdm_pipelines.server.run:worker_app",
             factory=True,
             workers=workers,
+            timeout_worker_healthcheck=120,  # a worker imports and opens the store before it answers
             host=settings.host,
             port=settings.port,
             log_level="info",

@@ -5,7 +5,7 @@ It is maintained *incrementally*: every writer of interval versions calls :func:
 transaction with the meter-days it touched (VEE's ``run_day``, edits, scheduled reads, forward
 estimates); the hours those versions fall in are rebuilt from the current intervals
 (:mod:`smartmdm_pipelines.store.intervals`, the one definition of "current"). :func:`rebuild`
-fills the table from scratch (migration 0007 and ``smartmdm portal rollup``).
+fills the table from scratch (migration 0007 and ``smartmdm rollup``).
 
 A row's bucket is the UTC hour its intervals *start* in, the same rule as the portal's buckets
 (domain/portal/usage.py); in a zone whose offset is a whole number of hours that is also the

@@ -246,3 +246,27 @@ def test_the_hourly_json_of_postgresql_equals_the_general_path(postgres_url: str
         assert kolkata["items"][0]["start"] == "2024-10-30T00:00:00+05:30"
     finally:
         store.dispose()
+
+
+def test_smartmdm_rollup_rebuilds_a_stale_rollup(duckdb_url: str, monkeypatch, capsys) -> None:
+    from smartmdm_pipelines.cli import main
+
+    store = Store(duckdb_url)
+    m1 = seed(store, with_tariffs=False)
+    # a writer that bypassed the rollup (an old store, a manual repair): the rollup is stale
+    store.bulk_insert("intervals", m1.iloc[:40].assign(version=2, value=3.0, created_by="repair"))
+    with pytest.raises(AssertionError):
+        assert_rollup_current(store)
+    store.dispose()
+    monkeypatch.setenv("SMARTMDM_DATABASE_URL", duckdb_url)
+    assert main(["rollup", "--day", "2024-10-01", "--meter", "M1"]) == 0
+    assert main(["rollup", "--day", "2024-13-01"]) == 2
+    store = Store(duckdb_url)
+    assert_rollup_current(store)
+    store.execute("DELETE FROM usage_hourly")
+    store.dispose()
+    assert main(["rollup"]) == 0
+    assert '"days": "all"' in capsys.readouterr().out
+    store = Store(duckdb_url)
+    assert_rollup_current(store)
+    store.dispose()

@@ -7,7 +7,7 @@ Create Date: 2026-12-01
 ``usage_hourly`` holds the current intervals summed per meter, channel and UTC hour
 (store/usage_rollup.py); every writer of interval versions refreshes the hours it touched. The
 upgrade fills it from the intervals already stored (one INSERT … SELECT), so existing stores are
-backfilled when they are opened; ``smartmdm portal rollup`` rebuilds it on demand.
+backfilled when they are opened; ``smartmdm rollup`` rebuilds it on demand.
 """
 
 from alembic import op
