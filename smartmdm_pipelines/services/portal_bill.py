@@ -95,7 +95,7 @@ def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) ->
     }
     to_total, proj_total, proj_ok = 0.0, 0.0, True
     for sp in current:
-        sp_scope = account_scope(store, account_id, sp.service_point_id)
+        sp_scope = scope.only(sp.service_point_id)  # no second read of the account
         frame = current_intervals(store, sp_scope, period_start, min(as_of, period_end))
         row = tariff_row(store, sp.rate_code, period_start)
         entry = {"service_point_id": sp.service_point_id, "rate_code": sp.rate_code, "intervals": len(frame)}

@@ -55,6 +55,14 @@ class Scope:
     def timezone(self) -> str:
         return self.points[0].timezone
 
+    def only(self, service_point_id: str) -> Scope:
+        """The scope of one of its service points (what ``account_scope(…, service_point_id)`` reads)."""
+        points = [p for p in self.points if p.service_point_id == service_point_id]
+        if not points:
+            raise NotFound(self.account_id)
+        installs = self.installs[self.installs["service_point_id"] == service_point_id].reset_index(drop=True)
+        return Scope(self.account_id, points, installs)
+
 
 def account_scope(
     store: Store, account_id: str, service_point_id: str | None = None, meter_id: str | None = None
