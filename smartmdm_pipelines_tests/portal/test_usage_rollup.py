@@ -270,3 +270,48 @@ def test_smartmdm_rollup_rebuilds_a_stale_rollup(duckdb_url: str, monkeypatch, c
     store = Store(duckdb_url)
     assert_rollup_current(store)
     store.dispose()
+
+
+def test_bill_to_date_from_the_rollup_equals_the_bill_from_the_intervals(store: Store, monkeypatch) -> None:
+    from smartmdm_pipelines.services import portal_bill
+
+    m1 = seed(store)
+    local = m1["interval_end"].dt.tz_convert(TZ)
+    add_version(store, m1[local.dt.strftime("%Y-%m-%d %H") == "2024-11-03 01"].iloc[:3], "estimated", 2.5)
+    sources = []
+    real = portal_bill._period_usage
+
+    def spy(*args):
+        out = real(*args)
+        sources.append(out.source)
+        return out
+
+    monkeypatch.setattr(portal_bill, "_period_usage", spy)
+    served = portal_bill.bill_to_date(store, "A1", dt.date(2024, 11, 10))
+    assert sources == ["rollup"]  # E-RES bills energy only: the hourly sums serve
+    monkeypatch.setattr(portal_bill, "hourly_rollup", lambda *a, **k: None)
+    computed = portal_bill.bill_to_date(store, "A1", dt.date(2024, 11, 10))
+    assert sources == ["rollup", "intervals"]
+    assert served["service_points"] == computed["service_points"]
+    assert served["service_points"][0]["estimated_intervals"] == 3
+    assert served["to_date"]["total"] == computed["to_date"]["total"] > 0
+    assert served["to_date"]["usage"] == pytest.approx(computed["to_date"]["usage"], rel=1e-12)
+    assert served["projected"]["total"] == computed["projected"]["total"]
+    assert served["projected"]["usage"] == pytest.approx(computed["projected"]["usage"], rel=1e-9)
+    for a, b in zip(served["to_date"]["lines"], computed["to_date"]["lines"], strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == (pytest.approx(b[k], rel=1e-9) if isinstance(b[k], float) else b[k]), k
+
+
+def test_bill_to_date_reads_the_intervals_when_an_hour_is_partly_missing(store: Store, monkeypatch) -> None:
+    from smartmdm_pipelines.services import portal_bill
+
+    m1 = seed(store)
+    local = m1["interval_end"].dt.tz_convert(TZ)
+    add_version(store, m1[local.dt.strftime("%Y-%m-%d %H:%M") == "2024-11-05 10:15"], "missing", None)
+    sources = []
+    real = portal_bill._period_usage
+    monkeypatch.setattr(portal_bill, "_period_usage", lambda *a: sources.append(real(*a).source) or real(*a))
+    doc = portal_bill.bill_to_date(store, "A1", dt.date(2024, 11, 10))
+    assert sources == ["intervals"] and doc["to_date"]["total"] > 0
