@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -128,6 +129,7 @@ def start_service(url: str, port: int, tmp: Path, workers: int = 1) -> subproces
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "serve.log", "wb"),  # noqa: SIM115
+        start_new_session=True,  # its own process group: --workers children go with it
     )
     for _ in range(300):
         try:
@@ -136,7 +138,7 @@ def start_service(url: str, port: int, tmp: Path, workers: int = 1) -> subproces
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the uvicorn workers too, not only their parent
     raise RuntimeError(f"the service did not start; see {tmp / 'serve.log'}")
 
 
