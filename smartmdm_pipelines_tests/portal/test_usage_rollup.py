@@ -11,6 +11,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from smartmdm_pipelines.domain.portal.usage import bucket
 from smartmdm_pipelines.services import portal_usage
@@ -315,3 +316,14 @@ def test_bill_to_date_reads_the_intervals_when_an_hour_is_partly_missing(store: 
     monkeypatch.setattr(portal_bill, "_period_usage", lambda *a: sources.append(real(*a).source) or real(*a))
     doc = portal_bill.bill_to_date(store, "A1", dt.date(2024, 11, 10))
     assert sources == ["intervals"] and doc["to_date"]["total"] > 0
+
+
+def test_migration_0007_backfills_an_existing_store(store: Store) -> None:
+    from smartmdm_pipelines.store import migrate
+
+    seed(store, with_tariffs=False)
+    migrate.downgrade(store.engine, "0006")  # a store from before the rollup, with its intervals
+    with store.engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("usage_hourly")
+    migrate.upgrade(store.engine)
+    assert_rollup_current(store)
