@@ -321,7 +321,14 @@ sa.Index("ix_vee_exceptions_status", vee_exceptions.c.status)
 sa.Index("ix_vee_exceptions_day", vee_exceptions.c.read_day)
 sa.Index("ix_daily_usage_day", daily_usage.c.read_day)
 sa.Index("ix_intervals_meter_end", intervals.c.meter_id, intervals.c.channel, intervals.c.interval_end)
-sa.Index("ix_usage_hourly_key", usage_hourly.c.meter_id, usage_hourly.c.channel, usage_hourly.c.hour_start)
+# unique: two writers refreshing the same hours at once cannot both insert (one fails and retries)
+sa.Index(
+    "ix_usage_hourly_key",
+    usage_hourly.c.meter_id,
+    usage_hourly.c.channel,
+    usage_hourly.c.hour_start,
+    unique=True,
+)
 
 CURRENT_INTERVALS_VIEW = "current_intervals"  # created by migration 0001
 

@@ -23,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     bind = op.get_bind()
     table = schema.metadata.tables["usage_hourly"]
-    table.create(bind)  # with ix_usage_hourly_key (meter_id, channel, hour_start)
+    table.create(bind)  # with the unique ix_usage_hourly_key (meter_id, channel, hour_start)
     usage_rollup.rebuild(bind)
 
 
