@@ -2,7 +2,7 @@
 open-loop load (asyncio + httpx on loopback) against ``smartmdm serve``: p50/p95 of a one-year
 hourly history, a month comparison and a bill-to-date at a target rate.
 
-    .venv/bin/python benchmarks/bench_portal.py --accounts 100000 --rate 200 --seconds 20
+    .venv/bin/python benchmarks/bench_portal.py --accounts 100000 --rate 200 --seconds 20 --workers 2
 
 The data is generated in the database (``generate_series``), one INSERT … SELECT per chunk of
 accounts; a database of the size asked for is kept with ``--keep-url`` and reused by passing it
@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ from pg import Postgres
 from smartmdm_pipelines.config import default_config
 from smartmdm_pipelines.server.portal_auth import issue_token
 from smartmdm_pipelines.services.billing_reference import tariff_frames
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +83,9 @@ def generate(url: str, accounts: int) -> dict:
                 },
             )
             print(f"  intervals: accounts {hi:,}/{accounts:,} ({time.perf_counter() - t0:.0f}s)", flush=True)
+        with store.begin() as conn:  # the portal's hourly rollup, as migration 0007 backfills it
+            usage_rollup.rebuild(conn)
+        print(f"  usage_hourly rebuilt ({time.perf_counter() - t0:.0f}s)", flush=True)
         store.execute("ANALYZE")
         rows = store.count("intervals")
     finally:
@@ -99,7 +104,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(url: str, port: int, tmp: Path) -> subprocess.Popen:
+def start_service(url: str, port: int, tmp: Path, workers: int = 1) -> subprocess.Popen:
     env = os.environ | {
         "SMARTMDM_DATABASE_URL": url,
         "SMARTMDM_API_SIGNING_KEY": KEY,
@@ -110,11 +115,21 @@ def start_service(url: str, port: int, tmp: Path) -> subprocess.Popen:
     }
     (tmp / "dagster_home").mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "smartmdm_pipelines.cli", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "smartmdm_pipelines.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "serve.log", "wb"),  # noqa: SIM115
+        start_new_session=True,  # its own process group: --workers children go with it
     )
     for _ in range(300):
         try:
@@ -123,7 +138,7 @@ def start_service(url: str, port: int, tmp: Path) -> subprocess.Popen:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the uvicorn workers too, not only their parent
     raise RuntimeError(f"the service did not start; see {tmp / 'serve.log'}")
 
 
@@ -191,6 +206,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each scenario")
     p.add_argument("--concurrency", type=int, default=64, help="most requests in flight")
     p.add_argument("--scenarios", default="history,compare,bill_to_date")
+    p.add_argument("--workers", type=int, default=1, help="smartmdm serve --workers (HTTP processes)")
     p.add_argument("--url", help="an existing PostgreSQL store (generated data is reused)")
     p.add_argument("--keep-url", action="store_true", help="keep the generated database and print its URL")
     p.add_argument("--pg-admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -205,13 +221,13 @@ def main() -> None:
             print(json.dumps({"postgresql": pg.problem}))
             return
         name, url = pg.database()
-    report: dict = {"accounts": args.accounts, "cpus": os.cpu_count()}
+    report: dict = {"accounts": args.accounts, "cpus": os.cpu_count(), "workers": args.workers}
     try:
         report["data"] = generate(url, args.accounts)
         print(json.dumps(report["data"]), flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
-            proc = start_service(url, port, Path(tmp))
+            proc = start_service(url, port, Path(tmp), args.workers)
             try:
                 base = f"http://127.0.0.1:{port}"
                 for kind in [s for s in args.scenarios.split(",") if s]:

@@ -1,4 +1,5 @@
-"""Portal API commands of the `smartmdm` CLI: ``token`` (a development bearer token)."""
+"""Portal API commands of the `smartmdm` CLI: ``token`` (a development bearer token), ``alerts``,
+``rollup`` (rebuild the hourly usage rollup)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,28 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         store.dispose()
 
 
+def cmd_rollup(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+
+    from smartmdm_pipelines.server.run import open_store
+    from smartmdm_pipelines.store import usage_rollup
+
+    try:
+        days = [dt.date.fromisoformat(d) for d in args.day or []]
+    except ValueError as exc:
+        print(f"error: --day: {exc} (expected YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    store = open_store()
+    try:
+        with store.begin() as conn:
+            rows = usage_rollup.refresh(conn, days, args.meter) if days else usage_rollup.rebuild(conn)
+        print(json.dumps({"rows_written": rows, "days": [d.isoformat() for d in days] or "all"}))
+        return 0
+    finally:
+        store.dispose()
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "token",
@@ -67,3 +90,11 @@ def register(sub) -> None:
     q.add_argument("--at", help="ISO instant with offset (default: now)")
     al.add_parser("send", help="POST the queued alert notifications to $SMARTMDM_ALERT_WEBHOOK_URL")
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser(
+        "rollup",
+        help="rebuild the portal's hourly usage rollup (usage_hourly) from the current intervals: all, or --day …",
+    )
+    p.add_argument("--day", action="append", help="only the hours of this read day's versions (repeatable)")
+    p.add_argument("--meter", action="append", help="with --day: only this meter (repeatable)")
+    p.set_defaults(func=cmd_rollup)

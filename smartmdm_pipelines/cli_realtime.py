@@ -9,7 +9,7 @@ import json
 def cmd_serve(args: argparse.Namespace) -> int:
     from smartmdm_pipelines.server.run import serve
 
-    return serve(args.host, args.port)
+    return serve(args.host, args.port, args.workers)
 
 
 def _age(seconds: float | None) -> str:
@@ -64,6 +64,11 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="the real-time service: head-end HTTP push and MQTT, CIS/portal push")
     p.add_argument("--host", help="listen address (default: realtime.host in the utility YAML, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default: realtime.port, 8080)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="HTTP processes (default $SMARTMDM_SERVE_WORKERS or 1; > 1 needs PostgreSQL; one runs the background work)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -11,13 +11,14 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from smartmdm_pipelines.domain.portal.compare import baseline_range, compare
-from smartmdm_pipelines.domain.portal.usage import bucket, iso_local
+from smartmdm_pipelines.domain.portal.usage import iso_local
 from smartmdm_pipelines.server.portal_auth import Principal, principal
 from smartmdm_pipelines.services import portal_usage
 from smartmdm_pipelines.services.portal_usage import BadRequest, NotFound
@@ -93,6 +94,17 @@ async def get_usage(
     page_token: Annotated[int, Query(ge=0, le=10_000_000, description="offset from a previous page")] = 0,
 ):
     readable(who, account_id)
+    if resolution == "hour" and format == "json":  # the common call: JSON built by PostgreSQL
+        fast = await call(
+            request, portal_usage.hourly_json, account_id, first, last, service_point_id, meter_id,
+            page_token, page_size,
+        )  # fmt: skip
+        if fast is not None:
+            doc, total, items = fast
+            nxt = page_token + page_size if page_token + page_size < total else None
+            page = orjson.Fragment("[" + items + "]")  # already JSON
+            body = orjson.dumps(doc | {"total_items": total, "next_page_token": nxt, "items": page})
+            return Response(body, media_type="application/json")
     doc = await call(
         request, portal_usage.usage, account_id, first, last, resolution, service_point_id, meter_id
     )
@@ -122,7 +134,8 @@ async def get_usage(
         if nxt is not None:
             headers["X-Next-Page-Token"] = str(nxt)
         return Response(out.getvalue(), media_type="text/csv", headers=headers)
-    return JSONResponse(doc | {"total_items": total, "next_page_token": nxt, "items": items})
+    body = orjson.dumps(doc | {"total_items": total, "next_page_token": nxt, "items": items})
+    return Response(body, media_type="application/json")  # orjson: a year of hours in ~2 ms
 
 
 def _compare(store, account_id, first, last, against, service_point_id):
@@ -132,8 +145,8 @@ def _compare(store, account_id, first, last, against, service_point_id):
         raise BadRequest(f"'from' ({first}) must be after {portal_usage.EARLIEST + dt.timedelta(days=800)}")
     b_first, b_last = baseline_range(first, last, against)
     tz = scope.timezone
-    cur = bucket(portal_usage.current_intervals(store, scope, first, last), "hour", tz)
-    base = bucket(portal_usage.current_intervals(store, scope, b_first, b_last), "hour", tz)
+    cur = portal_usage.buckets(store, scope, first, last, "hour")[1]
+    base = portal_usage.buckets(store, scope, b_first, b_last, "hour")[1]
     unit = scope.installs["unit"].iloc[0] if not scope.installs.empty else None
     return {
         "account_id": account_id,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.vee.quality import METHOD_CODES
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.store import Store
 
 ACTIONS = ("accept", "edit", "estimate", "dismiss")
@@ -161,6 +162,7 @@ def resolve(store: Store, cfg: UtilityConfig, res: Resolution) -> dict:
                 created_at=now,
             )
             store.bulk_insert("intervals", rows, conn)
+            usage_rollup.refresh_written(conn, rows)  # the portal's hourly rollup
         store.execute(
             "UPDATE vee_exceptions SET status = :s, resolution = :r, resolved_by = :b, resolved_at = :t "
             "WHERE exception_id = :id",

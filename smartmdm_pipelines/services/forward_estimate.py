@@ -32,6 +32,7 @@ from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS
 from smartmdm_pipelines.domain.vee.estimate import FORWARD_CODES, FORWARD_METHOD, estimate_forward
 from smartmdm_pipelines.domain.vee.keys import Catalog
 from smartmdm_pipelines.domain.vee.prepare import expected_grid
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
@@ -122,7 +123,9 @@ def forward_estimate(
     ok = projected["value"].notna().to_numpy()
     summary.intervals_unestimated = int((~ok).sum())
     rows = _version_rows(targets[ok], projected[ok], meters, through, created_by, reason)
-    summary.intervals_written = store.bulk_insert("intervals", rows)
+    with store.begin() as conn:
+        summary.intervals_written = store.bulk_insert("intervals", rows, conn)
+        usage_rollup.refresh_written(conn, rows)  # the portal's hourly rollup
     summary.series_estimated = int(rows[["meter_id", "channel"]].drop_duplicates().shape[0])
     summary.by_method = projected.loc[ok, "base_method"].str.split("+").str[0].value_counts().to_dict()
     return summary

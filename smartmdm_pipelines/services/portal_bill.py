@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 
@@ -27,6 +29,7 @@ from smartmdm_pipelines.services.portal_usage import (
     ServicePoint,
     account_scope,
     current_intervals,
+    hourly_rollup,
 )
 from smartmdm_pipelines.store.store import Store
 
@@ -60,7 +63,7 @@ def tariff_row(store: Store, rate_code: str | None, day: dt.date):
 
 
 def _bill(row, tz: str, usage: pd.DataFrame, seconds: int, unit: str):
-    tariff = parse_urdb(json.loads(row["urdb_json"]), source=row["rate_code"], tz=tz)
+    tariff = _parsed(row["rate_code"], row["urdb_json"], tz)
     return shadow_bill(
         tariff,
         usage,
@@ -71,6 +74,68 @@ def _bill(row, tz: str, usage: pd.DataFrame, seconds: int, unit: str):
         netting=row["netting"],
         usage_unit=None if unit == "kWh" else unit,
         billing_unit=row["billing_unit"],
+    )
+
+
+@dataclass
+class PeriodUsage:
+    usage: pd.DataFrame | None  # interval_end, kwh (NaN: missing); None: no reads
+    seconds: int = 0
+    unit: str = ""
+    intervals: int = 0
+    estimated: int = 0
+    source: str = "intervals"
+
+
+def _no_demand(row) -> bool:
+    """Whether the tariff bills energy and fixed charges only (no TOU, flat or coincident demand):
+    then hourly sums bill as the intervals do (URDB schedules are hourly)."""
+    tariff = _parsed(row["rate_code"], row["urdb_json"], "UTC")
+    return not (tariff.demand_periods or tariff.flat_demand_periods or tariff.coincident_periods)
+
+
+@lru_cache(maxsize=256)
+def _parsed(rate_code: str, urdb_json: str, tz: str):
+    return parse_urdb(json.loads(urdb_json), source=rate_code, tz=tz)
+
+
+def _period_usage(store: Store, scope, first: dt.date, last: dt.date, row) -> PeriodUsage:
+    """The period's usage to bill: hourly sums from the rollup when the tariff has no demand
+    charges, the rollup can serve (portal_usage.hourly_rollup) and every hour is whole, else the
+    current intervals."""
+    if row is not None and _no_demand(row):
+        hours = hourly_rollup(store, scope, first, last)
+        # whole hours only (every interval of the hour stored, all present or all missing): then the
+        # bill and the like-day projection of the hourly sums equal those of the intervals
+        whole = hours is not None and (
+            (hours["interval_count"] * hours["interval_seconds"] == 3600)
+            & ((hours["value_count"] == hours["interval_count"]) | (hours["value_count"] == 0))
+        ).all()
+        if whole:
+            if hours.empty:
+                return PeriodUsage(None, source="rollup")
+            ends = pd.to_datetime(hours["hour_start"].to_numpy() + 3600, unit="s", utc=True)
+            kwh = hours["value_sum"].where(hours["value_count"] > 0).astype("float64")
+            return PeriodUsage(
+                pd.DataFrame({"interval_end": ends, "kwh": kwh.to_numpy()}),
+                3600,
+                str(hours["unit"].iloc[0]),
+                int(hours["interval_count"].sum()),
+                int(hours["estimated_count"].sum()),
+                "rollup",
+            )
+    frame = current_intervals(store, scope, first, last)
+    if frame.empty:
+        return PeriodUsage(None)
+    seconds = int(frame["interval_seconds"].mode().iloc[0])
+    usage = pd.DataFrame({"interval_end": frame["interval_end"], "kwh": frame["value"].astype("float64")})
+    usage = usage[frame["interval_seconds"].to_numpy() == seconds]
+    return PeriodUsage(
+        usage,
+        seconds,
+        str(frame["unit"].iloc[0]),
+        len(frame),
+        int(frame["status"].isin(["estimated"]).sum()),
     )
 
 
@@ -95,10 +160,14 @@ def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) ->
     }
     to_total, proj_total, proj_ok = 0.0, 0.0, True
     for sp in current:
-        sp_scope = account_scope(store, account_id, sp.service_point_id)
-        frame = current_intervals(store, sp_scope, period_start, min(as_of, period_end))
+        sp_scope = scope.only(sp.service_point_id)  # no second read of the account
         row = tariff_row(store, sp.rate_code, period_start)
-        entry = {"service_point_id": sp.service_point_id, "rate_code": sp.rate_code, "intervals": len(frame)}
+        read = _period_usage(store, sp_scope, period_start, min(as_of, period_end), row)
+        entry = {
+            "service_point_id": sp.service_point_id,
+            "rate_code": sp.rate_code,
+            "intervals": read.intervals,
+        }
         doc["service_points"].append(entry)
         if row is None:
             doc["notes"].append(
@@ -106,15 +175,11 @@ def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) ->
             )
             proj_ok = False
             continue
-        if frame.empty:
+        if read.usage is None:
             doc["notes"].append(f"service point {sp.service_point_id}: no reads in the period yet")
             proj_ok = False
             continue
-        seconds = int(frame["interval_seconds"].mode().iloc[0])
-        unit = str(frame["unit"].iloc[0])
-        usage = pd.DataFrame({"interval_end": frame["interval_end"], "kwh": frame["value"].astype("float64")})
-        usage = usage[frame["interval_seconds"].to_numpy() == seconds]
-        estimated = int(frame["status"].isin(["estimated"]).sum())
+        usage, seconds, unit, estimated = read.usage, read.seconds, read.unit, read.estimated
         for b in _bill(row, sp.timezone, usage.fillna({"kwh": 0.0}), seconds, unit):
             to_total += b.total
             for line in b.lines:

@@ -34,6 +34,7 @@ from smartmdm_pipelines.config import UtilityConfig, load_config
 from smartmdm_pipelines.domain.vee.day import CHANNEL_UNITS, EXCEPTION_COLUMNS, exception_ids
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 from smartmdm_pipelines.domain.vee.register_estimation import REGISTER_METHOD_CODES, estimate_registers
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 
@@ -112,6 +113,7 @@ def estimate_missing_registers(
             [_estimate_rows(m[write], now), _superseded_rows(m[supersede], now)], ignore_index=True
         )
         summary.versions_written = store.bulk_insert("intervals", rows, conn) if len(rows) else 0
+        usage_rollup.refresh_written(conn, rows)  # the portal's hourly rollup
         restate = _restatements(m[supersede & billed])
         if len(restate):
             known = store.read_frame(

@@ -29,6 +29,7 @@ from smartmdm_pipelines.domain.vee.history import daily_usage
 from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.services.outbox import emit_versions
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
 from smartmdm_pipelines.store.store import Store
 
@@ -176,6 +177,7 @@ def run_day(
     now = pd.Timestamp.now(tz="UTC")
     with store.begin() as conn:
         n_val, n_est, restated = _write_versions(store, conn, day, estimated.intervals, now, meters)
+        usage_rollup.refresh(conn, day, meters)  # the portal's hourly rollup follows the versions
         exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
         open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
         usage = daily_usage(estimated.intervals, day)

@@ -265,6 +265,29 @@ daily_usage = sa.Table(
     comment="Per meter-channel-day summary of current intervals; history for later days' rules.",
 )
 
+usage_hourly = sa.Table(
+    "usage_hourly",
+    metadata,
+    sa.Column("meter_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    _ts("hour_start", nullable=False, comment="UTC hour the intervals' starts fall in"),
+    sa.Column("value_sum", sa.Double, comment="sum of the values present; NULL when none is"),
+    sa.Column("value_count", sa.Integer, nullable=False, comment="intervals with a value"),
+    sa.Column("interval_count", sa.Integer, nullable=False, comment="intervals, missing ones included"),
+    sa.Column("estimated_count", sa.Integer, nullable=False),
+    sa.Column(
+        "status_rank",
+        sa.SmallInteger,
+        comment="worst portal status of the values present: 0 actual, 1 edited, 2 estimated; NULL: none",
+    ),
+    _ts("first_end", nullable=False, comment="earliest interval_end in the hour"),
+    _ts("last_end", nullable=False, comment="latest interval_end in the hour"),
+    sa.Column("interval_seconds", sa.Integer, nullable=False, comment="the longest interval in the hour"),
+    sa.Column("unit", sa.String),
+    comment="Hourly rollup of current intervals (services/usage_rollup.py, refreshed by every writer "
+    "of interval versions); serves the portal's hour/day/month history and bill-to-date.",
+)
+
 vee_exceptions = sa.Table(
     "vee_exceptions",
     metadata,
@@ -298,6 +321,14 @@ sa.Index("ix_vee_exceptions_status", vee_exceptions.c.status)
 sa.Index("ix_vee_exceptions_day", vee_exceptions.c.read_day)
 sa.Index("ix_daily_usage_day", daily_usage.c.read_day)
 sa.Index("ix_intervals_meter_end", intervals.c.meter_id, intervals.c.channel, intervals.c.interval_end)
+# unique: two writers refreshing the same hours at once cannot both insert (one fails and retries)
+sa.Index(
+    "ix_usage_hourly_key",
+    usage_hourly.c.meter_id,
+    usage_hourly.c.channel,
+    usage_hourly.c.hour_start,
+    unique=True,
+)
 
 CURRENT_INTERVALS_VIEW = "current_intervals"  # created by migration 0001
 

@@ -12,6 +12,7 @@ from smartmdm_pipelines.server.portal_auth import issue_token
 from smartmdm_pipelines.server.runtime import Runtime
 from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services.billing_reference import tariff_frames
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.store import Store
 
 KEY = "portal-test-signing-key-" + "x" * 24
@@ -98,7 +99,7 @@ def seed(store: Store, with_tariffs: bool = True) -> pd.DataFrame:
     m1 = frames[0]
     # the received channel must never show up as usage
     frames.append(m1.assign(channel="kwh_received", value=100.0))
-    store.bulk_insert("intervals", pd.concat(frames, ignore_index=True))
+    write_intervals(store, pd.concat(frames, ignore_index=True))
     if with_tariffs:
         for table, frame in tariff_frames(default_config(), pd.Timestamp("2024-12-01T00:00Z")).items():
             store.bulk_insert(table, frame)
@@ -106,10 +107,15 @@ def seed(store: Store, with_tariffs: bool = True) -> pd.DataFrame:
 
 
 def add_version(store: Store, rows: pd.DataFrame, status: str, value: float | None, version: int = 2) -> None:
-    store.bulk_insert(
-        "intervals",
-        rows.assign(version=version, status=status, value=value, created_by="test-v2"),
-    )
+    write_intervals(store, rows.assign(version=version, status=status, value=value, created_by="test-v2"))
+
+
+def write_intervals(store: Store, rows: pd.DataFrame) -> None:
+    """Write interval versions the way the store's writers do: with the hourly rollup refreshed
+    for the meter-days written, in the same transaction."""
+    with store.begin() as conn:
+        store.bulk_insert("intervals", rows, conn)
+        usage_rollup.refresh_written(conn, rows)
 
 
 def client(store: Store, monkeypatch, rate: str = "0") -> TestClient:

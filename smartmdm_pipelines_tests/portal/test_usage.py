@@ -9,7 +9,7 @@ import io
 import pandas as pd
 import pytest
 
-from smartmdm_pipelines_tests.portal.helpers import TZ, add_version, client, seed, token
+from smartmdm_pipelines_tests.portal.helpers import TZ, add_version, client, seed, token, write_intervals
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_compare_previous_period_and_last_year(api):
     # double the evening hours (18:00-19:59 local) of the second week: the drivers are 18 and 19
     local = m1["interval_end"].dt.tz_convert(TZ) - pd.Timedelta(minutes=15)
     week2 = m1[(local >= "2024-10-08") & (local < "2024-10-15") & local.dt.hour.isin([18, 19])]
-    store.bulk_insert("intervals", week2.assign(version=2, value=week2["value"] * 2, created_by="test-v2"))
+    write_intervals(store, week2.assign(version=2, value=week2["value"] * 2, created_by="test-v2"))
     r = c.get(
         "/v1/accounts/A1/usage/compare?from=2024-10-08&to=2024-10-14&against=previous_period", headers=h
     )

@@ -50,52 +50,103 @@ def bucket(frame: pd.DataFrame, resolution: str, tz: str) -> pd.DataFrame:
     ``intervals`` (the intervals summed, missing ones included), sorted by ``start``."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, not {resolution!r}")
-    cols = ["start", "end", "value", "status", "intervals"]
     if frame.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+        return _empty()
     end = pd.to_datetime(frame["interval_end"], utc=True)
     seconds = frame["interval_seconds"].astype("int64").to_numpy()
     start = end - pd.to_timedelta(seconds, unit="s")
     rank = portal_status(frame["status"], frame["value"]).map(_RANK).to_numpy()
     if resolution == "interval":
         b_start, b_end = start, end
-    elif resolution == "hour":
+    else:
+        b_start, b_end = _bounds(start, resolution, tz)
+    values = frame["value"].to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    return _reduce(
+        _epoch(pd.Series(b_start)),
+        _epoch(pd.Series(b_end)),
+        np.where(present, values, 0.0),
+        present.astype("float64"),
+        np.ones(len(frame), dtype="int64"),
+        np.where(present, rank, -1).astype("int64"),
+    )
+
+
+def bucket_hours(hours: pd.DataFrame, resolution: str, tz: str) -> pd.DataFrame:
+    """:func:`bucket` from hourly sums (the store's ``usage_hourly`` rows, several meters
+    possibly): columns ``hour_start`` (epoch seconds of the UTC hour the intervals start in),
+    ``value_sum``, ``value_count``, ``interval_count``, ``status_rank`` (worst rank of the
+    present values: 0 actual, 1 edited, 2 estimated). Equal to :func:`bucket` of the intervals
+    when ``tz``'s offsets are whole hours (every UTC hour is a local hour)."""
+    if resolution not in RESOLUTIONS[1:]:
+        raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS[1:])}, not {resolution!r}")
+    if hours.empty:
+        return _empty()
+    h = hours["hour_start"].to_numpy(dtype="int64")
+    if resolution == "hour":
+        b0, b1 = h, h + 3600
+    else:
+        b_start, b_end = _bounds(pd.Series(pd.to_datetime(h, unit="s", utc=True)), resolution, tz)
+        b0, b1 = _epoch(b_start), _epoch(pd.Series(b_end))
+    valued = hours["value_count"].to_numpy(dtype="float64")
+    sums = hours["value_sum"].to_numpy(dtype="float64")
+    rank = hours["status_rank"].to_numpy(dtype="float64")
+    return _reduce(
+        b0,
+        b1,
+        np.where(valued > 0, np.nan_to_num(sums), 0.0),
+        valued,
+        hours["interval_count"].to_numpy(dtype="int64"),
+        np.where((valued > 0) & ~np.isnan(rank), np.nan_to_num(rank), -1).astype("int64"),
+    )
+
+
+_COLS = ["start", "end", "value", "status", "intervals"]
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in _COLS})
+
+
+def _bounds(start: pd.Series, resolution: str, tz: str) -> tuple[pd.Series, pd.Series]:
+    """The local hour, day or month (UTC bounds) each UTC instant ``start`` falls in."""
+    if resolution == "hour":
         local = start.dt.tz_convert(tz)
         offset = local.dt.minute * 60 + local.dt.second
         b_start = start - pd.to_timedelta(offset, unit="s")
-        b_end = b_start + pd.Timedelta(hours=1)
+        return b_start, b_start + pd.Timedelta(hours=1)
+    local_day = start.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+    if resolution == "day":
+        first = local_day
+        after = local_day + pd.Timedelta(days=1)
     else:
-        local_day = start.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
-        if resolution == "day":
-            first = local_day
-            after = local_day + pd.Timedelta(days=1)
-        else:
-            first = _month_start(local_day)
-            after = first + pd.offsets.MonthBegin(1)
-        b_start = _localize_midnights(first, tz)
-        b_end = _localize_midnights(pd.Series(after), tz)
-    # per bucket with numpy: sums, counts of values, the worst status of the present values
-    b0 = _epoch(pd.Series(b_start))
-    b1 = _epoch(pd.Series(b_end))
+        first = _month_start(local_day)
+        after = first + pd.offsets.MonthBegin(1)
+    return _localize_midnights(first, tz), _localize_midnights(pd.Series(after), tz)
+
+
+def _reduce(
+    b0: np.ndarray, b1: np.ndarray, total: np.ndarray, valued: np.ndarray, size: np.ndarray, rank: np.ndarray
+) -> pd.DataFrame:
+    """Per bucket (start epoch ``b0``) with numpy: sums, counts of values, intervals and the worst
+    status rank of the present values (``rank`` -1 where none is present)."""
     keys, first, inverse = np.unique(b0, return_index=True, return_inverse=True)
-    values = frame["value"].to_numpy(dtype="float64")
-    present = ~np.isnan(values)
     n = len(keys)
-    total = np.bincount(inverse, weights=np.where(present, values, 0.0), minlength=n)
-    valued = np.bincount(inverse, weights=present.astype("float64"), minlength=n)
-    size = np.bincount(inverse, minlength=n)
+    sums = np.bincount(inverse, weights=total, minlength=n)
+    values = np.bincount(inverse, weights=valued, minlength=n)
+    count = np.bincount(inverse, weights=size, minlength=n).astype("int64")
     worst = np.full(n, -1, dtype="int64")
-    np.maximum.at(worst, inverse[present], rank[present].astype("int64"))
+    np.maximum.at(worst, inverse, rank)
     worst[worst < 0] = _RANK["missing"]
     return pd.DataFrame(
         {
             "start": pd.to_datetime(keys, unit="s", utc=True),
             "end": pd.to_datetime(b1[first], unit="s", utc=True),
-            "value": np.where(valued > 0, total, np.nan),
+            "value": np.where(values > 0, sums, np.nan),
             "status": np.array([_NAMES[int(r)] for r in range(4)], dtype=object)[worst],
-            "intervals": size,
+            "intervals": count,
         }
-    )[cols]
+    )[_COLS]
 
 
 def _epoch(instants: pd.Series) -> np.ndarray:
