@@ -10,8 +10,10 @@ locked (only an actual read replaces it, which raises a restatement exception).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,7 @@ from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee.day import EXCEPTION_COLUMNS, DayInputs, DayResult, exception_ids
 from smartmdm_pipelines.domain.vee.estimate import estimate_day
 from smartmdm_pipelines.domain.vee.history import daily_usage
+from smartmdm_pipelines.domain.vee.incremental import rows_to_write
 from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.services.outbox import emit_versions
@@ -156,17 +159,57 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
     return frame.merge(series, on=["meter_id", "channel"])
 
 
+# pg_advisory_xact_lock(VEE_LOCK_CLASS, day ordinal): one writer of a day's versions at a time
+VEE_LOCK_CLASS = 0x5645  # "VE"
+_DAY_LOCKS: dict[tuple[str, dt.date], threading.Lock] = {}
+_DAY_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def day_transaction(store: Store, day: dt.date) -> Iterator[sa.Connection]:
+    """The transaction that writes ``day``'s interval versions, serialised with every other
+    writer of that day: the real-time path and Dagster's VEE runs.
+
+    PostgreSQL (the service and Dagster runs write at once): a transaction-scoped advisory lock
+    ``pg_advisory_xact_lock(VEE_LOCK_CLASS, day ordinal)``, taken first and released at commit or
+    rollback, so each writer's version comparison (``INSERT … SELECT`` of version + 1) sees the
+    other's committed versions: no version numbered twice, none lost. DuckDB has one writing
+    process (the service, server/runtime.py); inside it, a lock per store and day does the same
+    for threads (DuckDB would let two appends of the same version commit)."""
+    if store.backend == "postgresql":
+        with store.begin() as conn:
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:c, :d)"), {"c": VEE_LOCK_CLASS, "d": day.toordinal()}
+            )
+            yield conn
+        return
+    with _DAY_LOCKS_GUARD:
+        lock = _DAY_LOCKS.setdefault((store.url, day), threading.Lock())
+    with lock, store.begin() as conn:
+        yield conn
+
+
 def run_day(
     store: Store,
     day: dt.date,
     cfg: UtilityConfig,
     meters: list[str] | None = None,
     after_write: Callable[[sa.Connection, pd.Timestamp], None] | None = None,
+    new_files: list[int] | None = None,
 ) -> VeeRun:
     """VEE of ``day`` (of only ``meters`` when given: the same rules, estimation and versioning
     on the meter-days a delivery touched). ``after_write(conn, now)`` runs in the transaction
-    that writes the versions (the real-time path marks its deliveries validated there)."""
+    that writes the versions (the real-time path marks its deliveries validated there).
+
+    ``new_files`` (the real-time path, with ``meters``): the deliveries just received. Each
+    series is validated up to its latest read (the day's future is not a gap), the day rules,
+    exception queue and daily usage are left to the daily run, and only the intervals
+    ``domain.vee.incremental.rows_to_write`` picks are compared and versioned."""
+    incremental = new_files is not None
+    if incremental and meters is None:
+        raise ValueError("a real-time VEE pass (new_files) names its meters")
     inputs = load_inputs(store, day, cfg, meters_only=meters)
+    inputs.through_last_read = incremental
     validated = validate_day(inputs)
     todo = validated.intervals.loc[
         validated.intervals["status"].isin(["suspect", "missing"]), ["meter_id", "channel"]
@@ -174,18 +217,74 @@ def run_day(
     inputs.history = load_history(store, day, todo.drop_duplicates(), inputs.config.default.reference_weeks)
     estimated = estimate_day(validated, inputs)
     now = pd.Timestamp.now(tz="UTC")
-    with store.begin() as conn:
-        n_val, n_est, restated = _write_versions(store, conn, day, estimated.intervals, now, meters)
-        exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
-        open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
-        usage = daily_usage(estimated.intervals, day)
-        where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
-        store.replace_partition("daily_usage", where, usage, conn)
+    frame = estimated.intervals
+    with day_transaction(store, day) as conn:
+        if incremental:
+            flagged = _stored_flagged(store, conn, day, cfg, meters)
+            frame = frame[rows_to_write(frame, new_files, flagged, inputs.catalog)]
+        n_val, n_est, restated = _write_versions(store, conn, day, frame, now, meters, keys_only=incremental)
+        if incremental:
+            open_count = _add_exceptions(store, day, restated, now, conn)
+        else:
+            exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
+            open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
+            usage = daily_usage(estimated.intervals, day)
+            where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
+            store.replace_partition("daily_usage", where, usage, conn)
         if n_val or n_est:
             emit_versions(store, conn, day, now, meters)  # the outbox, with the versions
         if after_write is not None:
             after_write(conn, now)
     return VeeRun(day, validated, estimated, n_val, n_est, open_count)
+
+
+def _stored_flagged(
+    store: Store, conn: sa.Connection, day: dt.date, cfg: UtilityConfig, meters: list[str]
+) -> pd.DataFrame:
+    """The intervals of ``meters`` on ``day`` with a validation version that was not clean (any
+    of their validation versions: a superset, which only widens the comparison)."""
+    start, end = local_day_bounds(day, cfg.utility.timezone)
+    return store.read_frame(
+        "SELECT DISTINCT meter_id, channel, interval_end FROM intervals "
+        "WHERE read_day = :day AND meter_id IN (SELECT unnest(:meters)) "
+        "AND interval_end > :a AND interval_end <= :b AND created_by = :val "
+        "AND (status <> 'valid' OR failed_rules IS NOT NULL)",
+        {
+            "day": day,
+            "meters": meters,
+            "a": start - pd.Timedelta(days=1),
+            "b": end + pd.Timedelta(days=1),
+            "val": VALIDATION_ACTOR,
+        },
+        conn,
+    )
+
+
+def _add_exceptions(store: Store, day: dt.date, exceptions: pd.DataFrame, now, conn) -> int:
+    """Open (or refresh) these exceptions without touching the day's others (the real-time path:
+    restatements of billed estimates; the daily run refreshes the whole queue)."""
+    if exceptions.empty:
+        return 0
+    fresh = exceptions.copy()
+    ids = fresh["exception_id"].tolist()
+    kept = store.read_frame(
+        "SELECT exception_id, status, created_at FROM vee_exceptions WHERE exception_id IN (SELECT unnest(:ids))",
+        {"ids": ids},
+        conn,
+    )
+    decided = set(kept.loc[kept["status"] != "open", "exception_id"])
+    fresh = fresh[~fresh["exception_id"].isin(decided)]
+    created = dict(zip(kept["exception_id"], kept["created_at"], strict=False))
+    fresh["status"] = "open"
+    fresh["created_at"] = fresh["exception_id"].map(created).fillna(now) if created else now
+    fresh["read_day"] = pd.Timestamp(day)
+    store.execute(
+        "DELETE FROM vee_exceptions WHERE status = 'open' AND exception_id IN (SELECT unnest(:ids))",
+        {"ids": ids},
+        conn,
+    )
+    store.bulk_insert("vee_exceptions", fresh, conn)
+    return len(fresh)
 
 
 # --- versions: compared and written in SQL -----------------------------------------------------------
@@ -290,9 +389,11 @@ def _write_versions(
     frame: pd.DataFrame,
     now: pd.Timestamp,
     meters: list[str] | None = None,
+    keys_only: bool = False,
 ) -> tuple[int, int, pd.DataFrame]:
     """Write the validation and estimation versions that changed: (validation rows, estimation
-    rows, restatement exceptions)."""
+    rows, restatement exceptions). ``keys_only``: ``frame`` holds only some intervals of the
+    day (the real-time path); they are compared with the stored versions of those intervals."""
     stage_val = _stage_table(_STAGE_VAL, *_stage_columns())
     est_rows = frame[frame["final_status"].eq("estimated").to_numpy()]
     stage_est = _stage_table(
@@ -330,11 +431,17 @@ def _write_versions(
     }
     only = "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
     # per interval of the day: the current version (c) and the latest the validation wrote (v)
+    source = "intervals i"
+    if keys_only:  # only the versions of the staged intervals (index on meter, channel, end)
+        source += f' JOIN "{_STAGE_VAL}" k ON i.meter_id = k.meter_id AND i.channel = k.channel AND i.interval_end = k.interval_end'
+        only_i = ""
+    else:
+        only_i = only.replace("meter_id IN", "i.meter_id IN", 1)
     ranked = (
-        "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
-        "source_file_id, billed, "
-        f"{version_rank()} AS rn, {version_rank(within='created_by = :val')} AS rv "
-        f"FROM intervals WHERE read_day = :day{only}"
+        "SELECT i.meter_id, i.channel, i.interval_end, i.version, i.value, i.status, i.created_by, "
+        "i.failed_rules, i.source_file_id, i.billed, "
+        f"{version_rank('i')} AS rn, {version_rank('i', within='i.created_by = :val')} AS rv "
+        f"FROM {source} WHERE i.read_day = :day{only_i}"
     )
     latest = (
         f"SELECT c.meter_id, c.channel, c.interval_end, c.version, c.value, c.status, c.billed, "
@@ -418,7 +525,9 @@ def _write_exceptions(
     """Refresh the day's open exceptions (of ``meters`` only, when given); keep operators'
     decisions; resolve what is no longer found."""
     existing = store.read_frame(
-        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(meters)}", {"day": day, "meters": meters}, conn
+        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(meters)}",
+        {"day": day, "meters": meters},
+        conn,
     )
     decided = set(existing.loc[existing["status"] != "open", "exception_id"])
     still_open = existing[existing["status"] == "open"]
