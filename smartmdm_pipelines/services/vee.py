@@ -94,11 +94,18 @@ def load_inputs(
         f"FROM meter_installs WHERE TRUE{only}",
         p,
     )  # all of them: a meter installed later than the day must not be expected on it
-    sps = q("SELECT service_point_id, status, timezone, customer_class, has_solar FROM service_points")
-    accounts = q("SELECT service_point_id, move_in, move_out FROM accounts")
-    if meters_only is not None:
-        sps = sps[sps["service_point_id"].isin(installs["service_point_id"])]
-        accounts = accounts[accounts["service_point_id"].isin(installs["service_point_id"])]
+    # only the service points (and their accounts) the meters are installed at, when restricted
+    sp_only = (
+        ""
+        if meters_only is None
+        else " WHERE service_point_id IN (SELECT service_point_id FROM meter_installs "
+        "WHERE meter_id IN (SELECT unnest(:meters)))"
+    )
+    sps = q(
+        f"SELECT service_point_id, status, timezone, customer_class, has_solar FROM service_points{sp_only}",
+        p,
+    )
+    accounts = q(f"SELECT service_point_id, move_in, move_out FROM accounts{sp_only}", p)
     events = q(
         "SELECT meter_id, event_at, event_type FROM meter_events "
         f"WHERE event_at >= :from AND event_at < :end{only}",
@@ -241,14 +248,14 @@ def run_day(
 def _stored_flagged(
     store: Store, conn: sa.Connection, day: dt.date, cfg: UtilityConfig, meters: list[str]
 ) -> pd.DataFrame:
-    """The intervals of ``meters`` on ``day`` with a validation version that was not clean (any
-    of their validation versions: a superset, which only widens the comparison)."""
+    """The intervals of ``meters`` on ``day`` the validation stage once found suspect (any of its
+    versions: a superset, which only widens the comparison). A stored gap (missing, awaited) is not
+    needed: a read filling it comes with the new deliveries."""
     start, end = local_day_bounds(day, cfg.utility.timezone)
     return store.read_frame(
         "SELECT DISTINCT meter_id, channel, interval_end FROM intervals "
         "WHERE read_day = :day AND meter_id IN (SELECT unnest(:meters)) "
-        "AND interval_end > :a AND interval_end <= :b AND created_by = :val "
-        "AND (status <> 'valid' OR failed_rules IS NOT NULL)",
+        "AND interval_end > :a AND interval_end <= :b AND created_by = :val AND status = 'suspect'",
         {
             "day": day,
             "meters": meters,

@@ -10,8 +10,9 @@ version comparison and the writes cost about the new reads, not the day:
   read, or with an informational flag): a new read can extend a zero or flat run backwards,
   raise the day's third-highest value under an earlier spike, or turn an awaited interval into
   a gap;
-- the intervals whose stored validation version was not clean (``stored_flagged``): a new read
-  can clear an earlier flag (a spike the day's later values explain).
+- the intervals whose stored validation version was suspect (``stored_flagged``): a new read
+  can clear an earlier flag (a spike the day's later values explain). A stored gap needs no
+  entry: the read that fills it is new.
 
 Every other interval is received, unchanged since the pass that wrote it, and was and is clean:
 its stored version is already the one the daily run computes.
@@ -36,8 +37,7 @@ def rows_to_write(
 ) -> np.ndarray:
     """Mask over ``frame`` (validated, with ``sid``, ``t``, ``file_id``, ``status``,
     ``failed_rules``): the rows a real-time pass compares with the store and may version.
-    ``stored_flagged``: meter_id, channel, interval_end of stored validation versions that were
-    not clean."""
+    ``stored_flagged``: meter_id, channel, interval_end of stored suspect validation versions."""
     if frame.empty:
         return np.zeros(0, dtype=bool)
     new = np.isin(frame["file_id"].to_numpy(dtype="float64"), np.asarray(list(new_files), dtype="float64"))
