@@ -429,6 +429,9 @@ def _write_versions(
         ),
         conn,
     )
+    if store.backend == "postgresql":  # statistics for the planner: a fresh temporary table has none
+        for stage in (stage_val, stage_est):
+            conn.execute(sa.text(f'ANALYZE "{stage.name}"'))
     params = {
         "day": day,
         "now": now.to_pydatetime(),
@@ -450,12 +453,18 @@ def _write_versions(
         f"{version_rank('i')} AS rn, {version_rank('i', within='i.created_by = :val')} AS rv "
         f"FROM {source} WHERE i.read_day = :day{only_i}"
     )
+    # one row per interval: the current version's columns (rn = 1) and those of the validation
+    # stage's latest (rv = 1 among its own): one ranking pass, no self-join (a planner misled by
+    # stale statistics turns a self-join of the two rankings into a quadratic nested loop)
+    cur, val = "r.rn = 1", "r.created_by = :val AND r.rv = 1"
     latest = (
-        f"SELECT c.meter_id, c.channel, c.interval_end, c.version, c.value, c.status, c.billed, "
-        f"v.value AS value_val, v.status AS status_val, v.failed_rules AS failed_rules_val, "
-        f"v.source_file_id AS source_file_id_val "
-        f"FROM ({ranked}) c LEFT JOIN ({ranked}) v ON v.meter_id = c.meter_id AND v.channel = c.channel "
-        f"AND v.interval_end = c.interval_end AND v.created_by = :val AND v.rv = 1 WHERE c.rn = 1"
+        "SELECT r.meter_id, r.channel, r.interval_end, "
+        f"max(CASE WHEN {cur} THEN r.version END) AS version, max(CASE WHEN {cur} THEN r.value END) AS value, "
+        f"max(CASE WHEN {cur} THEN r.status END) AS status, bool_or(CASE WHEN {cur} THEN r.billed END) AS billed, "
+        f"max(CASE WHEN {val} THEN r.value END) AS value_val, max(CASE WHEN {val} THEN r.status END) AS status_val, "
+        f"max(CASE WHEN {val} THEN r.failed_rules END) AS failed_rules_val, "
+        f"max(CASE WHEN {val} THEN r.source_file_id END) AS source_file_id_val "
+        f"FROM ({ranked}) r GROUP BY r.meter_id, r.channel, r.interval_end"
     )
     unchanged = (
         f"((x.version IS NOT NULL AND {_same_sql('s.value', 'x.value_val')} "
