@@ -475,16 +475,22 @@ def _write_versions(
         # stays current while nothing has been received; the estimation stage may replace it
         f"OR (s.value IS NULL AND x.status_val IS NULL AND x.status = 'estimated'))"
     )
-    stored = conn.execute(
-        sa.text(f"SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day{only} LIMIT 1) one"),
-        params,
-    ).scalar_one()
-    if not stored:  # the day's first run: nothing to compare with
+    # the day's first run has nothing to compare with (the real-time path compares its few keys anyway)
+    stored = (
+        keys_only
+        or conn.execute(
+            sa.text(
+                f"SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day{only} LIMIT 1) one"
+            ),
+            params,
+        ).scalar_one()
+    )
+    if not stored:
         latest = f"SELECT * FROM ({latest}) nothing WHERE 1 = 0"
     changed = f'FROM "{_STAGE_VAL}" s LEFT JOIN ({latest}) x ON {_ON} WHERE NOT COALESCE({unchanged}, FALSE)'
     restated = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     billed = conn.execute(
-        sa.text(f"SELECT count(*) FROM intervals WHERE read_day = :day AND billed{only}"), params
+        sa.text(f"SELECT count(*) FROM {source} WHERE i.read_day = :day AND i.billed{only_i}"), params
     ).scalar_one()
     if billed:
         hit = store.read_frame(
