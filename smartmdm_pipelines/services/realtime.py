@@ -2,6 +2,15 @@
 API) goes through the same ingestion as a landed file, then VEE runs on only the meter-days it
 touched, writing the versions and their outbox rows in one transaction.
 
+VEE of a pass is ``services.vee.run_day`` in its incremental mode (``new_files``): the daily
+engine's rules, estimation and versioning on the touched meters' series up to their latest read;
+only the new reads' intervals and those whose flags they can change are compared and versioned
+(``domain/vee/incremental.py``). The day rules (register sum checks, missing channels, usage vs
+like days …), the exception queue, daily usage and the gaps after a series' latest read (the day's
+future is not a gap) are the daily run's. After the real-time passes of all of a day's deliveries,
+the daily run writes validation versions only for intervals after their series' latest read of
+the day, and estimation versions only for intervals that are suspect or missing then.
+
 Ingestion and validation are two steps so that many deliveries arriving together are validated
 together: a delivery is committed (and acknowledged to the head-end) first; ``validate_pending``
 then takes every delivery not validated yet (``headend_files.vee_at`` is NULL), runs VEE per
@@ -109,7 +118,8 @@ def validate_pending(store: Store, config: UtilityConfig, max_deliveries: int = 
     out.meter_days = len(touched)
     for day, group in touched.groupby("read_day", sort=True):
         day = pd.Timestamp(day).date()
-        run = run_day(store, day, config, meters=sorted(group["meter_id"].astype(str).unique().tolist()))
+        meters = sorted(group["meter_id"].astype(str).unique().tolist())
+        run = run_day(store, day, config, meters=meters, new_files=ids)
         out.days.append(day.isoformat())
         out.validation_versions += run.validation_versions
         out.estimation_versions += run.estimation_versions

@@ -10,8 +10,10 @@ locked (only an actual read replaces it, which raises a restatement exception).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,7 @@ from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee.day import EXCEPTION_COLUMNS, DayInputs, DayResult, exception_ids
 from smartmdm_pipelines.domain.vee.estimate import estimate_day
 from smartmdm_pipelines.domain.vee.history import daily_usage
+from smartmdm_pipelines.domain.vee.incremental import rows_to_write
 from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.services.outbox import emit_versions
@@ -92,11 +95,18 @@ def load_inputs(
         f"FROM meter_installs WHERE TRUE{only}",
         p,
     )  # all of them: a meter installed later than the day must not be expected on it
-    sps = q("SELECT service_point_id, status, timezone, customer_class, has_solar FROM service_points")
-    accounts = q("SELECT service_point_id, move_in, move_out FROM accounts")
-    if meters_only is not None:
-        sps = sps[sps["service_point_id"].isin(installs["service_point_id"])]
-        accounts = accounts[accounts["service_point_id"].isin(installs["service_point_id"])]
+    # only the service points (and their accounts) the meters are installed at, when restricted
+    sp_only = (
+        ""
+        if meters_only is None
+        else " WHERE service_point_id IN (SELECT service_point_id FROM meter_installs "
+        "WHERE meter_id IN (SELECT unnest(:meters)))"
+    )
+    sps = q(
+        f"SELECT service_point_id, status, timezone, customer_class, has_solar FROM service_points{sp_only}",
+        p,
+    )
+    accounts = q(f"SELECT service_point_id, move_in, move_out FROM accounts{sp_only}", p)
     events = q(
         "SELECT meter_id, event_at, event_type FROM meter_events "
         f"WHERE event_at >= :from AND event_at < :end{only}",
@@ -157,17 +167,57 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
     return frame.merge(series, on=["meter_id", "channel"])
 
 
+# pg_advisory_xact_lock(VEE_LOCK_CLASS, day ordinal): one writer of a day's versions at a time
+VEE_LOCK_CLASS = 0x5645  # "VE"
+_DAY_LOCKS: dict[tuple[str, dt.date], threading.Lock] = {}
+_DAY_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def day_transaction(store: Store, day: dt.date) -> Iterator[sa.Connection]:
+    """The transaction that writes ``day``'s interval versions, serialised with every other
+    writer of that day: the real-time path and Dagster's VEE runs.
+
+    PostgreSQL (the service and Dagster runs write at once): a transaction-scoped advisory lock
+    ``pg_advisory_xact_lock(VEE_LOCK_CLASS, day ordinal)``, taken first and released at commit or
+    rollback, so each writer's version comparison (``INSERT … SELECT`` of version + 1) sees the
+    other's committed versions: no version numbered twice, none lost. DuckDB has one writing
+    process (the service, server/runtime.py); inside it, a lock per store and day does the same
+    for threads (DuckDB would let two appends of the same version commit)."""
+    if store.backend == "postgresql":
+        with store.begin() as conn:
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:c, :d)"), {"c": VEE_LOCK_CLASS, "d": day.toordinal()}
+            )
+            yield conn
+        return
+    with _DAY_LOCKS_GUARD:
+        lock = _DAY_LOCKS.setdefault((store.url, day), threading.Lock())
+    with lock, store.begin() as conn:
+        yield conn
+
+
 def run_day(
     store: Store,
     day: dt.date,
     cfg: UtilityConfig,
     meters: list[str] | None = None,
     after_write: Callable[[sa.Connection, pd.Timestamp], None] | None = None,
+    new_files: list[int] | None = None,
 ) -> VeeRun:
     """VEE of ``day`` (of only ``meters`` when given: the same rules, estimation and versioning
     on the meter-days a delivery touched). ``after_write(conn, now)`` runs in the transaction
-    that writes the versions (the real-time path marks its deliveries validated there)."""
+    that writes the versions (the real-time path marks its deliveries validated there).
+
+    ``new_files`` (the real-time path, with ``meters``): the deliveries just received. Each
+    series is validated up to its latest read (the day's future is not a gap), the day rules,
+    exception queue and daily usage are left to the daily run, and only the intervals
+    ``domain.vee.incremental.rows_to_write`` picks are compared and versioned."""
+    incremental = new_files is not None
+    if incremental and meters is None:
+        raise ValueError("a real-time VEE pass (new_files) names its meters")
     inputs = load_inputs(store, day, cfg, meters_only=meters)
+    inputs.through_last_read = incremental
     validated = validate_day(inputs)
     todo = validated.intervals.loc[
         validated.intervals["status"].isin(["suspect", "missing"]), ["meter_id", "channel"]
@@ -175,19 +225,75 @@ def run_day(
     inputs.history = load_history(store, day, todo.drop_duplicates(), inputs.config.default.reference_weeks)
     estimated = estimate_day(validated, inputs)
     now = pd.Timestamp.now(tz="UTC")
-    with store.begin() as conn:
-        n_val, n_est, restated = _write_versions(store, conn, day, estimated.intervals, now, meters)
+    frame = estimated.intervals
+    with day_transaction(store, day) as conn:
+        if incremental:
+            flagged = _stored_flagged(store, conn, day, cfg, meters)
+            frame = frame[rows_to_write(frame, new_files, flagged, inputs.catalog)]
+        n_val, n_est, restated = _write_versions(store, conn, day, frame, now, meters, keys_only=incremental)
         usage_rollup.refresh(conn, day, meters)  # the portal's hourly rollup follows the versions
-        exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
-        open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
-        usage = daily_usage(estimated.intervals, day)
-        where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
-        store.replace_partition("daily_usage", where, usage, conn)
+        if incremental:
+            open_count = _add_exceptions(store, day, restated, now, conn)
+        else:
+            exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
+            open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
+            usage = daily_usage(estimated.intervals, day)
+            where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
+            store.replace_partition("daily_usage", where, usage, conn)
         if n_val or n_est:
             emit_versions(store, conn, day, now, meters)  # the outbox, with the versions
         if after_write is not None:
             after_write(conn, now)
     return VeeRun(day, validated, estimated, n_val, n_est, open_count)
+
+
+def _stored_flagged(
+    store: Store, conn: sa.Connection, day: dt.date, cfg: UtilityConfig, meters: list[str]
+) -> pd.DataFrame:
+    """The intervals of ``meters`` on ``day`` the validation stage once found suspect (any of its
+    versions: a superset, which only widens the comparison). A stored gap (missing, awaited) is not
+    needed: a read filling it comes with the new deliveries."""
+    start, end = local_day_bounds(day, cfg.utility.timezone)
+    return store.read_frame(
+        "SELECT DISTINCT meter_id, channel, interval_end FROM intervals "
+        "WHERE read_day = :day AND meter_id IN (SELECT unnest(:meters)) "
+        "AND interval_end > :a AND interval_end <= :b AND created_by = :val AND status = 'suspect'",
+        {
+            "day": day,
+            "meters": meters,
+            "a": start - pd.Timedelta(days=1),
+            "b": end + pd.Timedelta(days=1),
+            "val": VALIDATION_ACTOR,
+        },
+        conn,
+    )
+
+
+def _add_exceptions(store: Store, day: dt.date, exceptions: pd.DataFrame, now, conn) -> int:
+    """Open (or refresh) these exceptions without touching the day's others (the real-time path:
+    restatements of billed estimates; the daily run refreshes the whole queue)."""
+    if exceptions.empty:
+        return 0
+    fresh = exceptions.copy()
+    ids = fresh["exception_id"].tolist()
+    kept = store.read_frame(
+        "SELECT exception_id, status, created_at FROM vee_exceptions WHERE exception_id IN (SELECT unnest(:ids))",
+        {"ids": ids},
+        conn,
+    )
+    decided = set(kept.loc[kept["status"] != "open", "exception_id"])
+    fresh = fresh[~fresh["exception_id"].isin(decided)]
+    created = dict(zip(kept["exception_id"], kept["created_at"], strict=False))
+    fresh["status"] = "open"
+    fresh["created_at"] = fresh["exception_id"].map(created).fillna(now) if created else now
+    fresh["read_day"] = pd.Timestamp(day)
+    store.execute(
+        "DELETE FROM vee_exceptions WHERE status = 'open' AND exception_id IN (SELECT unnest(:ids))",
+        {"ids": ids},
+        conn,
+    )
+    store.bulk_insert("vee_exceptions", fresh, conn)
+    return len(fresh)
 
 
 # --- versions: compared and written in SQL -----------------------------------------------------------
@@ -292,9 +398,11 @@ def _write_versions(
     frame: pd.DataFrame,
     now: pd.Timestamp,
     meters: list[str] | None = None,
+    keys_only: bool = False,
 ) -> tuple[int, int, pd.DataFrame]:
     """Write the validation and estimation versions that changed: (validation rows, estimation
-    rows, restatement exceptions)."""
+    rows, restatement exceptions). ``keys_only``: ``frame`` holds only some intervals of the
+    day (the real-time path); they are compared with the stored versions of those intervals."""
     stage_val = _stage_table(_STAGE_VAL, *_stage_columns())
     est_rows = frame[frame["final_status"].eq("estimated").to_numpy()]
     stage_est = _stage_table(
@@ -323,6 +431,9 @@ def _write_versions(
         ),
         conn,
     )
+    if store.backend == "postgresql":  # statistics for the planner: a fresh temporary table has none
+        for stage in (stage_val, stage_est):
+            conn.execute(sa.text(f'ANALYZE "{stage.name}"'))
     params = {
         "day": day,
         "now": now.to_pydatetime(),
@@ -332,18 +443,30 @@ def _write_versions(
     }
     only = "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
     # per interval of the day: the current version (c) and the latest the validation wrote (v)
+    source = "intervals i"
+    if keys_only:  # only the versions of the staged intervals (index on meter, channel, end)
+        source += f' JOIN "{_STAGE_VAL}" k ON i.meter_id = k.meter_id AND i.channel = k.channel AND i.interval_end = k.interval_end'
+        only_i = ""
+    else:
+        only_i = only.replace("meter_id IN", "i.meter_id IN", 1)
     ranked = (
-        "SELECT meter_id, channel, interval_end, version, value, status, created_by, failed_rules, "
-        "source_file_id, billed, "
-        f"{version_rank()} AS rn, {version_rank(within='created_by = :val')} AS rv "
-        f"FROM intervals WHERE read_day = :day{only}"
+        "SELECT i.meter_id, i.channel, i.interval_end, i.version, i.value, i.status, i.created_by, "
+        "i.failed_rules, i.source_file_id, i.billed, "
+        f"{version_rank('i')} AS rn, {version_rank('i', within='i.created_by = :val')} AS rv "
+        f"FROM {source} WHERE i.read_day = :day{only_i}"
     )
+    # one row per interval: the current version's columns (rn = 1) and those of the validation
+    # stage's latest (rv = 1 among its own): one ranking pass, no self-join (a planner misled by
+    # stale statistics turns a self-join of the two rankings into a quadratic nested loop)
+    cur, val = "r.rn = 1", "r.created_by = :val AND r.rv = 1"
     latest = (
-        f"SELECT c.meter_id, c.channel, c.interval_end, c.version, c.value, c.status, c.billed, "
-        f"v.value AS value_val, v.status AS status_val, v.failed_rules AS failed_rules_val, "
-        f"v.source_file_id AS source_file_id_val "
-        f"FROM ({ranked}) c LEFT JOIN ({ranked}) v ON v.meter_id = c.meter_id AND v.channel = c.channel "
-        f"AND v.interval_end = c.interval_end AND v.created_by = :val AND v.rv = 1 WHERE c.rn = 1"
+        "SELECT r.meter_id, r.channel, r.interval_end, "
+        f"max(CASE WHEN {cur} THEN r.version END) AS version, max(CASE WHEN {cur} THEN r.value END) AS value, "
+        f"max(CASE WHEN {cur} THEN r.status END) AS status, bool_or(CASE WHEN {cur} THEN r.billed END) AS billed, "
+        f"max(CASE WHEN {val} THEN r.value END) AS value_val, max(CASE WHEN {val} THEN r.status END) AS status_val, "
+        f"max(CASE WHEN {val} THEN r.failed_rules END) AS failed_rules_val, "
+        f"max(CASE WHEN {val} THEN r.source_file_id END) AS source_file_id_val "
+        f"FROM ({ranked}) r GROUP BY r.meter_id, r.channel, r.interval_end"
     )
     unchanged = (
         f"((x.version IS NOT NULL AND {_same_sql('s.value', 'x.value_val')} "
@@ -354,16 +477,22 @@ def _write_versions(
         # stays current while nothing has been received; the estimation stage may replace it
         f"OR (s.value IS NULL AND x.status_val IS NULL AND x.status = 'estimated'))"
     )
-    stored = conn.execute(
-        sa.text(f"SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day{only} LIMIT 1) one"),
-        params,
-    ).scalar_one()
-    if not stored:  # the day's first run: nothing to compare with
+    # the day's first run has nothing to compare with (the real-time path compares its few keys anyway)
+    stored = (
+        keys_only
+        or conn.execute(
+            sa.text(
+                f"SELECT count(*) FROM (SELECT 1 FROM intervals WHERE read_day = :day{only} LIMIT 1) one"
+            ),
+            params,
+        ).scalar_one()
+    )
+    if not stored:
         latest = f"SELECT * FROM ({latest}) nothing WHERE 1 = 0"
     changed = f'FROM "{_STAGE_VAL}" s LEFT JOIN ({latest}) x ON {_ON} WHERE NOT COALESCE({unchanged}, FALSE)'
     restated = pd.DataFrame(columns=EXCEPTION_COLUMNS)
     billed = conn.execute(
-        sa.text(f"SELECT count(*) FROM intervals WHERE read_day = :day AND billed{only}"), params
+        sa.text(f"SELECT count(*) FROM {source} WHERE i.read_day = :day AND i.billed{only_i}"), params
     ).scalar_one()
     if billed:
         hit = store.read_frame(
@@ -420,7 +549,9 @@ def _write_exceptions(
     """Refresh the day's open exceptions (of ``meters`` only, when given); keep operators'
     decisions; resolve what is no longer found."""
     existing = store.read_frame(
-        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(meters)}", {"day": day, "meters": meters}, conn
+        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(meters)}",
+        {"day": day, "meters": meters},
+        conn,
     )
     decided = set(existing.loc[existing["status"] != "open", "exception_id"])
     still_open = existing[existing["status"] == "open"]

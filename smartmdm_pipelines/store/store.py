@@ -142,8 +142,10 @@ class Store:
     ) -> pd.DataFrame:
         """Run a query (``:name`` parameters) and return a DataFrame; timestamps are UTC-aware.
 
-        ``via_arrow`` (DuckDB): fetch through Arrow, several times faster for millions of rows with
-        string columns; DATE columns then come back as ``datetime.date`` objects.
+        ``via_arrow``: fetch through Arrow, several times faster for millions of rows with
+        string columns (DuckDB: its Arrow export; PostgreSQL: ``COPY … TO STDOUT`` as CSV read by
+        Arrow with the result's column types); DATE columns then come back as ``datetime.date``
+        objects.
         """
         if conn is None:
             with self.engine.connect() as own:
@@ -155,6 +157,8 @@ class Store:
             if via_arrow:
                 return raw.sql(_NAMED_PARAM.sub(r"$\1", sql), params=bound).to_arrow_table().to_pandas()
             return raw.execute(_NAMED_PARAM.sub(r"$\1", sql), bound).df()
+        if via_arrow:
+            return _pg_copy_frame(conn.connection.driver_connection, sql, params or {})
         return pd.read_sql_query(sa.text(sql), conn, params=dict(params or {}))
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -171,6 +175,39 @@ class Store:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+# PostgreSQL type oids -> Arrow types for a COPY result (others are read as text)
+_PG_ARROW = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int64(),
+    23: pa.int64(),
+    700: pa.float64(),
+    701: pa.float64(),
+    1700: pa.float64(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", "UTC"),
+}
+
+
+def _pg_copy_frame(raw, sql: str, params: Mapping[str, Any]) -> pd.DataFrame:
+    """A query's result through ``COPY (…) TO STDOUT`` (CSV) and Arrow's CSV reader: NULL is
+    the unquoted empty field, an empty string the quoted one."""
+    with raw.cursor() as cur:
+        query = cur.mogrify(_NAMED_PARAM.sub(r"%(\1)s", sql), dict(params)).decode()
+        cur.execute(f"SELECT * FROM ({query}) q LIMIT 0")
+        columns = [(c.name, _PG_ARROW.get(c.type_code, pa.string())) for c in cur.description]
+        buffer = io.BytesIO()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+    buffer.seek(0)
+    table = pacsv.read_csv(
+        buffer,
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(columns), strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    return table.to_pandas()
 
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}

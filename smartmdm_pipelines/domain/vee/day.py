@@ -71,6 +71,9 @@ class DayInputs:
     # meter-day exceptions found before validation (register decreases met deriving intervals):
     # meter_id, channel, rule, severity, detail, intervals, period_start, period_end
     exceptions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the real-time path (incremental.py): each series' intervals only up to its latest received
+    # read (later ones are the day's future, not gaps) and no day rules (they judge a whole day)
+    through_last_read: bool = False
 
 
 @dataclass

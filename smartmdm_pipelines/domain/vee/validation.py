@@ -39,6 +39,8 @@ def validate_day(inp: DayInputs) -> DayResult:
     winners, conflicts = resolve_reads(reads, tolerance, inp.tz, meter_tz, catalog)
     grid = expected_grid(inp.meters, typed_installs(inp.installs), inp.day, inp.tz, meter_tz, catalog)
     frame, outside = align(grid, winners)
+    if inp.through_last_read:
+        frame = through_last_read(frame)
     frame = _attach_attributes(frame, inp)
     frame["outage"] = _outage_flags(frame, inp.events, catalog)
 
@@ -65,14 +67,15 @@ def validate_day(inp: DayInputs) -> DayResult:
     frame["status"] = pd.Categorical.from_codes(status_code, categories=STATUSES)
     frame["failed_rules"] = _failed_rules(frame)
 
-    exceptions = pd.concat(
-        [
-            _interval_exceptions(frame),
+    day_level = (
+        []
+        if inp.through_last_read
+        else [
             day_exceptions(DayContext(frame, inp, conflicts, outside, daily, tolerance)),
             *([inp.exceptions] if len(inp.exceptions) else []),
-        ],
-        ignore_index=True,
+        ]
     )
+    exceptions = pd.concat([_interval_exceptions(frame), *day_level], ignore_index=True)
     exceptions = _finish_exceptions(exceptions, inp.day, start, end)
     n = len(frame)
     stats = {
@@ -88,6 +91,22 @@ def validate_day(inp: DayInputs) -> DayResult:
         else {},
     }
     return DayResult(frame, exceptions, stats)
+
+
+def through_last_read(frame: pd.DataFrame) -> pd.DataFrame:
+    """The aligned grid cut after each series' latest received interval (series with nothing
+    received drop out). Every interval rule gives the kept rows the same result as on the whole
+    day: the cut rows hold no value, so they extend no zero or flat run and count in no spike."""
+    if frame.empty:
+        return frame
+    sid, t = frame["sid"].to_numpy(), frame["t"].to_numpy()
+    received = frame["received"].to_numpy(dtype=bool)
+    if not received.any():
+        return frame.iloc[:0]
+    last = pd.Series(t[received]).groupby(sid[received]).max()
+    limit = lookup(sid, last.index.to_numpy(), last.to_numpy(dtype="float64"))
+    keep = ~np.isnan(limit) & (t <= limit)
+    return frame[keep].reset_index(drop=True)
 
 
 # the columns the interval rules read (rules.apply_interval_rules)
