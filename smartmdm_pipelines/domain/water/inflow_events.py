@@ -14,7 +14,9 @@ Per zone, over the daily night flow (``inflow_baseline.night_flow``, divided by 
   ``gradual_window_days`` whose rise exceeds ``max(min_gradual_share x baseline, gradual_z x
   its standard error)``; the onset is the break of a flat-then-linear fit.
 
-A missing night is skipped, never a value: a gap cannot be a step. Each confirmed change starts a
+Steps are tested on the night flow less its share of the day's demand (``demand_adjust``: weather and
+season move both, a leak does not move the demand); a rise flat for ``settle_nights`` is settled, so
+a later rise is an event of its own. A missing night is skipped, never a value: a gap cannot be a step. Each confirmed change starts a
 new regime whose baseline is built from its own nights. Everything here is pure: frames in, frames out.
 """
 
@@ -415,7 +417,7 @@ class _Run:
 
     def excerpt(self, first: int, last: int) -> dict[str, float]:
         lo, hi = max(0, first - 3), min(len(self.norm) - 1, last + 3)
-        raw = self.norm * self.factors
+        raw = self.trend_norm * self.factors  # the night flows as measured (no demand share taken off)
         return {
             self.days[j].date().isoformat(): round(float(raw[j]), 4)
             for j in range(lo, hi + 1)
