@@ -147,13 +147,15 @@ class InflowClassSettings(_Strict):
     min_duration_hours: int = Field(48, ge=1)
     baseline_nights: int = Field(14, ge=3)
     min_history_nights: int = Field(7, ge=3)
-    gradual_window_days: int = Field(28, ge=7)
+    gradual_window_days: int = Field(21, ge=7)
     min_gradual_share: float = Field(0.04, gt=0, lt=1)
     gradual_z: float = Field(3.0, gt=0)
     profile_days: int = Field(21, ge=7)
     lookback_days: int = Field(120, ge=14)
     legitimate_night_use_l_per_property_h: float = Field(1.7, ge=0)
     level_resolution_m: float = Field(0.01, gt=0)
+    settle_nights: int = Field(14, ge=0)
+    demand_adjust: bool = True
 
     @model_validator(mode="after")
     def _window(self) -> InflowClassSettings:

@@ -20,6 +20,15 @@ def test_the_shipped_classes_and_the_defaults(tmp_path):
     tank = shipped.params_for("dma_tank")
     assert (tank.night_start_hour, tank.night_end_hour, tank.min_step_share) == (0, 6, 0.05)
     assert shipped.params_for(None) == shipped.params_for("dma") == shipped.params_for("unknown-class")
+    dma = shipped.params_for("dma")
+    assert (dma.gradual_window_days, dma.settle_nights, dma.demand_adjust) == (21, 14, True)
+
+
+def test_demand_adjust_and_settle_nights_per_class(tmp_path):
+    cfg = _config(tmp_path, {"classes": {"dma": {}, "rural": {"demand_adjust": False, "settle_nights": 0}}})
+    rural = cfg.water_detection.params_for("rural")
+    assert rural.demand_adjust is False and rural.settle_nights == 0
+    assert cfg.water_detection.params_for("dma").demand_adjust is True
 
 
 def test_a_class_overrides_only_what_it_names(tmp_path):
@@ -38,6 +47,7 @@ def test_a_class_overrides_only_what_it_names(tmp_path):
         ({"classes": {"dma": {"night_start_hour": 3, "night_end_hour": 3}}}, "must differ"),
         ({"default_class": "x", "classes": {"dma": {}}}, "default_class"),
         ({"classes": {"dma": {"typo": 1}}}, "typo"),
+        ({"classes": {"dma": {"settle_nights": -1}}}, "settle_nights"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_field(tmp_path, section, words):

@@ -14,7 +14,9 @@ Per zone, over the daily night flow (``inflow_baseline.night_flow``, divided by 
   ``gradual_window_days`` whose rise exceeds ``max(min_gradual_share x baseline, gradual_z x
   its standard error)``; the onset is the break of a flat-then-linear fit.
 
-A missing night is skipped, never a value: a gap cannot be a step. Each confirmed change starts a
+Steps are tested on the night flow less its share of the day's demand (``demand_adjust``: weather and
+season move both, a leak does not move the demand); a rise flat for ``settle_nights`` is settled, so
+a later rise is an event of its own. A missing night is skipped, never a value: a gap cannot be a step. Each confirmed change starts a
 new regime whose baseline is built from its own nights. Everything here is pure: frames in, frames out.
 """
 
@@ -55,7 +57,7 @@ class InflowParams:
     min_duration_hours: int = 48  # a step must hold this long (in nights) to count
     baseline_nights: int = 14
     min_history_nights: int = 7
-    gradual_window_days: int = 28
+    gradual_window_days: int = 21
     min_gradual_share: float = 0.04  # smallest sustained rise over the window, share of night flow
     gradual_z: float = 3.0
     profile_days: int = 21  # history for the hourly demand profile
@@ -63,6 +65,8 @@ class InflowParams:
     legitimate_night_use_l_per_property_h: float = 1.7
 
     level_resolution_m: float = 0.01  # tank level meters: smallest level step they report
+    settle_nights: int = 14  # a rise flat for this many nights is settled: a new rise is a new event
+    demand_adjust: bool = True  # night flow less its share of the day's demand (weather, season)
 
     @property
     def confirm_nights(self) -> int:
@@ -100,15 +104,51 @@ def detect_zone_events(
     nights = night_flow(inflow, tz, params.night_start_hour, params.night_end_hour)
     raw = nights["night_flow"]
     factors = day_type_factors(raw)
-    run = _Run(inflow, tz, params, raw.to_numpy() / factors.to_numpy(), factors.to_numpy(), nights.index)
-    run.demand = (_day_mean(inflow, tz).reindex(nights.index) - raw).to_numpy()
+    demand = _day_mean(inflow, tz).reindex(nights.index) - raw
+    norm = raw.to_numpy() / factors.to_numpy()
+    share = _demand_share(norm, demand) if params.demand_adjust else np.zeros(len(norm))
+    norm = norm - share
+    run = _Run(inflow, tz, params, norm, factors.to_numpy(), nights.index)
+    run.trend_norm = norm + share  # the trend test fits the demand itself, window by window
+    run.demand = demand.to_numpy()
     run.floor = float(noise_floor)
     run.scan()
-    nights = nights.assign(baseline=run.baseline * factors.to_numpy())
+    nights = nights.assign(baseline=(run.baseline + share) * factors.to_numpy())
     last_hour = inflow.dropna().index.max() if inflow.notna().any() else None
     rows = [ev.row(zone_id, unit, last_hour) for ev in run.events]
     events = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     return events, nights
+
+
+def _demand_share(norm: np.ndarray, demand: pd.Series) -> np.ndarray:
+    """The part of each night's flow that follows the day's demand (mean inflow above the night flow),
+    relative to the zone's median demand: ``b x (demand - median)``.
+
+    A leak lifts the night and the day alike, so the demand (day mean less night) does not carry it;
+    the weather and the season move both the night's use and the day's. ``b`` is the slope of
+    night-to-night changes on day-to-day demand changes (least squares, changes beyond 3 robust
+    sigmas dropped: a step is one such change), clipped to [0, 1]. A day without a known demand
+    takes the last known one. Weekend demand is divided by its own weekend/weekday ratio.
+    """
+    d = demand / day_type_factors(demand)
+    d = d.ffill().bfill().to_numpy()
+    if np.isnan(d).all():
+        return np.zeros(len(norm))
+    dn, dd = np.diff(norm), np.diff(d)
+    ok = ~np.isnan(dn) & ~np.isnan(dd) & (dd != 0)
+    if ok.sum() < 20:
+        return np.zeros(len(norm))
+    x, y = dd[ok], dn[ok]
+    keep = np.ones(len(x), dtype=bool)
+    slope = 0.0
+    for _ in range(3):
+        if keep.sum() < 10:
+            break
+        slope = float((x[keep] @ y[keep]) / (x[keep] @ x[keep]))
+        resid = y - slope * x
+        keep = np.abs(resid) <= 3 * robust_sigma(resid, floor=1e-9)
+    slope = float(np.clip(slope, 0.0, 1.0))
+    return slope * (d - np.median(d))
 
 
 def _day_mean(inflow: pd.Series, tz: str) -> pd.Series:
@@ -130,6 +170,8 @@ class _Event:
     end: pd.Timestamp | None = None
     volume: float | None = None  # gradual: summed over its nights; abrupt: rate x hours
     regime: int = -1  # gradual: the regime (first night since the last change) it was found in
+    found_at: int = -1  # gradual: the night it was found
+    settled: bool = False  # gradual: its rise has stopped (rate frozen; a new rise is a new event)
 
     @property
     def current_rate(self) -> float:
@@ -168,11 +210,13 @@ class _Run:
     ) -> None:
         self.inflow, self.tz, self.p = inflow, tz, params
         self.norm, self.factors, self.days = norm, factors, days
+        self.trend_norm = norm  # the nights the trend test reads
         self.valid = np.flatnonzero(~np.isnan(norm))
         self.baseline = np.full(len(norm), np.nan)
         self.events: list[_Event] = []
         self.regime: list[int] = []  # valid night positions since the last change (baseline material)
         self.regime_start = 0
+        self.trend_start = 0  # first night of the trend test: the regime's, or the last settled rise's plateau
         self.floor = 0.0
         self.demand = np.full(len(norm), np.nan)  # day mean inflow - night flow: the demand level
 
@@ -189,7 +233,7 @@ class _Run:
             )
             first = int(self.days.searchsorted(ev.start.tz_convert(self.tz).tz_localize(None).normalize()))
             nights = self.valid_between(first, min(last, len(self.norm) - 1))
-            excess = np.clip(self.norm[nights] - ev.base, 0, None) * self.factors[nights]
+            excess = np.clip(self.trend_norm[nights] - ev.base, 0, None) * self.factors[nights]
             ev.volume = float(excess.sum() * 24.0)
 
     def scan_nights(self) -> None:
@@ -219,7 +263,10 @@ class _Run:
                     last = v[self.regime[-3:]]
                     # during an open rise the jump must clear the highest recent night, not their median
                     rising = any(
-                        ev.kind == "gradual" and ev.end is None and ev.regime == self.regime_start
+                        ev.kind == "gradual"
+                        and ev.end is None
+                        and ev.regime == self.regime_start
+                        and not ev.settled
                         for ev in self.events
                     )
                     near = np.max(last) if rising and sign > 0 else np.median(last)
@@ -267,7 +314,7 @@ class _Run:
                 target.end = at - HOUR
                 target.evidence["repair"] = evidence
         self.regime = [int(a) for a in ahead]
-        self.regime_start = i
+        self.regime_start = self.trend_start = i
 
     def repaired(self, drop: float) -> _Event | None:
         """The open event a drop of ``drop`` (unit/h) ends: the one whose rate is closest, if the drop
@@ -279,13 +326,13 @@ class _Run:
 
     def gradual(self, i: int, ref: float) -> None:
         """Test the regime's last ``gradual_window_days`` for a sustained rise at night ``i``."""
-        p, v = self.p, self.norm
+        p, v = self.p, self.trend_norm
         open_gradual = [
             ev
             for ev in self.events
-            if ev.kind == "gradual" and ev.end is None and ev.regime == self.regime_start
+            if ev.kind == "gradual" and ev.end is None and ev.regime == self.regime_start and not ev.settled
         ]
-        window = self.valid_between(max(self.regime_start, i - p.gradual_window_days + 1), i)
+        window = self.valid_between(max(self.trend_start, i - p.gradual_window_days + 1), i)
         window = [j for j in window if not np.isnan(self.demand[j])]
         if len(window) < 0.6 * p.gradual_window_days:
             return
@@ -295,6 +342,7 @@ class _Run:
             level = float(np.median(y[-7:]))
             ev.evidence["last_level"] = round(level * float(self.factors[i]), 4)
             ev.rate = max(ev.rate, (level - ev.base) * float(self.factors[i]))
+            self.settle(ev, i, window, y)
             return
         x = np.asarray(window, dtype="float64")
         slope, se_slope = _trend_beside_demand(x, y, self.demand[window])
@@ -304,7 +352,7 @@ class _Run:
         needed = max(p.min_gradual_share * abs(head), p.gradual_z * se_slope * span, 1.5 * self.floor)
         if slope <= 0 or rise < needed or tail - head < 0.8 * needed:
             return
-        lo = max(self.regime_start, i - p.gradual_window_days - 7)
+        lo = max(self.trend_start, i - p.gradual_window_days - 7)
         onset, base = _hinge_onset(np.asarray(self.valid_between(lo, i), dtype="float64"), v)
         factor = float(self.factors[i])
         start_day = self.days[int(onset)]
@@ -329,8 +377,29 @@ class _Run:
             evidence,
             base,
             regime=self.regime_start,
+            found_at=i,
         )
         self.events.append(ev)
+
+    def settle(self, ev: _Event, i: int, window: list[int], y: np.ndarray) -> None:
+        """Freeze an open rise that has stopped rising: over its last ``settle_nights`` (at least that
+        many nights after it was found) the night flow is flat (its trend below one standard error,
+        or below half the smallest rise). Its plateau
+        becomes the reference of the next trend test, so a second leak in the same regime is an
+        event of its own rather than more of the first one's rate."""
+        p = self.p
+        n = p.settle_nights
+        if n <= 0 or i - ev.found_at < n:
+            return
+        recent = [j for j in window if j > i - n]
+        if len(recent) < 0.6 * n:
+            return
+        x = np.asarray(recent, dtype="float64")
+        slope, se = _trend_beside_demand(x, self.trend_norm[recent], self.demand[recent])
+        span = x[-1] - x[0]
+        if slope * span < max(se * span, 0.5 * p.min_gradual_share * abs(ev.base)):  # flat within 1 se
+            ev.settled = True
+            self.trend_start = int(recent[0])
 
     # --- helpers ---------------------------------------------------------------------------------
     def valid_between(self, lo: int, hi: int) -> list[int]:
@@ -348,7 +417,7 @@ class _Run:
 
     def excerpt(self, first: int, last: int) -> dict[str, float]:
         lo, hi = max(0, first - 3), min(len(self.norm) - 1, last + 3)
-        raw = self.norm * self.factors
+        raw = self.trend_norm * self.factors  # the night flows as measured (no demand share taken off)
         return {
             self.days[j].date().isoformat(): round(float(raw[j]), 4)
             for j in range(lo, hi + 1)

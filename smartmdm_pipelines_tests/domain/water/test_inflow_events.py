@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,6 +64,34 @@ def test_a_ramp_is_a_gradual_event_not_a_step():
     assert abs(ev["start_at"] - onset) <= pd.Timedelta(days=10)
     assert ev["detected_day"] <= (onset + pd.Timedelta(days=21)).date()
     assert ev["rate"] > 4.0 and ev["volume"] > 0
+
+
+def test_a_heat_wave_lifts_night_and_day_and_is_no_step_with_demand_adjust():
+    """Two weeks of 30 % more demand (every hour, night use too) lift the night flow like a step; the
+    day's demand lifts with it, so the night flow less its demand share stays flat."""
+    index = hours(100)
+    day = ((index - index[0]) // pd.Timedelta(days=1)).to_numpy()
+    spell = np.where((day >= 50) & (day < 64), 1.3, 1.0)
+    values = 8.0 + (demand(index) - 8.0) * spell
+    assert _detect(values, index).empty
+    plain, _ = detect_zone_events(
+        pd.Series(values, index=index), TZ, replace(PARAMS, demand_adjust=False), "Z1", "m3"
+    )
+    assert list(plain["kind"]) == ["abrupt"]  # what the night flow alone says
+
+
+def test_a_second_rise_after_the_first_settled_is_an_event_of_its_own():
+    index = hours(170)
+    t = (index - index[0]) / pd.Timedelta(days=1)
+    ramps = 6.0 * np.clip((t - 45) / 30, 0, 1) + 6.0 * np.clip((t - 110) / 25, 0, 1)
+    series = pd.Series(demand(index) + ramps, index=index)
+    events, _ = detect_zone_events(series, TZ, PARAMS, "Z1", "m3")
+    assert list(events["kind"]) == ["gradual", "gradual"]
+    second = pd.Timestamp("2024-01-01", tz=TZ) + pd.Timedelta(days=110)
+    assert abs(events.iloc[1]["start_at"] - second) <= pd.Timedelta(days=10)
+    assert all(4.0 < r < 8.0 for r in events["rate"])  # each its own rate, not 12 on one event
+    merged, _ = detect_zone_events(series, TZ, replace(PARAMS, settle_nights=0), "Z1", "m3")
+    assert list(merged["kind"]) == ["gradual"] and merged.iloc[0]["rate"] > 10.0
 
 
 def test_no_leak_no_event():
