@@ -19,10 +19,20 @@ channel ``cis_batch``, status ``sent``, response = the batch file name); a recor
 already in the outbox is skipped, so re-exporting is idempotent. Outbox rows and files are
 written in one transaction (outbox rows first, so a concurrent export of the same records fails
 on the key before it writes a file).
+
+Given an :class:`IntervalScope` (the cycle close does), the batch also carries the period's
+interval records, read from the real-time ``outbox`` (``services/outbox.batch_records``):
+
+* ``{batch}.intervals.csv`` — one line per interval version, the columns and values of the push
+  contract (``message_id`` … ``version``): a version pushed in real time has the same
+  ``message_id`` here, so the CIS reconciles the file against the pushes by id. Only versions no
+  earlier batch carried are in it (they become outbox rows of destination ``cis_batch``), so a
+  re-close after a new version carries the new id alone.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -32,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smartmdm_pipelines.services import outbox
 from smartmdm_pipelines.store.store import Store
 
 RECORD_KEY = ["account_id", "service_point_id", "cycle_id", "period_start", "version"]
@@ -45,11 +56,33 @@ class ExportError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class IntervalScope:
+    """The interval records a cycle's batch carries: the meters installed at the service points
+    billed in (``cycle_id``, ``period_start``) (dbt's ``bill_segments``), on the period's
+    operating days."""
+
+    cycle_id: str
+    period_start: dt.date
+    period_end: dt.date
+
+    METERS = (
+        "SELECT DISTINCT mi.meter_id FROM meter_installs mi JOIN bill_segments s "
+        "ON s.service_point_id = mi.service_point_id AND s.cycle_id = :scope_cycle "
+        "AND s.period_start = :scope_start"
+    )
+
+    def records(self, store: Store, conn) -> pd.DataFrame:
+        params = {"scope_cycle": self.cycle_id, "scope_start": self.period_start}
+        return outbox.batch_records(store, conn, self.METERS, params, self.period_start, self.period_end)
+
+
 @dataclass
 class ExportResult:
     batch_name: str
     exported: int = 0  # records written to the batch
     skipped: int = 0  # records already in the outbox
+    interval_records: int = 0  # interval versions in {batch}.intervals.csv
     determinant_rows: int = 0
     corrections: int = 0
     files: dict[str, Path] = field(default_factory=dict)  # csv, jsonl, manifest
@@ -73,9 +106,15 @@ def idempotency_keys(records: pd.DataFrame) -> pd.Series:
 
 
 def export_determinants(
-    store: Store, determinants: pd.DataFrame, export_dir: Path, batch_name: str
+    store: Store,
+    determinants: pd.DataFrame,
+    export_dir: Path,
+    batch_name: str,
+    *,
+    intervals: IntervalScope | None = None,
 ) -> ExportResult:
-    """Export the records of ``determinants`` not yet in the outbox as batch ``batch_name``."""
+    """Export the records of ``determinants`` not yet in the outbox as batch ``batch_name``, with
+    the interval records of ``intervals`` no batch carried yet (``{batch}.intervals.csv``)."""
     missing = [c for c in REQUIRED if c not in determinants]
     if missing:
         raise ExportError(
@@ -89,6 +128,8 @@ def export_determinants(
         "jsonl": f"{batch_name}.jsonl",
         "manifest": f"{batch_name}.manifest.json",
     }
+    if intervals is not None:
+        names["intervals"] = f"{batch_name}.intervals.csv"
     taken = [n for n in names.values() if (export_dir / n).exists()]
     if taken:
         raise ExportError(
@@ -102,46 +143,70 @@ def export_determinants(
     long["_rid"] = rid
     all_keys = keys
     result = ExportResult(batch_name)
-    if long.empty:
+    if long.empty and intervals is None:
         return result
     with store.begin() as conn:
-        sent = _sent_keys(store, long, conn)
+        sent = _sent_keys(store, long, conn) if len(long) else pd.Series([], dtype=object)
         long = long[~long["idempotency_key"].isin(sent)]
         result.skipped = int(len(all_keys) - long["idempotency_key"].nunique())
-        if long.empty:
+        interval_rows = intervals.records(store, conn) if intervals is not None else None
+        has_intervals = interval_rows is not None and len(interval_rows) > 0
+        if long.empty and not has_intervals:
             return result
-        long = long.sort_values(["_rid", "column"], kind="stable")
-        records = _records(long)
-        wide = _wide(long, records)
-        lines = _json_lines(long, records)
         now = pd.Timestamp.now(tz="UTC")
-        store.bulk_insert(
-            "outbound_messages",
-            pd.DataFrame(
-                {
-                    "idempotency_key": records["idempotency_key"].to_numpy(),
-                    "channel": CHANNEL,
-                    "kind": KIND,
-                    "payload": lines.to_numpy(),
-                    "status": "sent",
-                    "attempts": 1,
-                    "response": names["jsonl"],
-                    "created_at": now,
-                    "sent_at": now,
-                }
-            ),
-            conn,
-        )
+        if not has_intervals:
+            names.pop("intervals", None)
+        if long.empty:  # only interval versions are new: no determinant files
+            names.pop("csv")
+            names.pop("jsonl")
+            records = lines = wide = None
+        else:
+            long = long.sort_values(["_rid", "column"], kind="stable")
+            records = _records(long)
+            wide = _wide(long, records)
+            lines = _json_lines(long, records)
+            store.bulk_insert(
+                "outbound_messages",
+                pd.DataFrame(
+                    {
+                        "idempotency_key": records["idempotency_key"].to_numpy(),
+                        "channel": CHANNEL,
+                        "kind": KIND,
+                        "payload": lines.to_numpy(),
+                        "status": "sent",
+                        "attempts": 1,
+                        "response": names["jsonl"],
+                        "created_at": now,
+                        "sent_at": now,
+                    }
+                ),
+                conn,
+            )
+        if has_intervals:
+            outbox.mark_batched(store, conn, interval_rows, batch_name, now)
         export_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         try:
-            manifest = _write_batch(export_dir, names, wide, lines, records, long, batch_name, now, written)
+            manifest = _write_batch(
+                export_dir,
+                names,
+                wide,
+                lines,
+                records,
+                long,
+                batch_name,
+                now,
+                written,
+                interval_rows,
+                intervals,
+            )
         except BaseException:
             for path in written:  # the outbox rows roll back: leave no half batch behind
                 path.unlink(missing_ok=True)
             raise
-    result.exported = len(records)
+    result.exported = 0 if records is None else len(records)
     result.determinant_rows = len(long)
+    result.interval_records = len(interval_rows) if has_intervals else 0
     result.corrections = manifest["corrections"]
     result.files = {kind: export_dir / name for kind, name in names.items()}
     result.manifest = manifest
@@ -262,43 +327,56 @@ def _json_lines(long: pd.DataFrame, records: pd.DataFrame) -> pd.Series:
 def _write_batch(
     export_dir: Path,
     names: dict[str, str],
-    wide: pd.DataFrame,
-    lines: pd.Series,
-    records: pd.DataFrame,
+    wide: pd.DataFrame | None,
+    lines: pd.Series | None,
+    records: pd.DataFrame | None,
     long: pd.DataFrame,
     batch_name: str,
     now: pd.Timestamp,
     written: list[Path],
+    interval_rows: pd.DataFrame | None = None,
+    scope: IntervalScope | None = None,
 ) -> dict:
-    contents = {
-        "csv": wide.to_csv(index=False, lineterminator="\n").encode(),
-        "jsonl": ("\n".join(lines) + "\n").encode(),
-    }
+    contents: dict[str, tuple[bytes, int]] = {}
+    if records is not None:
+        contents["csv"] = (wide.to_csv(index=False, lineterminator="\n").encode(), len(records))
+        contents["jsonl"] = (("\n".join(lines) + "\n").encode(), len(records))
+    if "intervals" in names:
+        contents["intervals"] = (outbox.records_csv(interval_rows), len(interval_rows))
     files = {}
-    for kind, data in contents.items():
-        files[kind] = _write_atomic(export_dir / names[kind], data)
+    for kind, (data, count) in contents.items():
+        files[kind] = (*_write_atomic(export_dir / names[kind], data), count)
         written.append(files[kind][0])
-    periods = (
-        records[["cycle_id", "period_start", "period_end"]]
-        .drop_duplicates()
-        .sort_values(["cycle_id", "period_start", "period_end"])
-    )
+    if records is not None:
+        periods = records[["cycle_id", "period_start", "period_end"]]
+    else:
+        periods = pd.DataFrame(
+            [[scope.cycle_id, _iso(scope.period_start), _iso(scope.period_end)]],
+            columns=["cycle_id", "period_start", "period_end"],
+        )
+    periods = periods.drop_duplicates().sort_values(["cycle_id", "period_start", "period_end"])
     manifest = {
         "batch_name": batch_name,
         "created_at": now.isoformat().replace("+00:00", "Z"),
         "kind": KIND,
-        "record_count": len(records),
+        "record_count": 0 if records is None else len(records),
         "determinant_rows": len(long),
-        "corrections": int(records["is_correction"].sum()),
+        "corrections": 0 if records is None else int(records["is_correction"].sum()),
         "periods": periods.to_dict("records"),
         "files": {
-            path.name: {"sha256": digest, "bytes": size, "records": len(records)}
-            for path, digest, size in files.values()
+            path.name: {"sha256": digest, "bytes": size, "records": count}
+            for path, digest, size, count in files.values()
         },
     }
+    if scope is not None:
+        manifest["interval_records"] = 0 if interval_rows is None else len(interval_rows)
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
     written.append(_write_atomic(export_dir / names["manifest"], manifest_bytes)[0])
     return manifest
+
+
+def _iso(day) -> str:
+    return pd.Timestamp(day).date().isoformat()
 
 
 def _write_atomic(path: Path, data: bytes) -> tuple[Path, str, int]:
