@@ -335,6 +335,9 @@ def store_summary(store) -> dict:
         "cis_export_records": int(
             store.scalar("SELECT count(*) FROM outbound_messages WHERE channel = 'cis_batch'")
         ),
+        "cis_export_intervals": int(
+            store.scalar("SELECT count(*) FROM outbox WHERE destination = 'cis_batch'")
+        ),
         "open_exceptions_by_rule": {
             r.rule: int(r.n)
             for r in q(
@@ -396,7 +399,8 @@ def _billing_lines(s: dict) -> list[str]:
             )
         lines.append(line)
     lines.append(
-        f"  CIS export records     {s.get('cis_export_records', 0):>12,}  (outbox folder and outbound_messages)"
+        f"  CIS export records     {s.get('cis_export_records', 0):>12,}  determinant records and "
+        f"{s.get('cis_export_intervals', 0):,} interval versions (outbox folder; outbound_messages, outbox)"
     )
     return lines
 
