@@ -109,33 +109,39 @@ class CisStub:
 
 def demo_reads(store, meters: int = 2) -> tuple[str, list[str], bytes, int]:
     """One operating day of quarter-hour reads for ``meters`` demo meters: the day after the last
-    one in the store, each meter repeating its own last complete valid day (so VEE passes them).
-    Returns (day, meters, a generic-CSV delivery body, reads)."""
+    one in the store (so every read is new), each meter repeating its own latest complete valid day
+    (so VEE passes them). Returns (day, meters, a generic-CSV delivery body, reads)."""
     from smartmdm_pipelines.store.intervals import current_intervals_sql
 
     last = store.scalar("SELECT max(read_day) FROM intervals")
     if last is None:
         raise RuntimeError("the store holds no validated intervals to take a demo meter from")
     last = pd.Timestamp(last).date()
-    picked = store.read_frame(
-        "SELECT c.meter_id FROM ("
-        + current_intervals_sql("read_day = :d AND channel = 'kwh_delivered'")
-        + ") c JOIN meters m ON m.meter_id = c.meter_id "
-        "WHERE c.status = 'valid' AND c.interval_seconds = 900 AND m.kind = 'ami' "
-        "GROUP BY c.meter_id HAVING count(*) = 96 ORDER BY c.meter_id LIMIT :n",
-        {"d": last, "n": meters},
-    )["meter_id"].tolist()
+    picked: list[str] = []
+    for back in range(8):  # the latest day with complete valid meters (not a DST day, not a partial one)
+        template = last - dt.timedelta(days=back)
+        picked = store.read_frame(
+            "SELECT c.meter_id FROM ("
+            + current_intervals_sql("read_day = :d AND channel = 'kwh_delivered'")
+            + ") c JOIN meters m ON m.meter_id = c.meter_id "
+            "WHERE c.status = 'valid' AND c.interval_seconds = 900 AND m.kind = 'ami' "
+            "GROUP BY c.meter_id HAVING count(*) = 96 ORDER BY c.meter_id LIMIT :n",
+            {"d": template, "n": meters},
+        )["meter_id"].tolist()
+        if picked:
+            break
     if not picked:
-        raise RuntimeError(f"no AMI meter has a complete valid day {last} to repeat")
+        raise RuntimeError(f"no AMI meter has a complete valid day in the week up to {last} to repeat")
     rows = store.read_frame(
         current_intervals_sql(
             "read_day = :d AND channel = 'kwh_delivered' AND meter_id IN (SELECT unnest(:m))",
             "meter_id, channel, interval_end, interval_seconds, value, unit",
         )
         + " ORDER BY meter_id, interval_end",
-        {"d": last, "m": picked},
+        {"d": template, "m": picked},
     )
-    ends = pd.to_datetime(rows["interval_end"], utc=True) + pd.Timedelta(days=1)
+    day = last + dt.timedelta(days=1)
+    ends = pd.to_datetime(rows["interval_end"], utc=True) + pd.Timedelta(days=(day - template).days)
     body = pd.DataFrame(
         {
             "meter_id": rows["meter_id"],
@@ -147,8 +153,7 @@ def demo_reads(store, meters: int = 2) -> tuple[str, list[str], bytes, int]:
             "quality": "",
         }
     ).to_csv(index=False, header=False, lineterminator="\n")
-    day = (last + dt.timedelta(days=1)).isoformat()
-    return day, picked, (CSV_HEADER + body).encode(), len(rows)
+    return day.isoformat(), picked, (CSV_HEADER + body).encode(), len(rows)
 
 
 def _free_port() -> int:
