@@ -56,25 +56,27 @@ class ExportError(ValueError):
     pass
 
 
+# the meters a period bills: installed at the service points of dbt's bill_segments for the period
+BILLED_METERS = (
+    "SELECT DISTINCT mi.meter_id FROM meter_installs mi JOIN bill_segments s "
+    "ON s.service_point_id = mi.service_point_id AND s.cycle_id = :scope_cycle "
+    "AND s.period_start = :scope_start"
+)
+
+
 @dataclass(frozen=True)
 class IntervalScope:
-    """The interval records a cycle's batch carries: the meters installed at the service points
-    billed in (``cycle_id``, ``period_start``) (dbt's ``bill_segments``), on the period's
-    operating days."""
+    """The interval records a cycle's batch carries: those of the meters ``meters_sql`` selects
+    (default: the meters the period bills), on the period's operating days."""
 
     cycle_id: str
     period_start: dt.date
     period_end: dt.date
-
-    METERS = (
-        "SELECT DISTINCT mi.meter_id FROM meter_installs mi JOIN bill_segments s "
-        "ON s.service_point_id = mi.service_point_id AND s.cycle_id = :scope_cycle "
-        "AND s.period_start = :scope_start"
-    )
+    meters_sql: str = BILLED_METERS  # may use :scope_cycle and :scope_start
 
     def records(self, store: Store, conn) -> pd.DataFrame:
         params = {"scope_cycle": self.cycle_id, "scope_start": self.period_start}
-        return outbox.batch_records(store, conn, self.METERS, params, self.period_start, self.period_end)
+        return outbox.batch_records(store, conn, self.meters_sql, params, self.period_start, self.period_end)
 
 
 @dataclass

@@ -27,13 +27,7 @@ from smartmdm_pipelines_tests.services.test_cis_export import determinants
 DAY = dt.date(2024, 3, 12)
 
 
-class Scope(IntervalScope):
-    """Every meter of the store: the service layer without dbt's ``bill_segments``."""
-
-    METERS = "SELECT meter_id FROM meters"
-
-
-SCOPE = Scope("C01", DAY, DAY)
+SCOPE = IntervalScope("C01", DAY, DAY, meters_sql="SELECT meter_id FROM meters")  # no dbt here
 
 
 @pytest.fixture
