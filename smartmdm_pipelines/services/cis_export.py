@@ -36,6 +36,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,9 +75,25 @@ class IntervalScope:
     period_end: dt.date
     meters_sql: str = BILLED_METERS  # may use :scope_cycle and :scope_start
 
-    def records(self, store: Store, conn) -> pd.DataFrame:
+    chunk_intervals: int = 1_000_000  # about this many interval rows in memory at a time
+
+    def chunks(self, store: Store, conn) -> Iterator[pd.DataFrame]:
+        """The new interval records (``outbox.batch_records``), a chunk of meters at a time."""
         params = {"scope_cycle": self.cycle_id, "scope_start": self.period_start}
-        return outbox.batch_records(store, conn, self.meters_sql, params, self.period_start, self.period_end)
+        meters = store.read_frame(
+            f"SELECT meter_id FROM ({self.meters_sql}) m ORDER BY meter_id", params, conn
+        )["meter_id"].tolist()
+        days = (self.period_end - self.period_start).days + 1
+        per_chunk = max(1, self.chunk_intervals // (days * 96))
+        for i in range(0, len(meters), per_chunk):
+            yield outbox.batch_records(
+                store,
+                conn,
+                "SELECT unnest(:chunk_meters)",
+                {"chunk_meters": meters[i : i + per_chunk]},
+                self.period_start,
+                self.period_end,
+            )
 
 
 @dataclass
@@ -151,44 +168,47 @@ def export_determinants(
         sent = _sent_keys(store, long, conn) if len(long) else pd.Series([], dtype=object)
         long = long[~long["idempotency_key"].isin(sent)]
         result.skipped = int(len(all_keys) - long["idempotency_key"].nunique())
-        interval_rows = intervals.records(store, conn) if intervals is not None else None
-        has_intervals = interval_rows is not None and len(interval_rows) > 0
-        if long.empty and not has_intervals:
+        if long.empty and intervals is None:
             return result
         now = pd.Timestamp.now(tz="UTC")
-        if not has_intervals:
-            names.pop("intervals", None)
-        if long.empty:  # only interval versions are new: no determinant files
-            names.pop("csv")
-            names.pop("jsonl")
-            records = lines = wide = None
-        else:
-            long = long.sort_values(["_rid", "column"], kind="stable")
-            records = _records(long)
-            wide = _wide(long, records)
-            lines = _json_lines(long, records)
-            store.bulk_insert(
-                "outbound_messages",
-                pd.DataFrame(
-                    {
-                        "idempotency_key": records["idempotency_key"].to_numpy(),
-                        "channel": CHANNEL,
-                        "kind": KIND,
-                        "payload": lines.to_numpy(),
-                        "status": "sent",
-                        "attempts": 1,
-                        "response": names["jsonl"],
-                        "created_at": now,
-                        "sent_at": now,
-                    }
-                ),
-                conn,
-            )
-        if has_intervals:
-            outbox.mark_batched(store, conn, interval_rows, batch_name, now)
         export_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
+        records = lines = wide = None
         try:
+            interval_file = None
+            if intervals is not None:  # streamed, meters chunk by chunk; None when nothing is new
+                interval_file = _write_intervals(
+                    store, conn, intervals, export_dir / names["intervals"], batch_name, now, written
+                )
+            if long.empty and interval_file is None:
+                return result
+            if interval_file is None:
+                names.pop("intervals", None)
+            if long.empty:  # only interval versions are new: no determinant files
+                names.pop("csv")
+                names.pop("jsonl")
+            else:
+                long = long.sort_values(["_rid", "column"], kind="stable")
+                records = _records(long)
+                wide = _wide(long, records)
+                lines = _json_lines(long, records)
+                store.bulk_insert(
+                    "outbound_messages",
+                    pd.DataFrame(
+                        {
+                            "idempotency_key": records["idempotency_key"].to_numpy(),
+                            "channel": CHANNEL,
+                            "kind": KIND,
+                            "payload": lines.to_numpy(),
+                            "status": "sent",
+                            "attempts": 1,
+                            "response": names["jsonl"],
+                            "created_at": now,
+                            "sent_at": now,
+                        }
+                    ),
+                    conn,
+                )
             manifest = _write_batch(
                 export_dir,
                 names,
@@ -199,7 +219,7 @@ def export_determinants(
                 batch_name,
                 now,
                 written,
-                interval_rows,
+                interval_file,
                 intervals,
             )
         except BaseException:
@@ -208,11 +228,47 @@ def export_determinants(
             raise
     result.exported = 0 if records is None else len(records)
     result.determinant_rows = len(long)
-    result.interval_records = len(interval_rows) if has_intervals else 0
+    result.interval_records = interval_file[3] if interval_file else 0
     result.corrections = manifest["corrections"]
     result.files = {kind: export_dir / name for kind, name in names.items()}
     result.manifest = manifest
     return result
+
+
+def _write_intervals(
+    store: Store,
+    conn,
+    scope: IntervalScope,
+    path: Path,
+    batch_name: str,
+    now: pd.Timestamp,
+    written: list[Path],
+) -> tuple[Path, str, int, int] | None:
+    """Stream the scope's new interval records into ``path`` chunk by chunk (and into the outbox as
+    ``cis_batch`` rows): (path, sha256, bytes, records), or None (no file) when nothing is new."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    digest, size, count = hashlib.sha256(), 0, 0
+    try:
+        with open(tmp, "wb") as fh:
+            for frame in scope.chunks(store, conn):
+                if frame.empty:
+                    continue
+                data = outbox.records_csv(frame, header=count == 0)
+                fh.write(data)
+                digest.update(data)
+                size += len(data)
+                count += len(frame)
+                outbox.mark_batched(store, conn, frame, batch_name, now)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if count == 0:
+            return None
+        os.replace(tmp, path)
+        written.append(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path, digest.hexdigest(), size, count
 
 
 def _sent_keys(store: Store, long: pd.DataFrame, conn) -> pd.Series:
@@ -336,19 +392,19 @@ def _write_batch(
     batch_name: str,
     now: pd.Timestamp,
     written: list[Path],
-    interval_rows: pd.DataFrame | None = None,
+    interval_file: tuple[Path, str, int, int] | None = None,
     scope: IntervalScope | None = None,
 ) -> dict:
     contents: dict[str, tuple[bytes, int]] = {}
     if records is not None:
         contents["csv"] = (wide.to_csv(index=False, lineterminator="\n").encode(), len(records))
         contents["jsonl"] = (("\n".join(lines) + "\n").encode(), len(records))
-    if "intervals" in names:
-        contents["intervals"] = (outbox.records_csv(interval_rows), len(interval_rows))
     files = {}
     for kind, (data, count) in contents.items():
         files[kind] = (*_write_atomic(export_dir / names[kind], data), count)
         written.append(files[kind][0])
+    if interval_file is not None:
+        files["intervals"] = interval_file
     if records is not None:
         periods = records[["cycle_id", "period_start", "period_end"]]
     else:
@@ -371,7 +427,7 @@ def _write_batch(
         },
     }
     if scope is not None:
-        manifest["interval_records"] = 0 if interval_rows is None else len(interval_rows)
+        manifest["interval_records"] = interval_file[3] if interval_file else 0
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
     written.append(_write_atomic(export_dir / names["manifest"], manifest_bytes)[0])
     return manifest

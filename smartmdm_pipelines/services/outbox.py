@@ -327,11 +327,11 @@ def mark_batched(
     return store.bulk_insert("outbox", rows, conn)
 
 
-def records_csv(frame: pd.DataFrame) -> bytes:
+def records_csv(frame: pd.DataFrame, header: bool = True) -> bytes:
     """Records as CSV: the :data:`RECORD_FIELDS` columns, ``interval_end`` ISO 8601 with its UTC
     offset as in the push (``2024-03-12T15:15:00+00:00``)."""
     out = frame[RECORD_FIELDS].copy()
     out["interval_end"] = pd.to_datetime(out["interval_end"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S+00:00")
     out["interval_seconds"] = out["interval_seconds"].astype("Int64")
     out["version"] = out["version"].astype("int64")
-    return out.to_csv(index=False, lineterminator="\n").encode()
+    return out.to_csv(index=False, header=header, lineterminator="\n").encode()

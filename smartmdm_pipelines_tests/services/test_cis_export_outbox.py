@@ -27,7 +27,8 @@ from smartmdm_pipelines_tests.services.test_cis_export import determinants
 DAY = dt.date(2024, 3, 12)
 
 
-SCOPE = IntervalScope("C01", DAY, DAY, meters_sql="SELECT meter_id FROM meters")  # no dbt here
+# every meter (no dbt's bill_segments here), streamed one meter a chunk
+SCOPE = IntervalScope("C01", DAY, DAY, meters_sql="SELECT meter_id FROM meters", chunk_intervals=96)
 
 
 @pytest.fixture
@@ -77,7 +78,9 @@ def test_close_file_and_pushes_share_message_ids(store: Store, config, monkeypat
         first = export_determinants(store, determinants(), export_dir, "b1", intervals=SCOPE)
         assert (first.exported, first.interval_records) == (2, 192)
         rows = interval_file(export_dir / "b1.intervals.csv")
-        assert rows.columns.tolist() == outbox.RECORD_FIELDS
+        assert rows.columns.tolist() == outbox.RECORD_FIELDS  # one header for the streamed chunks
+        assert rows["meter_id"].tolist() == ["M1"] * 96 + ["M2"] * 96
+        assert rows.groupby("meter_id")["interval_end"].apply(lambda e: e.is_monotonic_increasing).all()
         in_file = as_records(rows)
         m1 = {k: r for k, r in in_file.items() if r["meter_id"] == "M1"}
         # the CIS reconciles the file against the pushes by message_id: same ids, same content
