@@ -145,3 +145,30 @@ def test_an_export_without_a_scope_carries_no_intervals(
     # a scope with no determinants: the intervals alone
     only = export_determinants(store, determinants().iloc[:0], tmp_path, "b2", intervals=SCOPE)
     assert (only.exported, only.interval_records) == (0, 96)
+
+
+def test_a_failure_while_streaming_leaves_no_file_and_no_outbox_rows(
+    store: Store, config, monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("SMARTMDM_CIS_PUSH_URL", raising=False)
+    monkeypatch.delenv("SMARTMDM_PORTAL_PUSH_URL", raising=False)
+    master_data(store, ["M1", "M2"])
+    ingest_body(store, config, "he1", body(["M1", "M2"], range(96)), "http")
+    validate_pending(store, config)
+    real, calls = outbox.records_csv, []
+
+    def disk_full_on_the_second_chunk(frame, header=True):
+        calls.append(len(frame))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(frame, header)
+
+    monkeypatch.setattr(outbox, "records_csv", disk_full_on_the_second_chunk)
+    with pytest.raises(OSError, match="No space left"):
+        export_determinants(store, determinants(), tmp_path / "out", "b1", intervals=SCOPE)
+    assert calls == [96, 96]
+    assert list((tmp_path / "out").iterdir()) == []  # neither the files nor a temporary one
+    assert store.count("outbox") == 0 and store.count("outbound_messages") == 0
+    monkeypatch.setattr(outbox, "records_csv", real)
+    again = export_determinants(store, determinants(), tmp_path / "out", "b1", intervals=SCOPE)
+    assert (again.exported, again.interval_records) == (2, 192)
