@@ -175,19 +175,10 @@ def export_determinants(
         written: list[Path] = []
         records = lines = wide = None
         try:
-            interval_file = None
-            if intervals is not None:  # streamed, meters chunk by chunk; None when nothing is new
-                interval_file = _write_intervals(
-                    store, conn, intervals, export_dir / names["intervals"], batch_name, now, written
-                )
-            if long.empty and interval_file is None:
-                return result
-            if interval_file is None:
-                names.pop("intervals", None)
-            if long.empty:  # only interval versions are new: no determinant files
+            if long.empty:  # only interval versions can be new: no determinant files
                 names.pop("csv")
                 names.pop("jsonl")
-            else:
+            else:  # outbox rows first: a concurrent export of the same records fails on the key here
                 long = long.sort_values(["_rid", "column"], kind="stable")
                 records = _records(long)
                 wide = _wide(long, records)
@@ -209,6 +200,15 @@ def export_determinants(
                     ),
                     conn,
                 )
+            interval_file = None
+            if intervals is not None:  # streamed, meters chunk by chunk; None when nothing is new
+                interval_file = _write_intervals(
+                    store, conn, intervals, export_dir / names["intervals"], batch_name, now, written
+                )
+            if records is None and interval_file is None:
+                return result
+            if interval_file is None:
+                names.pop("intervals", None)
             manifest = _write_batch(
                 export_dir,
                 names,
