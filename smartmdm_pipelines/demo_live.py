@@ -272,6 +272,8 @@ def run_live(config=None, store_url: str | None = None, timeout: float = 45.0, m
             result.first_seconds = round(batches[0][0] - sent, 3)
             result.all_seconds = round(batches[-1][0] - sent, 3)
             result.sample = records[:2]
+            # the dispatcher marks a batch delivered once the stub's 200 is in: wait for that too
+            _wait(lambda: outbox.status(store).pending == 0, deadline, every=0.1)
             result.outbox = outbox.status(store).to_dict()
             result.ok = True
     except Exception as exc:  # the demo reports it and goes on
@@ -289,7 +291,10 @@ def live_lines(live: dict | None) -> list[str]:
     """3-6 lines for the demo summary."""
     if not live:
         return []
-    head = f"  live (smartmdm serve)  {live['service_url'] or '(not started)'} → CIS stub {live['stub_url']}"
+    head = (
+        f"  live (smartmdm serve)  {live['service_url'] or '(not started)'} → CIS stub {live['stub_url']} "
+        f"({live['seconds']:.1f} s)"
+    )
     if not live["ok"]:
         return [head, f"    did not complete: {live['error']}"]
     d, o = live["delivery"], live["outbox"]

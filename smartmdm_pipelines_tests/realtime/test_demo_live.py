@@ -51,6 +51,9 @@ def test_live_section_pushes_the_posted_reads(store_url: str, config, monkeypatc
         assert registry.values.tolist() == [["http", 192]]
     finally:
         store.dispose()
+    assert live.outbox["pending"] == 0  # read once the dispatcher marked the batch delivered
+    cis = next(d for d in live.outbox["destinations"] if d["destination"] == "cis")
+    assert cis["delivered"] == 192
     sample = live.sample[0]
     assert sample["message_id"] in set(queued["message_id"]) and sample["status"] == "valid"
 
