@@ -10,13 +10,16 @@ then times one close as the Dagster job runs it:
 - dbt build: billing segments, TOU slots, billing-ready usage, TOU buckets, demand, registers,
   completeness and determinants, with every dbt test;
 - versioning: completeness gate, content hashes, new versions written, billed lock, close log;
-- export: CSV + JSON lines + manifest into an outbox folder and one outbox row per record;
+- export: CSV + JSON lines + manifest into an outbox folder and one outbox row per record, plus
+  the period's interval versions read from the real-time outbox (``{batch}.intervals.csv``, one
+  ``outbox`` row of destination ``cis_batch`` each; ``export_intervals_s`` times that part alone);
 and a re-close with unchanged data (no new version). Prints JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import tempfile
 import time
@@ -27,7 +30,7 @@ from pg import Postgres
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.services.billing_close import version_determinants
 from smartmdm_pipelines.services.billing_reference import load_billing_reference
-from smartmdm_pipelines.services.cis_export import export_determinants
+from smartmdm_pipelines.services.cis_export import IntervalScope, export_determinants
 from smartmdm_pipelines.services.dbt_runner import run_dbt
 from smartmdm_pipelines.store.store import Store
 
@@ -82,7 +85,7 @@ def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) ->
     store = Store(url)
     t0 = time.perf_counter()
     if reuse and store.count("intervals"):
-        for table in ("billing_determinants", "billing_closes", "outbound_messages"):
+        for table in ("billing_determinants", "billing_closes", "outbound_messages", "outbox"):
             store.execute(f"DELETE FROM {table}")
         n = store.count("intervals")
     else:
@@ -102,8 +105,14 @@ def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) ->
     stages["versioning_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = store.read_frame("SELECT * FROM billing_determinants WHERE cycle_id = 'C01'")
-    export = export_determinants(store, rows, out / "outbox", "bench_C01")
+    start = dt.date.fromisoformat(PERIOD_START)
+    scope = IntervalScope("C01", start, start + dt.timedelta(days=days - 1))
+    export = export_determinants(store, rows, out / "outbox", "bench_C01", intervals=scope)
     stages["export_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store.execute("DELETE FROM outbox WHERE destination = 'cis_batch'")  # the interval part alone, again
+    only = export_determinants(store, rows.iloc[:0], out / "outbox", "bench_C01_intervals", intervals=scope)
+    export_intervals_s = time.perf_counter() - t0
     close_s = sum(stages.values())
     t0 = time.perf_counter()
     run_dbt(store, "C01", PERIOD_START)
@@ -124,6 +133,11 @@ def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) ->
         "new_versions": result.new_versions,
         "determinant_rows": result.determinant_rows,
         "exported_records": export.exported,
+        "interval_records": export.interval_records,
+        "export_intervals_s": round(export_intervals_s, 2),
+        "interval_records_per_s": round(only.interval_records / export_intervals_s)
+        if export_intervals_s
+        else None,
         "reclose_s": round(reclose_s, 2),
         "reclose_new_versions": again.new_versions,
     }

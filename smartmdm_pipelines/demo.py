@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smartmdm_pipelines.demo_live import live_lines
 from smartmdm_pipelines.lib.instance import QUIET_RUN_CONFIG, ensure_local_instance
 
 
@@ -20,6 +21,7 @@ class DemoOptions:
     days: int = 7
     seed: int = 42
     fresh: bool = True
+    live: bool = True  # the live section (demo_live.py) after the batch part
 
 
 @dataclass
@@ -129,6 +131,14 @@ def run_demo(options: DemoOptions, echo=print) -> DemoResult:
     result.summary["protection"] = protection_summary(store)
     result.summary["nrw"] = nrw_summary(store)
     store.dispose()
+    if options.live:
+        from smartmdm_pipelines.demo_live import run_live
+
+        echo("Live: smartmdm serve in-process with a CIS stub on loopback; reads POSTed over HTTP …")
+        live = run_live(cfg)
+        result.summary["live"] = live.to_dict()
+        if not live.ok:
+            result.runs_failed.append("live section")
     result.seconds = time.perf_counter() - started
     return result
 
@@ -325,6 +335,9 @@ def store_summary(store) -> dict:
         "cis_export_records": int(
             store.scalar("SELECT count(*) FROM outbound_messages WHERE channel = 'cis_batch'")
         ),
+        "cis_export_intervals": int(
+            store.scalar("SELECT count(*) FROM outbox WHERE destination = 'cis_batch'")
+        ),
         "open_exceptions_by_rule": {
             r.rule: int(r.n)
             for r in q(
@@ -364,6 +377,7 @@ def format_summary(result: DemoResult) -> str:
         *_billing_lines(s),
         *_nrw_lines(s),
         *_protection_lines(s),
+        *live_lines(s.get("live")),
         f"  Dagster runs           {result.runs_succeeded:>12,} succeeded, {len(result.runs_failed)} failed"
         + (f" ({', '.join(result.runs_failed[:5])})" if result.runs_failed else "")
         + (f"; {len(result.refusals)} close refused by the completeness gate, as designed" if result.refusals else ""),
@@ -386,7 +400,8 @@ def _billing_lines(s: dict) -> list[str]:
             )
         lines.append(line)
     lines.append(
-        f"  CIS export records     {s.get('cis_export_records', 0):>12,}  (outbox folder and outbound_messages)"
+        f"  CIS export records     {s.get('cis_export_records', 0):>12,}  determinant records and "
+        f"{s.get('cis_export_intervals', 0):,} interval versions (outbox folder; outbound_messages, outbox)"
     )
     return lines
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from smartmdm_pipelines.services.billing_close import period_end
-from smartmdm_pipelines.services.cis_export import ExportResult, export_determinants
+from smartmdm_pipelines.services.cis_export import ExportResult, IntervalScope, export_determinants
 from smartmdm_pipelines.services.dbt_runner import run_dbt
 from smartmdm_pipelines.services.forward_estimate import ForwardSummary, forward_estimate
 from smartmdm_pipelines.store.store import Store
@@ -39,10 +39,15 @@ def forward_estimate_period(
 
 
 def export_period(store: Store, cycle_id: str, period_start: str, export_dir: Path) -> ExportResult:
-    """Export the period's determinant versions not sent yet as one timestamped batch."""
+    """Export the period's determinant versions not sent yet as one timestamped batch, with the
+    interval versions of its meters no batch carried yet (read from the real-time outbox)."""
+    start = pd.Timestamp(period_start).date()
     rows = store.read_frame(
         "SELECT * FROM billing_determinants WHERE cycle_id = :c AND period_start = :p",
-        {"c": cycle_id, "p": pd.Timestamp(period_start).date()},
+        {"c": cycle_id, "p": start},
     )
+    scope = IntervalScope(cycle_id, start, period_end(store, cycle_id, start))
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
-    return export_determinants(store, rows, export_dir, f"determinants_{cycle_id}_{period_start}_{stamp}")
+    return export_determinants(
+        store, rows, export_dir, f"determinants_{cycle_id}_{period_start}_{stamp}", intervals=scope
+    )

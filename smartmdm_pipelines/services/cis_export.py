@@ -19,19 +19,31 @@ channel ``cis_batch``, status ``sent``, response = the batch file name); a recor
 already in the outbox is skipped, so re-exporting is idempotent. Outbox rows and files are
 written in one transaction (outbox rows first, so a concurrent export of the same records fails
 on the key before it writes a file).
+
+Given an :class:`IntervalScope` (the cycle close does), the batch also carries the period's
+interval records, read from the real-time ``outbox`` (``services/outbox.batch_records``):
+
+* ``{batch}.intervals.csv`` — one line per interval version, the columns and values of the push
+  contract (``message_id`` … ``version``): a version pushed in real time has the same
+  ``message_id`` here, so the CIS reconciles the file against the pushes by id. Only versions no
+  earlier batch carried are in it (they become outbox rows of destination ``cis_batch``), so a
+  re-close after a new version carries the new id alone.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from smartmdm_pipelines.services import outbox
 from smartmdm_pipelines.store.store import Store
 
 RECORD_KEY = ["account_id", "service_point_id", "cycle_id", "period_start", "version"]
@@ -45,11 +57,51 @@ class ExportError(ValueError):
     pass
 
 
+# the meters a period bills: installed at the service points of dbt's bill_segments for the period
+BILLED_METERS = (
+    "SELECT DISTINCT mi.meter_id FROM meter_installs mi JOIN bill_segments s "
+    "ON s.service_point_id = mi.service_point_id AND s.cycle_id = :scope_cycle "
+    "AND s.period_start = :scope_start"
+)
+
+
+@dataclass(frozen=True)
+class IntervalScope:
+    """The interval records a cycle's batch carries: those of the meters ``meters_sql`` selects
+    (default: the meters the period bills), on the period's operating days."""
+
+    cycle_id: str
+    period_start: dt.date
+    period_end: dt.date
+    meters_sql: str = BILLED_METERS  # may use :scope_cycle and :scope_start
+
+    chunk_intervals: int = 1_000_000  # about this many interval rows in memory at a time
+
+    def chunks(self, store: Store, conn) -> Iterator[pd.DataFrame]:
+        """The new interval records (``outbox.batch_records``), a chunk of meters at a time."""
+        params = {"scope_cycle": self.cycle_id, "scope_start": self.period_start}
+        meters = store.read_frame(
+            f"SELECT meter_id FROM ({self.meters_sql}) m ORDER BY meter_id", params, conn
+        )["meter_id"].tolist()
+        days = (self.period_end - self.period_start).days + 1
+        per_chunk = max(1, self.chunk_intervals // (days * 96))
+        for i in range(0, len(meters), per_chunk):
+            yield outbox.batch_records(
+                store,
+                conn,
+                "SELECT unnest(:chunk_meters)",
+                {"chunk_meters": meters[i : i + per_chunk]},
+                self.period_start,
+                self.period_end,
+            )
+
+
 @dataclass
 class ExportResult:
     batch_name: str
     exported: int = 0  # records written to the batch
     skipped: int = 0  # records already in the outbox
+    interval_records: int = 0  # interval versions in {batch}.intervals.csv
     determinant_rows: int = 0
     corrections: int = 0
     files: dict[str, Path] = field(default_factory=dict)  # csv, jsonl, manifest
@@ -73,9 +125,15 @@ def idempotency_keys(records: pd.DataFrame) -> pd.Series:
 
 
 def export_determinants(
-    store: Store, determinants: pd.DataFrame, export_dir: Path, batch_name: str
+    store: Store,
+    determinants: pd.DataFrame,
+    export_dir: Path,
+    batch_name: str,
+    *,
+    intervals: IntervalScope | None = None,
 ) -> ExportResult:
-    """Export the records of ``determinants`` not yet in the outbox as batch ``batch_name``."""
+    """Export the records of ``determinants`` not yet in the outbox as batch ``batch_name``, with
+    the interval records of ``intervals`` no batch carried yet (``{batch}.intervals.csv``)."""
     missing = [c for c in REQUIRED if c not in determinants]
     if missing:
         raise ExportError(
@@ -89,6 +147,8 @@ def export_determinants(
         "jsonl": f"{batch_name}.jsonl",
         "manifest": f"{batch_name}.manifest.json",
     }
+    if intervals is not None:
+        names["intervals"] = f"{batch_name}.intervals.csv"
     taken = [n for n in names.values() if (export_dir / n).exists()]
     if taken:
         raise ExportError(
@@ -102,50 +162,113 @@ def export_determinants(
     long["_rid"] = rid
     all_keys = keys
     result = ExportResult(batch_name)
-    if long.empty:
+    if long.empty and intervals is None:
         return result
     with store.begin() as conn:
-        sent = _sent_keys(store, long, conn)
+        sent = _sent_keys(store, long, conn) if len(long) else pd.Series([], dtype=object)
         long = long[~long["idempotency_key"].isin(sent)]
         result.skipped = int(len(all_keys) - long["idempotency_key"].nunique())
-        if long.empty:
+        if long.empty and intervals is None:
             return result
-        long = long.sort_values(["_rid", "column"], kind="stable")
-        records = _records(long)
-        wide = _wide(long, records)
-        lines = _json_lines(long, records)
         now = pd.Timestamp.now(tz="UTC")
-        store.bulk_insert(
-            "outbound_messages",
-            pd.DataFrame(
-                {
-                    "idempotency_key": records["idempotency_key"].to_numpy(),
-                    "channel": CHANNEL,
-                    "kind": KIND,
-                    "payload": lines.to_numpy(),
-                    "status": "sent",
-                    "attempts": 1,
-                    "response": names["jsonl"],
-                    "created_at": now,
-                    "sent_at": now,
-                }
-            ),
-            conn,
-        )
         export_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
+        records = lines = wide = None
         try:
-            manifest = _write_batch(export_dir, names, wide, lines, records, long, batch_name, now, written)
+            if long.empty:  # only interval versions can be new: no determinant files
+                names.pop("csv")
+                names.pop("jsonl")
+            else:  # outbox rows first: a concurrent export of the same records fails on the key here
+                long = long.sort_values(["_rid", "column"], kind="stable")
+                records = _records(long)
+                wide = _wide(long, records)
+                lines = _json_lines(long, records)
+                store.bulk_insert(
+                    "outbound_messages",
+                    pd.DataFrame(
+                        {
+                            "idempotency_key": records["idempotency_key"].to_numpy(),
+                            "channel": CHANNEL,
+                            "kind": KIND,
+                            "payload": lines.to_numpy(),
+                            "status": "sent",
+                            "attempts": 1,
+                            "response": names["jsonl"],
+                            "created_at": now,
+                            "sent_at": now,
+                        }
+                    ),
+                    conn,
+                )
+            interval_file = None
+            if intervals is not None:  # streamed, meters chunk by chunk; None when nothing is new
+                interval_file = _write_intervals(
+                    store, conn, intervals, export_dir / names["intervals"], batch_name, now, written
+                )
+            if records is None and interval_file is None:
+                return result
+            if interval_file is None:
+                names.pop("intervals", None)
+            manifest = _write_batch(
+                export_dir,
+                names,
+                wide,
+                lines,
+                records,
+                long,
+                batch_name,
+                now,
+                written,
+                interval_file,
+                intervals,
+            )
         except BaseException:
             for path in written:  # the outbox rows roll back: leave no half batch behind
                 path.unlink(missing_ok=True)
             raise
-    result.exported = len(records)
+    result.exported = 0 if records is None else len(records)
     result.determinant_rows = len(long)
+    result.interval_records = interval_file[3] if interval_file else 0
     result.corrections = manifest["corrections"]
     result.files = {kind: export_dir / name for kind, name in names.items()}
     result.manifest = manifest
     return result
+
+
+def _write_intervals(
+    store: Store,
+    conn,
+    scope: IntervalScope,
+    path: Path,
+    batch_name: str,
+    now: pd.Timestamp,
+    written: list[Path],
+) -> tuple[Path, str, int, int] | None:
+    """Stream the scope's new interval records into ``path`` chunk by chunk (and into the outbox as
+    ``cis_batch`` rows): (path, sha256, bytes, records), or None (no file) when nothing is new."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    digest, size, count = hashlib.sha256(), 0, 0
+    try:
+        with open(tmp, "wb") as fh:
+            for frame in scope.chunks(store, conn):
+                if frame.empty:
+                    continue
+                data = outbox.records_csv(frame, header=count == 0)
+                fh.write(data)
+                digest.update(data)
+                size += len(data)
+                count += len(frame)
+                outbox.mark_batched(store, conn, frame, batch_name, now)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if count == 0:
+            return None
+        os.replace(tmp, path)
+        written.append(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path, digest.hexdigest(), size, count
 
 
 def _sent_keys(store: Store, long: pd.DataFrame, conn) -> pd.Series:
@@ -262,43 +385,56 @@ def _json_lines(long: pd.DataFrame, records: pd.DataFrame) -> pd.Series:
 def _write_batch(
     export_dir: Path,
     names: dict[str, str],
-    wide: pd.DataFrame,
-    lines: pd.Series,
-    records: pd.DataFrame,
+    wide: pd.DataFrame | None,
+    lines: pd.Series | None,
+    records: pd.DataFrame | None,
     long: pd.DataFrame,
     batch_name: str,
     now: pd.Timestamp,
     written: list[Path],
+    interval_file: tuple[Path, str, int, int] | None = None,
+    scope: IntervalScope | None = None,
 ) -> dict:
-    contents = {
-        "csv": wide.to_csv(index=False, lineterminator="\n").encode(),
-        "jsonl": ("\n".join(lines) + "\n").encode(),
-    }
+    contents: dict[str, tuple[bytes, int]] = {}
+    if records is not None:
+        contents["csv"] = (wide.to_csv(index=False, lineterminator="\n").encode(), len(records))
+        contents["jsonl"] = (("\n".join(lines) + "\n").encode(), len(records))
     files = {}
-    for kind, data in contents.items():
-        files[kind] = _write_atomic(export_dir / names[kind], data)
+    for kind, (data, count) in contents.items():
+        files[kind] = (*_write_atomic(export_dir / names[kind], data), count)
         written.append(files[kind][0])
-    periods = (
-        records[["cycle_id", "period_start", "period_end"]]
-        .drop_duplicates()
-        .sort_values(["cycle_id", "period_start", "period_end"])
-    )
+    if interval_file is not None:
+        files["intervals"] = interval_file
+    if records is not None:
+        periods = records[["cycle_id", "period_start", "period_end"]]
+    else:
+        periods = pd.DataFrame(
+            [[scope.cycle_id, _iso(scope.period_start), _iso(scope.period_end)]],
+            columns=["cycle_id", "period_start", "period_end"],
+        )
+    periods = periods.drop_duplicates().sort_values(["cycle_id", "period_start", "period_end"])
     manifest = {
         "batch_name": batch_name,
         "created_at": now.isoformat().replace("+00:00", "Z"),
         "kind": KIND,
-        "record_count": len(records),
+        "record_count": 0 if records is None else len(records),
         "determinant_rows": len(long),
-        "corrections": int(records["is_correction"].sum()),
+        "corrections": 0 if records is None else int(records["is_correction"].sum()),
         "periods": periods.to_dict("records"),
         "files": {
-            path.name: {"sha256": digest, "bytes": size, "records": len(records)}
-            for path, digest, size in files.values()
+            path.name: {"sha256": digest, "bytes": size, "records": count}
+            for path, digest, size, count in files.values()
         },
     }
+    if scope is not None:
+        manifest["interval_records"] = interval_file[3] if interval_file else 0
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
     written.append(_write_atomic(export_dir / names["manifest"], manifest_bytes)[0])
     return manifest
+
+
+def _iso(day) -> str:
+    return pd.Timestamp(day).date().isoformat()
 
 
 def _write_atomic(path: Path, data: bytes) -> tuple[Path, str, int]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from smartmdm_pipelines.store.intervals import version_rank
+from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
 from smartmdm_pipelines.store.store import Store
 
 DESTINATIONS = {
@@ -61,7 +61,7 @@ def push_targets(env: dict | None = None) -> list[PushTarget]:
 
 def message_ids(frame: pd.DataFrame) -> list[str]:
     """Stable ids: a hash of the interval's identity, version and content."""
-    ends = pd.to_datetime(frame["interval_end"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+    ends = _strftime(frame["interval_end"], "%Y-%m-%dT%H:%M:%S%z")
     keys = (
         frame["meter_id"].astype(str)
         + "|"
@@ -78,6 +78,14 @@ def message_ids(frame: pd.DataFrame) -> list[str]:
         + frame["status"].astype(str)
     )
     return [hashlib.sha256(k.encode()).hexdigest()[:32] for k in keys]
+
+
+def _strftime(values: pd.Series, fmt: str) -> pd.Series:
+    """UTC instants as text, each distinct instant formatted once (a batch holds a few thousand
+    interval ends across millions of rows; pandas formats element by element)."""
+    codes, uniques = pd.factorize(pd.to_datetime(values, utc=True))
+    text = pd.Series(uniques).dt.strftime(fmt).to_numpy(dtype=object)
+    return pd.Series(text[codes], index=values.index, dtype=object)
 
 
 def emit_versions(
@@ -245,3 +253,113 @@ def status_from_dict(data: dict) -> OutboxStatus:
         oldest_pending_age_seconds=data["oldest_pending_age_seconds"],
         destinations=[DestinationStatus(**d) for d in data.get("destinations", [])],
     )
+
+
+# --- the batch file at cycle close reads the same outbox ---------------------------------------------
+
+BATCH_DESTINATION = "cis_batch"  # records a cycle-close batch file carried (state delivered)
+_PUSHED_COLUMNS = [*RECORD_FIELDS, "read_day"]
+
+
+def batch_records(
+    store: Store,
+    conn: sa.Connection,
+    meters_sql: str,
+    params: dict,
+    first_day: dt.date,
+    last_day: dt.date,
+) -> pd.DataFrame:
+    """The records a cycle-close batch file carries for the meters of ``meters_sql`` (a SELECT of
+    meter ids, with ``params``) on operating days ``first_day``..``last_day``: the current version
+    of every interval, under the push rules (a version that only says an interval is missing is
+    not sent), minus the records an earlier batch file carried.
+
+    A record already queued for a push (``cis`` or ``portal``) is read back from the outbox, so the
+    file and the push carry the same ``message_id`` and the same content; a version never queued
+    (no push configured, or written before it was) is built as ``emit_versions`` builds it, with
+    the same ``message_ids``. Returns the :data:`RECORD_FIELDS` and ``read_day``, ordered by meter,
+    channel and interval end."""
+    scope = {**params, "d0": first_day, "d1": last_day}
+    where = f"read_day BETWEEN :d0 AND :d1 AND meter_id IN ({meters_sql})"
+    current = store.read_frame(
+        "SELECT i.meter_id, i.channel, i.interval_end, i.interval_seconds, i.value, i.unit, i.status, "
+        "i.iec_quality AS quality, i.version, i.read_day, mi.service_point_id, a.account_id "
+        f"FROM ({current_intervals_sql(where)}) i "
+        "LEFT JOIN meter_installs mi ON mi.meter_id = i.meter_id AND mi.installed_at < i.interval_end "
+        "     AND (mi.removed_at IS NULL OR mi.removed_at >= i.interval_end) "
+        "LEFT JOIN accounts a ON a.service_point_id = mi.service_point_id AND a.move_in <= i.read_day "
+        "     AND (a.move_out IS NULL OR a.move_out > i.read_day) "
+        "WHERE i.status <> 'missing'",
+        scope,
+        conn,
+    )
+    if current.empty:
+        return pd.DataFrame(columns=_PUSHED_COLUMNS)
+    current = current.drop_duplicates(["meter_id", "channel", "interval_end"])
+    current["message_id"] = message_ids(current)
+    queued = store.read_frame(
+        f"SELECT destination, {', '.join(_PUSHED_COLUMNS)} FROM outbox "
+        f"WHERE read_day BETWEEN :d0 AND :d1 AND meter_id IN ({meters_sql}) ORDER BY seq",
+        scope,
+        conn,
+    )
+    batched = queued.loc[queued["destination"].eq(BATCH_DESTINATION), "message_id"]
+    pushed = queued[queued["destination"].ne(BATCH_DESTINATION)].drop_duplicates("message_id")
+    todo = current[~current["message_id"].isin(batched)]
+    from_outbox = pushed[pushed["message_id"].isin(todo["message_id"])]
+    built = todo[~todo["message_id"].isin(from_outbox["message_id"])]
+    parts = [p[_PUSHED_COLUMNS] for p in (from_outbox, built) if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=_PUSHED_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out["interval_end"] = pd.to_datetime(out["interval_end"], utc=True)
+    return out.sort_values(["meter_id", "channel", "interval_end"], kind="stable").reset_index(drop=True)
+
+
+def mark_batched(
+    store: Store, conn: sa.Connection, frame: pd.DataFrame, batch_name: str, now: pd.Timestamp
+) -> int:
+    """Record that batch file ``batch_name`` carried ``frame``'s records: outbox rows of
+    destination :data:`BATCH_DESTINATION`, delivered now (the batch name as their batch key), so
+    the next close carries only newer versions. Runs in the caller's transaction."""
+    if frame.empty:
+        return 0
+    rows = frame[_PUSHED_COLUMNS].assign(
+        destination=BATCH_DESTINATION,
+        state="delivered",
+        batch_key=batch_name,
+        attempts=1,
+        created_at=now,
+        delivered_at=now,
+    )
+    return store.bulk_insert("outbox", rows, conn)
+
+
+def records_csv(frame: pd.DataFrame, header: bool = True) -> bytes:
+    """Records as CSV (Arrow's writer): the :data:`RECORD_FIELDS` columns, ``interval_end`` ISO 8601
+    with its UTC offset as in the push (``2024-03-12T15:15:00+00:00``), empty for NULL."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    out = frame[RECORD_FIELDS].copy()
+    out["interval_end"] = _strftime(out["interval_end"], "%Y-%m-%dT%H:%M:%S+00:00")
+    out["interval_seconds"] = out["interval_seconds"].astype("Int64")
+    out["version"] = out["version"].astype("int64")
+    out["value"] = out["value"].astype("float64")
+    for col in (
+        "message_id",
+        "meter_id",
+        "service_point_id",
+        "account_id",
+        "channel",
+        "unit",
+        "status",
+        "quality",
+    ):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(
+        table, sink, pacsv.WriteOptions(include_header=header, quoting_style="needed", delimiter=",")
+    )
+    return sink.getvalue().to_pybytes()

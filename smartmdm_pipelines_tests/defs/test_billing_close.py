@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.billing import scenario as sc
 
@@ -59,6 +60,14 @@ def test_close_reclose_and_correction(billing_env: str, instance: dg.DagsterInst
     manifests = sorted(export_dir.glob("*.manifest.json"))
     assert len(manifests) == 1
     assert json.loads(manifests[0].read_text())["record_count"] == 3
+    # … and the period's interval versions, read from the outbox (docs/cis.md)
+    intervals = pd.read_csv(str(manifests[0]).replace(".manifest.json", ".intervals.csv"))
+    current = store.scalar(
+        f"SELECT count(*) FROM ({current_intervals_sql('read_day BETWEEN :a AND :b')}) c WHERE status <> 'missing'",
+        {"a": dt.date(2027, 7, 2), "b": dt.date(2027, 7, 5)},
+    )
+    assert len(intervals) == current > 0 and intervals["message_id"].is_unique
+    assert json.loads(manifests[0].read_text())["interval_records"] == current
 
     # re-close with unchanged data: no new version, nothing exported again
     store.dispose()
@@ -89,6 +98,11 @@ def test_close_reclose_and_correction(billing_env: str, instance: dg.DagsterInst
         {"account_id": "A2", "version": 1, "is_correction": False},
     ]
     assert store.scalar("SELECT count(*) FROM outbound_messages") == 4
+    # the re-close's batch carries the one new interval version, with a new message id
+    latest = sorted(export_dir.glob("*.intervals.csv"))[-1]
+    changed = pd.read_csv(latest)
+    assert changed[["meter_id", "version", "status"]].values.tolist() == [["M1", 2, "edited"]]
+    assert changed["message_id"].iloc[0] not in set(intervals["message_id"])
     outcomes = store.read_frame("SELECT outcome FROM billing_closes ORDER BY closed_at")["outcome"].tolist()
     assert outcomes == ["closed", "unchanged", "corrected"]
     store.dispose()

@@ -141,7 +141,8 @@ def billing_determinants(
     description=(
         "Batch file for the CIS (CSV and JSON lines, one record per account-period-version, with a manifest "
         "and checksums) in the outbox folder; every record is also an outbound_messages row, so a version is "
-        "never sent twice and the real-time push can share the outbox."
+        "never sent twice. The batch also carries the period's interval versions no batch carried yet, read "
+        "from the real-time outbox ({batch}.intervals.csv, the same message ids as the pushes)."
     ),
 )
 def cis_billing_export(
@@ -152,6 +153,7 @@ def cis_billing_export(
     return dg.MaterializeResult(
         metadata={
             "exported_records": result.exported,
+            "interval_records": result.interval_records,
             "skipped_already_sent": result.skipped,
             "corrections": result.corrections,
             "files": dg.MetadataValue.json({k: str(v) for k, v in result.files.items()}),
