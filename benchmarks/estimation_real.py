@@ -69,6 +69,7 @@ OLD_CHAIN = "chain before issue 17 (all off)"
 ABLATION: dict[str, dict] = {
     "default chain": {},
     "without similarity weights": {"like_day_similarity": 0.0},
+    "similarity strength 3 (default 2)": {"like_day_similarity": 3.0},
     "with level anchoring (weight 0.2)": {"anchor_level_weight": 0.2},
     "mean + 10 % weighted median": {"like_day_median_weight": 0.1},
     "mean + 20 % weighted median": {"like_day_median_weight": 0.2},
