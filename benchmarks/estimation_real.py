@@ -69,7 +69,10 @@ OLD_CHAIN = "chain before issue 17 (all off)"
 ABLATION: dict[str, dict] = {
     "default chain": {},
     "without similarity weights": {"like_day_similarity": 0.0},
+    "similarity strength 3 (default 2)": {"like_day_similarity": 3.0},
     "with level anchoring (weight 0.2)": {"anchor_level_weight": 0.2},
+    "mean + 10 % weighted median": {"like_day_median_weight": 0.1},
+    "mean + 20 % weighted median": {"like_day_median_weight": 0.2},
     "without edge anchoring": {"anchor_edge_half_life_minutes": 0.0},
     "without the linear/profile blend": {"linear_profile_weight": 0.0},
     "without recency weights": {"like_day_half_life_days": 0.0},
@@ -84,6 +87,7 @@ ABLATION: dict[str, dict] = {
         "like_day_half_life_days": 0.0,
         "like_day_other_type_weight": 0.0,
         "like_day_next_day": False,
+        "like_day_median_weight": 0.0,
     },
 }
 
@@ -411,6 +415,9 @@ def main() -> int:
     parser.add_argument(
         "--ablation", action="store_true", help="hourly: switch each estimation feature off in turn"
     )
+    parser.add_argument(
+        "--variants", help="with --ablation: only these variants (comma-separated names of the table)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args()
 
@@ -459,7 +466,8 @@ def main() -> int:
                     "would reach " + ", ".join(f"{g} {r:.3f}" for g, r in bound.items())
                 )
                 if args.ablation and seconds == 3600:
-                    out["ablation"] = ablation(store, cfg, args.seed, args.gaps_per_series)
+                    names = [v.strip() for v in args.variants.split(",")] if args.variants else None
+                    out["ablation"] = ablation(store, cfg, args.seed, args.gaps_per_series, names)
             finally:
                 store.dispose()
         if not args.no_simulator:
@@ -496,12 +504,20 @@ def simulator(store: Store, cfg: UtilityConfig, args: argparse.Namespace) -> dic
     return out
 
 
-def ablation(store: Store, cfg: UtilityConfig, seed: int, gaps_per_series: int) -> dict:
-    """The hourly backtest with each estimation feature switched off (the same gaps every time)."""
+def ablation(
+    store: Store, cfg: UtilityConfig, seed: int, gaps_per_series: int, names: list[str] | None = None
+) -> dict:
+    """The hourly backtest with each estimation feature switched off (the same gaps every time);
+    ``names``: only those variants."""
+    unknown = set(names or ()) - set(ABLATION)
+    if unknown:
+        raise BacktestError(f"--variants: unknown {sorted(unknown)}; known: {list(ABLATION)}")
     print("\nAblation (hourly, same gaps): chain NMAE / baseline NMAE, chain bias")
     print(f"{'variant':<36}" + "".join(f"{g:>18}" for g in LENGTHS))
     results = {}
     for variant, overrides in ABLATION.items():
+        if names and variant not in names:
+            continue
         rows = {
             r["gap"]: r
             for r in summary_rows(backtest(store, with_rules(cfg, overrides), seed, gaps_per_series))

@@ -12,7 +12,8 @@ reference days, then anchored to what the estimated day itself shows:
    recency, halving every ``like_day_half_life_days``, for series whose own reference weeks say
    it helps (``like_day_recency_check``: recency-weighted earlier days predicted each day's
    intervals better than equally weighted ones). The ``like_days`` heaviest days are kept; the
-   profile is their weighted mean per slot.
+   profile is their weighted mean per slot, blended with their weighted median
+   (``like_day_median_weight``; household load is skewed, and NMAE is an L1 metric).
 2. **Level**: the profile is scaled by 1 + w × (observed / profile − 1) over those same intervals
    (``anchor_level_weight`` = w, bounded by ``anchor_level_max_factor``).
 3. **Edges**: the difference between each valid end point of a gap and the profile there carries
@@ -290,7 +291,12 @@ def anchored_profile(
         .groupby(used["key"].to_numpy())
         .sum()
     )
-    profile = lookup(key, wv.index.to_numpy(), (wv["wv"] / wv["w"]).to_numpy())
+    per_slot = (wv["wv"] / wv["w"]).to_numpy()
+    if rules.like_day_median_weight > 0:
+        median = weighted_median(used["key"].to_numpy(), used["value"].to_numpy(), used["weight"].to_numpy())
+        w = min(rules.like_day_median_weight, 1.0)
+        per_slot = (1.0 - w) * per_slot + w * median.reindex(wv.index).to_numpy()
+    profile = lookup(key, wv.index.to_numpy(), per_slot)
 
     # level: observed against the profile over the anchoring intervals
     level = (
@@ -317,10 +323,28 @@ def anchored_profile(
     estimate = base + _edge_adjustment(frame, todo, valid, value - base, rules, row_carry)
     estimate = np.where(estimate < np.fmin(base, 0.0), np.fmin(base, 0.0), estimate)
 
-    text = _inputs_text(chosen, level.index.to_numpy(), factor)
+    text = _inputs_text(chosen, level.index.to_numpy(), factor, rules.like_day_median_weight)
     inputs = lookup(sid, text.index.to_numpy(), text.to_numpy(dtype=object), fill=None)
     inputs = np.where(np.isnan(base), None, inputs)
     return Anchored(np.where(todo, estimate, np.nan), np.where(todo, base, np.nan), inputs)
+
+
+def weighted_median(key: np.ndarray, value: np.ndarray, weight: np.ndarray) -> pd.Series:
+    """Per key, the weighted median of ``value``: the smallest value whose cumulative weight (values
+    in ascending order) reaches half the key's total weight. One sort, no loop over keys."""
+    value = np.asarray(value, dtype="float64")
+    weight = np.asarray(weight, dtype="float64")
+    order = np.lexsort((value, key))
+    k, v, w = key[order], value[order], weight[order]
+    new_group = np.r_[True, k[1:] != k[:-1]]
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    total = np.add.reduceat(w, starts)
+    cum = np.cumsum(w)
+    within = cum - (cum[starts] - w[starts])[group]  # cumulative weight inside the key
+    reached = np.flatnonzero(within >= 0.5 * total[group] * (1 - 1e-9))  # monotone within a key
+    first = reached[np.r_[True, group[reached][1:] != group[reached][:-1]]]
+    return pd.Series(v[first], index=k[first])
 
 
 MIN_RESIDUAL_PAIRS = 24
@@ -390,8 +414,11 @@ def _edge_adjustment(
     return out
 
 
-def _inputs_text(chosen: pd.DataFrame, sids: np.ndarray, factor: np.ndarray) -> pd.Series:
-    """Per series: its reference days with their weight share and the level factor."""
+def _inputs_text(
+    chosen: pd.DataFrame, sids: np.ndarray, factor: np.ndarray, median_weight: float = 0.0
+) -> pd.Series:
+    """Per series: its reference days with their weight share, the median's share of the profile
+    (when used) and the level factor."""
     base = pd.Timestamp("1970-01-01")
     ordered = chosen.sort_values(["sid", "offset"])
     parts = [
@@ -402,8 +429,9 @@ def _inputs_text(chosen: pd.DataFrame, sids: np.ndarray, factor: np.ndarray) -> 
     ]
     days = pd.Series(parts, dtype=object).groupby(ordered["sid"].to_numpy(), sort=False).agg(", ".join)
     level = lookup(days.index.to_numpy(), sids, factor, fill=1.0)
+    median = f"; median {min(median_weight, 1.0):.0%}" if median_weight > 0 else ""
     return pd.Series(
-        [f"reference days {d}; level x{f:.3g}" for d, f in zip(days.to_numpy(), level, strict=True)],
+        [f"reference days {d}{median}; level x{f:.3g}" for d, f in zip(days.to_numpy(), level, strict=True)],
         index=days.index,
         dtype=object,
     )

@@ -351,3 +351,72 @@ def test_water_short_gaps_stay_linear_by_default() -> None:
     config = VeeConfig()
     assert config.for_class("water", "ami", 3600).linear_profile_weight == 0.0  # bursty use
     assert config.for_class("electric", "ami", 900).linear_profile_weight == 0.5
+
+
+# --- robust aggregation: the weighted median of the reference days -------------------------------
+
+
+def test_weighted_median_per_key() -> None:
+    key = np.array([5, 5, 5, 2, 2, 2, 2])
+    value = np.array([3.0, 1.0, 2.0, 10.0, 0.0, 5.0, 1.0])
+    weight = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0])  # key 2: the value 1.0 holds 5 of 8
+    out = like_day.weighted_median(key, value, weight)
+    assert out.to_dict() == {2: 1.0, 5: 2.0}
+    # a heavy outlier day moves the mean, not the median
+    heavy = like_day.weighted_median(np.zeros(5, dtype=int), np.array([1.0, 1.1, 0.9, 1.0, 9.0]), np.ones(5))
+    assert heavy.iloc[0] == 1.0
+
+
+def test_median_weight_blends_mean_and_median_of_the_reference_days() -> None:
+    days = weekdays_before(DAY, 5)
+    # four ordinary days (1.0) and one day with the oven on all afternoon (6.0 from 12:00 to 18:00)
+    oven = days[2]
+    history = history_days(
+        {d: ((lambda i: 6.0 if 12 <= i < 18 else 1.0) if d == oven else 1.0) for d in days}
+    )
+    gap = range(12, 18)
+    mean_only = estimate(gap_day(gap), history, rules(like_days=5))
+    assert mean_only["final_value"].iloc[12:18].to_numpy() == pytest.approx(np.full(6, 2.0))  # (4 + 6) / 5
+    for w in (0.25, 1.0):
+        out = estimate(gap_day(gap), history, rules(like_days=5, like_day_median_weight=w))
+        rows = out.iloc[12:18]
+        assert rows["final_value"].to_numpy() == pytest.approx(np.full(6, (1 - w) * 2.0 + w * 1.0))
+        assert set(rows["estimation_method"]) == {"like_day"}
+        assert f"median {w:.0%}" in rows["estimation_inputs"].iloc[0]
+    assert "median" not in mean_only["estimation_inputs"].iloc[12]
+
+
+@pytest.mark.parametrize(
+    ("day", "tz", "seconds", "count"),
+    [(dt.date(2024, 3, 31), "Europe/London", 1800, 46), (dt.date(2024, 10, 27), "Europe/London", 1800, 50)],
+)
+def test_median_profile_on_dst_days(day, tz, seconds, count) -> None:
+    """46 and 50 half hours: each interval gets the median of its local time of day."""
+    reference = [day - dt.timedelta(days=k) for k in range(1, 22)]  # Sundays and Saturdays of 3 weeks
+    level = {d: 1.0 + (k % 3) / 10 for k, d in enumerate(reference)}  # 1.0, 1.1, 1.2 in turn
+    shape = {d: (lambda i, lv=level[d]: lv + (i * seconds // 3600) / 10) for d in reference}
+    history = history_days(shape, seconds=seconds, tz=tz)
+    gap = range(count - 12, count - 4)
+    values = {i: (None if i in gap else 5.0) for i in range(count)}
+    out = estimate(
+        values, history, rules(like_days=5, like_day_median_weight=1.0), day=day, tz=tz, seconds=seconds
+    )
+    assert len(out) == count
+    rows = out.iloc[list(gap)]
+    local_hour = (rows["interval_end"] - pd.Timedelta(seconds=seconds)).dt.tz_convert(tz).dt.hour
+    # the 5 nearest weekend days: levels 1.0 1.0 1.1 1.1 1.2 → median 1.1 (mean 1.08)
+    assert rows["final_value"].to_numpy() == pytest.approx((1.1 + local_hour / 10).to_numpy())
+
+
+def test_median_blend_is_deterministic() -> None:
+    days = weekdays_before(DAY, 12)
+    rng = np.random.default_rng(5)
+    noise = {d: rng.gamma(0.8, 0.5, 24) for d in days}  # skewed, like household load
+    history = history_days({d: noise[d].__getitem__ for d in days})
+    today = gap_day(range(0, 24))
+    ruleset = RuleSet(spike_min_value=1e9, like_day_median_weight=0.3)
+    a = estimate(today, history.sample(frac=1, random_state=2), ruleset)
+    b = estimate(today, history, ruleset)
+    pd.testing.assert_frame_equal(a, b)
+    plain = estimate(today, history, RuleSet(spike_min_value=1e9))
+    assert a["final_value"].sum() < plain["final_value"].sum()  # skewed: the median is lower
