@@ -31,8 +31,18 @@ pytestmark = pytest.mark.fuzz
 
 # small limits, so that the fuzzer reaches the zip-bomb branches with small inputs
 LIMITS = UnpackLimits(max_members=4, max_total_bytes=4 << 20, max_ratio=100.0)
-MEMBER_NAMES = ["day1.csv", "sub/dir/day1.dat", "../escape.csv", "/abs/path.csv", "C:\\x.csv", "a\x00b.csv",
-                "..", "é€😀.csv", "x" * 300, "nested.zip"]
+MEMBER_NAMES = [
+    "day1.csv",
+    "sub/dir/day1.dat",
+    "../escape.csv",
+    "/abs/path.csv",
+    "C:\\x.csv",
+    "a\x00b.csv",
+    "..",
+    "é€😀.csv",
+    "x" * 300,
+    "nested.zip",
+]
 
 
 def check_parse(name: str, path: Path, data: bytes) -> bool:
