@@ -94,11 +94,8 @@ def test_seeded_secrets_appear_in_no_output_log_run_config_or_metadata(
     user, rest = postgres_url.split("://", 1)[1].split("@", 1)
     url = f"{postgres_url.split('://')[0]}://{user.split(':')[0]}:{password}@{rest}"  # trust auth
     lines = "".join(f"{k}={v}\n" for k, v in {**secrets, "SMARTMDM_DATABASE_URL": url}.items())
-    secrets_file = (
-        private_file(tmp_path / "secrets" / "smartmdm.env", lines)
-        if (tmp_path / "secrets").mkdir() is None
-        else None
-    )
+    (tmp_path / "secrets").mkdir()
+    secrets_file = private_file(tmp_path / "secrets" / "smartmdm.env", lines)
     data = tmp_path / "data"
     clean_env.setenv(SECRETS_FILE_ENV, str(secrets_file))
     clean_env.setenv("SMARTMDM_DATA_DIR", str(data))
@@ -119,7 +116,8 @@ def test_seeded_secrets_appear_in_no_output_log_run_config_or_metadata(
         main(argv)
         captured = capsys.readouterr()
         outputs.append(captured.out + captured.err)
-    assert os.environ["SMARTMDM_DATABASE_URL"] == url  # the run really used the seeded URL
+    assert os.environ["SMARTMDM_DATABASE_URL"] == url  # the runs really used the seeded URL
+    assert "loaded 1" in outputs[2], outputs[2]  # a Dagster run loaded the good file
 
     from smartmdm_pipelines.definitions import defs
 
