@@ -146,3 +146,29 @@ def test_zip_member_names_cannot_leave_the_archive_or_quarantine(duckdb_url: str
         if p.suffix != ".duckdb" and "store" not in p.name
     ), created
     assert not (tmp_path / "etc").exists() and not Path("/abs/olute.csv").exists()
+
+
+API_IDS = [i for i in HOSTILE_IDS if len(i) < 5_000] + ["A1' OR '1'='1", "A1%", "A1;--", "M" * 10_000]
+
+
+def test_hostile_account_ids_through_the_api_are_never_a_5xx_nor_a_bypass(store: Store, monkeypatch) -> None:
+    from urllib.parse import quote
+
+    from smartmdm_pipelines_tests.portal.helpers import client, seed, token
+
+    seed(store, with_tariffs=False)
+    c = client(store, monkeypatch)
+    ok = c.get(
+        "/v1/accounts/A1/usage?from=2024-11-03&to=2024-11-03&resolution=day", headers=token("customer", "A1")
+    )
+    assert ok.status_code == 200
+    for account in API_IDS:
+        path = f"/v1/accounts/{quote(account, safe='')}/usage?from=2024-11-03&to=2024-11-03&resolution=day"
+        # a customer whose token holds the hostile id itself: no such account, never A1's data
+        own = c.get(path, headers=token("customer", account))
+        assert own.status_code in (404, 422), (account[:40], own.status_code, own.text[:200])
+        # a customer of A1 asking for the hostile id: forbidden, whatever it says
+        other = c.get(path, headers=token("customer", "A1"))
+        assert other.status_code in (403, 404, 422), (account[:40], other.status_code)
+        ops = c.get(path, headers=token("ops"))
+        assert ops.status_code in (404, 422), (account[:40], ops.status_code, ops.text[:200])
