@@ -62,3 +62,28 @@ def test_a_long_first_line_rejects_the_file_naming_it(tmp_path: Path) -> None:
     path.write_bytes(b"\n\n" + b"m" * (MAX_LINE_BYTES + 10) + b"\nE1,kwh\n")
     parsed = parse("generic_interval_csv", path)
     assert parsed.fatal_line == 3 and "more than the 4 MiB a line may have" in parsed.fatal
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("field", ["energyweekdayschedule", "flatdemandmonths", "demandwindow"])
+def test_a_urdb_nan_or_infinity_where_an_integer_belongs_is_a_tariff_error(
+    field: str, bad: str, tmp_path: Path
+) -> None:
+    """Python's JSON reads NaN/Infinity; ``int(v)`` then raised ValueError/OverflowError."""
+    import json
+
+    from smartmdm_pipelines.domain.billing.tariff import TariffError
+    from smartmdm_pipelines.domain.billing.urdb import load_tariff
+    from smartmdm_pipelines_tests.fuzz.test_fuzz_billing import TARIFF
+
+    tariff = json.loads(json.dumps(TARIFF))
+    if field == "energyweekdayschedule":
+        tariff[field][0][0] = "BAD"
+    elif field == "flatdemandmonths":
+        tariff[field][3] = "BAD"
+    else:
+        tariff[field] = "BAD"
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(tariff).replace('"BAD"', bad))
+    with pytest.raises(TariffError, match=f"t.json: {field}"):
+        load_tariff(path)
