@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 # `make fuzz` raises these; the normal test run does at least 1,000 inputs per target
 EXAMPLES = int(os.environ.get("SMARTMDM_FUZZ_EXAMPLES", "1000"))
 SEED = int(os.environ.get("SMARTMDM_FUZZ_SEED", "20261201"))
-FILE_SECONDS = float(os.environ.get("SMARTMDM_FUZZ_FILE_SECONDS", "10"))
+FILE_SECONDS = float(os.environ.get("SMARTMDM_FUZZ_FILE_SECONDS", "30"))  # a hang, not a slow machine
 
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
