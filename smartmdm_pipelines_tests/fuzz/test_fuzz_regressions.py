@@ -87,3 +87,18 @@ def test_a_urdb_nan_or_infinity_where_an_integer_belongs_is_a_tariff_error(
     path.write_text(json.dumps(tariff).replace('"BAD"', bad))
     with pytest.raises(TariffError, match=f"t.json: {field}"):
         load_tariff(path)
+
+
+def test_a_usage_csv_header_of_200000_columns_is_refused_at_once(tmp_path: Path) -> None:
+    """Found by the shadow-bill fuzzer: a 200 kB field of commas in the header made pandas'
+    read_csv run past the 10 s per-file limit; now it is a UsageError naming line 1."""
+    import time
+
+    from smartmdm_pipelines.cli_billing import UsageError, read_usage_csv
+
+    path = tmp_path / "usage.csv"
+    path.write_text("interval_end,kwh" + "," * 200_000 + "\n2024-07-30T06:00:00+00:00,1\n")
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match="usage.csv line 1: the header has 200,002 columns"):
+        read_usage_csv(path)
+    assert time.perf_counter() - started < 2
