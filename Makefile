@@ -9,7 +9,7 @@ export SMARTMDM_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo ui test lint bench clean
+.PHONY: install demo ui test lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ ui: $(STAMP)              ## the Dagster UI on the demo's data: http://127.0.0.1
 test: $(STAMP)            ## the whole test suite (DuckDB and PostgreSQL at 127.0.0.1:5432)
 	$(BIN)/ruff check smartmdm_pipelines smartmdm_pipelines_tests benchmarks
 	$(BIN)/pytest
+
+fuzz: $(STAMP)            ## nightly-style fuzzing: 20,000 inputs per target, a 1 GiB single-line file
+	SMARTMDM_FUZZ_EXAMPLES=$${SMARTMDM_FUZZ_EXAMPLES:-20000} SMARTMDM_FUZZ_BIG_MB=$${SMARTMDM_FUZZ_BIG_MB:-1024} \
+	  $(BIN)/pytest -m fuzz -p no:cacheprovider -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_store.py

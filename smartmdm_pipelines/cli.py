@@ -460,10 +460,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command. Exit codes: 0 done; 1 a file or delivery was rejected (or runs failed);
     2 a usage, file or configuration error; 3 an unexpected error. Errors are one line on stderr."""
     from smartmdm_pipelines.config import ConfigError
+    from smartmdm_pipelines.lib.secrets import SecretsFileError, load_secrets
     from smartmdm_pipelines.services.meter_ids import MeterMapError
 
     args = build_parser().parse_args(argv)
     debug = args.debug or bool(os.environ.get("SMARTMDM_DEBUG"))
+    try:
+        load_secrets()  # $SMARTMDM_SECRETS_FILE and NAME_FILE files, 0600 only
+    except SecretsFileError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `smartmdm inspect FILE | head`

@@ -97,6 +97,9 @@ def cmd_tariff_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_MAX_COLUMNS = 64
+
+
 def _short(value: str) -> str:
     return quote(value, _VALUE_LIMIT)
 
@@ -106,6 +109,12 @@ def _read_csv(path: Path):
     import pandas as pd
 
     text = read_text(path, "CSV", f"a header {_USAGE_COLUMNS}", UsageError)
+    width = text[: text.find("\n")].count(",") + 1 if "\n" in text else text.count(",") + 1
+    if width > _MAX_COLUMNS:  # pandas takes minutes over a header of 100,000 columns
+        raise UsageError(
+            f"{path.name} line 1: the header has {width:,} columns; a usage CSV has at most "
+            f"{_MAX_COLUMNS} (expected {_USAGE_COLUMNS})"
+        )
     try:
         cells = pd.read_csv(
             io.StringIO(text), header=None, dtype=str, keep_default_na=False, skip_blank_lines=False

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from smartmdm_pipelines.lib.secrets import load_secrets
 from smartmdm_pipelines.store.engine import backend_of, database_url
 
 
@@ -19,6 +20,7 @@ def executor() -> dg.ExecutorDefinition:
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    load_secrets()  # secrets files (0600) into this process's environment; resources use EnvVar
     return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
         dg.Definitions(executor=executor()),

@@ -96,7 +96,7 @@ UNIT_ALIASES = {
     "cubic meter": "m3",
     "m3": "m3",
 }
-TIME_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?"
+TIME_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2})?"
 MINUTE = 60
 
 
@@ -245,7 +245,7 @@ class BeaconCsvAdapter(Adapter):
             return
         raw_text = frame["Raw_Read"]
         present = raw_text.ne("") & read.notna()
-        digits = raw_text.str.fullmatch(r"\d{1,15}")
+        digits = raw_text.str.fullmatch(r"[0-9]{1,15}")
         _check(
             reasons,
             raw_text.ne("") & ~digits,

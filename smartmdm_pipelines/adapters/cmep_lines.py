@@ -116,7 +116,7 @@ class LineHeader:
             + f" fields; a {RECORD_TYPE} record needs {HEADER_FIELDS} header fields plus 3 per reading",
         )
         count_text = fields.header(13)
-        count_ok = count_text.str.fullmatch(r"\d{1,6}").to_numpy(dtype=bool)
+        count_ok = count_text.str.fullmatch(r"[0-9]{1,6}").to_numpy(dtype=bool)
         reasons.check(~count_ok, "count (field 14) '" + clip(count_text) + "' is not a whole number")
         count = pd.to_numeric(count_text.where(count_ok, "0")).to_numpy().astype(np.int64)
         expected = HEADER_FIELDS + 3 * count
@@ -194,7 +194,7 @@ def _intervals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decode MMDDHHMM / DDHHMM: (absolute step s, calendar days, calendar months, canonical s)."""
     s = text
-    well_formed = s.str.fullmatch(r"\d{6}|\d{8}").to_numpy(dtype=bool)
+    well_formed = s.str.fullmatch(r"[0-9]{6}|[0-9]{8}").to_numpy(dtype=bool)
     empty = s.eq("").to_numpy(dtype=bool)
     padded = s.where(s.str.len() != 6, "00" + s).where(well_formed, "00000000")
     months = padded.str.slice(0, 2).astype("int64").to_numpy()

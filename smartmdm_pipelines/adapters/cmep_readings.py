@@ -155,7 +155,7 @@ def _times(
     code = encoded.indices.to_numpy(zero_copy_only=False)
     texts = encoded.dictionary
     explicit = pc.greater(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)[code]
-    well_formed = pc.match_substring_regex(texts, r"^\d{12}$").to_numpy(zero_copy_only=False)
+    well_formed = pc.match_substring_regex(texts, r"^[0-9]{12}$").to_numpy(zero_copy_only=False)
     parsed = pc.strptime(texts, format="%Y%m%d%H%M", unit="s", error_is_null=True)
     # strptime rolls impossible dates over (Feb 30 -> Mar 1): it must format back to the text
     exact = pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y%m%d%H%M"), texts), False)

@@ -75,6 +75,7 @@ class GreenButtonAdapter(Adapter):
     """Green Button / NAESB ESPI Atom feeds (see the module docstring)."""
 
     name = "green_button"
+    line_based = False  # XML: a whole feed may be one line
 
     def sniff(self, head: bytes, path: Path) -> bool:
         return ATOM_NS in head and ESPI_NS in head and b"feed" in head

@@ -61,7 +61,7 @@ def read_feed(path: Path) -> tuple[list[Entry], dict[str, object], str]:
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
-        huge_tree=True,
+        huge_tree=False,
     )
     for _, el in context:
         tag = el.tag

@@ -157,7 +157,10 @@ def read_lines(data: bytes, mapping: CsvMapping) -> tuple[Lines, dict[str, int]]
             raise FileRejected("the header has an unbalanced quote", head_line + 1)
         head_names = [h.strip() for h in head[0][0].as_py()]
         rows = rows[1:]
-    positions = _positions(mapping, head_names)
+    try:
+        positions = _positions(mapping, head_names)
+    except FileRejected as exc:  # the header is what is wrong: say on which line it is
+        raise FileRejected(exc.reason, exc.line or (head_line + 1 if mapping.header else None)) from None
     records = raw.take(pa.array(rows, pa.int64()))
     fields, unbalanced = _split(records, mapping)
     return Lines(records, number[rows], fields, unbalanced), positions
@@ -185,7 +188,7 @@ def _positions(mapping: CsvMapping, names: list[str] | None) -> dict[str, int]:
         assert names is not None  # the mapping's validation: names need a header
         if column not in names:
             raise FileRejected(
-                f"the header has no column {column!r} (csv.columns.{role}); it has {names}", None
+                f"the header has no column {column!r} (csv.columns.{role}); it has {_shown(names)}", None
             )
         out[role] = names.index(column)
     if names is not None:
@@ -194,6 +197,12 @@ def _positions(mapping: CsvMapping, names: list[str] | None) -> dict[str, int]:
             raise FileRejected(f"the header has {len(names)} columns, the mapping wants {too_far}")
     out["_width"] = len(names) if names is not None else max(out.values()) + 1
     return out
+
+
+def _shown(names: list[str], limit: int = 200) -> str:
+    """The header's names for a message, at most ``limit`` characters of them."""
+    text = repr(names)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _split(lines: pa.Array, mapping: CsvMapping) -> tuple[pa.ListArray, np.ndarray]:

@@ -70,13 +70,14 @@ SUFFIX_CHANNELS = {"E": "kwh_delivered", "B": "kwh_received", "Q": "kvarh", "K":
 ACTIVE_UNITS = {"kwh", "wh", "mwh"}
 REACTIVE_UNITS = {"kvarh", "varh"}
 LENGTHS = {1, 5, 10, 15, 30, 60}  # minutes dividing a day into canonical intervals; MDFF uses 5/15/30
-QUALITY = r"^[AEFNSVaefnsv]\d{0,2}$"
+QUALITY = r"^[AEFNSVaefnsv][0-9]{0,2}$"
 RECORDS = ("100", "200", "300", "400", "500", "900")
 TRAILER_300 = "quality method, reason code, reason description, update time[, MSATS load time]"
 
 
 class Nem12Adapter(Adapter):
     name = "nem12"
+    reasons_start_with_line = True
 
     def sniff(self, head: bytes, path: Path) -> bool:
         text = head.removeprefix(BOM).lstrip(b"\r\n\t ")
@@ -286,7 +287,7 @@ class _Parse:
         nf = self.nf[rows300]
         date_txt = self.field(rows300, 1)
         dates = pd.to_datetime(pd.Series(date_txt, dtype=object), format="%Y%m%d", errors="coerce")
-        well_formed = pd.Series(date_txt, dtype="str").str.fullmatch(r"\d{8}").to_numpy(dtype=bool)
+        well_formed = pd.Series(date_txt, dtype="str").str.fullmatch(r"[0-9]{8}").to_numpy(dtype=bool)
         fail(
             ~well_formed | dates.isna().to_numpy(),
             lambda j: f"interval date '{date_txt[j][:20]}' is not a valid CCYYMMDD date",

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-OFFSET_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+OFFSET_SUFFIX = r"(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
 
 class RowReasons:

@@ -46,6 +46,9 @@ class ServerSettings:
     def from_env(
         cls, config: UtilityConfig | None = None, host: str | None = None, port: int | None = None
     ) -> ServerSettings:
+        from smartmdm_pipelines.lib.secrets import load_secrets
+
+        load_secrets()  # $SMARTMDM_SECRETS_FILE / NAME_FILE (0600 only)
         config = config or default_config()
         rt = config.realtime
         mqtt_on = os.environ.get("SMARTMDM_MQTT", "on").lower() not in ("off", "0", "false", "no")

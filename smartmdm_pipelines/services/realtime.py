@@ -50,6 +50,13 @@ def source_config(config: UtilityConfig, source: str) -> SourceConfig:
     )
 
 
+def delivery_file_name(name: str | None, fallback: str) -> str:
+    """A pushed delivery's name made a plain file name: only ``A-Za-z0-9._-`` (a ``/``, a NUL or
+    a space becomes ``_``), no leading dot (so never ``.`` or ``..``), at most 200 characters."""
+    safe = _SAFE.sub("_", name or "").lstrip(".")[:200]
+    return safe if safe.strip("_") else fallback
+
+
 def ingest_body(
     store: Store, config: UtilityConfig, source: str, body: bytes, channel: str, name: str | None = None
 ) -> FileSummary:
@@ -58,7 +65,8 @@ def ingest_body(
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
     received = pd.Timestamp.now(tz="UTC")
     sha = hashlib.sha256(body).hexdigest()
-    name = _SAFE.sub("_", name or f"{channel}-{source}-{received.strftime('%Y%m%dT%H%M%S%f')}-{sha[:8]}")
+    generated = f"{channel}-{source}-{received.strftime('%Y%m%dT%H%M%S%f')}-{sha[:8]}"
+    name = delivery_file_name(name, generated)
     spool = config.data_dir / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spool) as folder:

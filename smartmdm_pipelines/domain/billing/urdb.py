@@ -137,7 +137,7 @@ def _parse_flat_demand(ctx: _Ctx, d: dict[str, Any], t: Tariff) -> None:
         vals = _twelve(ctx, d, "flatdemandmonths") or []
         out = []
         for i, v in enumerate(vals):
-            if v != int(v) or v < 0 or int(v) >= max(n, 1):
+            if not math.isfinite(v) or v != int(v) or v < 0 or int(v) >= max(n, 1):
                 raise ctx.fail(
                     ctx.path("flatdemandmonths", i),
                     f"period {v:g} does not exist (flatdemandstructure has {n} period(s))",
@@ -167,7 +167,7 @@ def _parse_demand_rules(ctx: _Ctx, d: dict[str, Any], t: Tariff) -> None:
     window = d.get("demandwindow")
     if window is not None:
         w = _number(ctx, window, ctx.path("demandwindow"))
-        if w <= 0 or w != int(w):
+        if not math.isfinite(w) or w <= 0 or w != int(w):
             raise ctx.fail(ctx.path("demandwindow"), f"expected whole minutes > 0, got {_show(window)}")
         t.demand_window = int(w)
     pct = _twelve(ctx, d, "demandratchetpercentage")
@@ -416,7 +416,13 @@ def _schedule(ctx: _Ctx, d: dict[str, Any], key: str, n_periods: int, label: str
             n = len(row) if isinstance(row, list) else _show(row)
             raise ctx.fail(ctx.path(key, m), f"expected 24 hourly periods, got {n}")
         for h, v in enumerate(row):
-            if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 0:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not math.isfinite(v)
+                or v != int(v)
+                or v < 0
+            ):
                 raise ctx.fail(ctx.path(key, m, h), f"expected a period index (integer >= 0), got {_show(v)}")
             if int(v) >= n_periods:
                 raise ctx.fail(
