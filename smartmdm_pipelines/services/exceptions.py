@@ -15,6 +15,7 @@ import pandas as pd
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.vee.quality import METHOD_CODES
 from smartmdm_pipelines.store import usage_rollup
+from smartmdm_pipelines.store.intervals import current_of
 from smartmdm_pipelines.store.store import Store
 
 ACTIONS = ("accept", "edit", "estimate", "dismiss")
@@ -144,7 +145,7 @@ def resolve(store: Store, cfg: UtilityConfig, res: Resolution) -> dict:
     if exc["status"] != "open":
         raise ExceptionError(f"exception {res.exception_id} is {exc['status']}, not open")
     versions = exception_intervals(store, exc)
-    current = versions.sort_values(["interval_end", "version"]).drop_duplicates("interval_end", keep="last")
+    current = current_of(versions)
     if res.action != "dismiss" and current.empty:
         raise ExceptionError(f"exception {res.exception_id} covers no stored intervals; dismiss it instead")
     now = pd.Timestamp.now(tz="UTC")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
+
 from smartmdm_pipelines.store.schema import intervals
 
 INTERVAL_KEY = ("meter_id", "channel", "interval_end")
@@ -63,3 +65,10 @@ def _columns(columns: Sequence[str] | str | None, alias: str = "") -> str:
         return columns
     prefix = f"{alias}." if alias else ""
     return ", ".join(f"{prefix}{c}" if c in INTERVAL_COLUMNS else c for c in columns)
+
+
+def current_of(versions: pd.DataFrame) -> pd.DataFrame:
+    """The current version of each interval in a frame of versions already read (the same rule as
+    the SQL above: the highest version of each (meter_id, channel, interval_end) present)."""
+    key = [c for c in INTERVAL_KEY if c in versions.columns]
+    return versions.sort_values([*key, "version"]).drop_duplicates(key, keep="last")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.services.dbt_runner import dbt_show
-from smartmdm_pipelines.store.intervals import current_intervals_sql
+from smartmdm_pipelines.store.intervals import current_intervals_sql, current_of
 from smartmdm_pipelines.store.store import Store
 
 KEY = ["meter_id", "channel", "interval_end"]
@@ -58,10 +58,12 @@ def test_store_dbt_and_view_agree_on_the_current_version(store: Store) -> None:
     from_store = _canonical(store.read_frame(current_intervals_sql()))
     from_view = _canonical(store.read_frame("SELECT * FROM current_intervals"))
     from_dbt = _canonical(dbt_show(store, "{{ current_intervals(source('smartmdm', 'intervals')) }}"))
+    from_frame = _canonical(current_of(store.read_frame("SELECT * FROM intervals")))  # versions read first
 
     pd.testing.assert_frame_equal(from_store, expected)
     pd.testing.assert_frame_equal(from_view, expected)
     pd.testing.assert_frame_equal(from_dbt, expected)
+    pd.testing.assert_frame_equal(from_frame, expected)
 
 
 def test_the_filter_narrows_the_intervals_before_ranking(store: Store) -> None:
