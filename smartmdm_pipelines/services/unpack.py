@@ -130,7 +130,15 @@ def _zip_members(path: Path, folder: Path, limits: UnpackLimits) -> list[Member]
                 target.unlink(missing_ok=True)
                 out.append(_rejected(name, info.filename, str(exc), info.file_size))
                 continue
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                EOFError,
+                OSError,
+                NotImplementedError,
+                ValueError,
+            ) as exc:
+                # ValueError: e.g. a local header whose name is not the UTF-8 it claims (found by fuzzing)
                 target.unlink(missing_ok=True)
                 out.append(_rejected(name, info.filename, f"the member cannot be expanded ({exc})"))
                 continue

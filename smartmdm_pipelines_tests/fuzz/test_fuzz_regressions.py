@@ -102,3 +102,22 @@ def test_a_usage_csv_header_of_200000_columns_is_refused_at_once(tmp_path: Path)
     with pytest.raises(UsageError, match="usage.csv line 1: the header has 200,002 columns"):
         read_usage_csv(path)
     assert time.perf_counter() - started < 2
+
+
+def test_a_zip_member_whose_local_name_is_not_the_utf8_it_claims_is_rejected_alone(tmp_path: Path) -> None:
+    import zipfile
+
+    from smartmdm_pipelines.services.unpack import members
+
+    path = tmp_path / "delivery.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ok.csv", "a,b\n")
+        archive.writestr("caf\u00e9.csv", "a,b\n")  # non-ASCII: the UTF-8 flag is set
+    data = path.read_bytes()
+    # the local header's copy of the name becomes invalid UTF-8; the central directory's stays valid
+    path.write_bytes(data.replace(b"caf\xc3\xa9.csv", b"caf\x93\xa9.csv", 1))
+    with members(path, "zip") as found:
+        outcome = {m.member: (m.path is not None, m.error) for m in found}
+    assert outcome["ok.csv"] == (True, None)
+    loaded, error = outcome["caf\u00e9.csv"]
+    assert not loaded and "cannot be expanded" in error
