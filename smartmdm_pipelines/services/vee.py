@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -167,33 +166,13 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
     return frame.merge(series, on=["meter_id", "channel"])
 
 
-# pg_advisory_xact_lock(VEE_LOCK_CLASS, day ordinal): one writer of a day's versions at a time
-VEE_LOCK_CLASS = 0x5645  # "VE"
-_DAY_LOCKS: dict[tuple[str, dt.date], threading.Lock] = {}
-_DAY_LOCKS_GUARD = threading.Lock()
-
-
 @contextlib.contextmanager
 def day_transaction(store: Store, day: dt.date) -> Iterator[sa.Connection]:
     """The transaction that writes ``day``'s interval versions, serialised with every other
-    writer of that day: the real-time path and Dagster's VEE runs.
-
-    PostgreSQL (the service and Dagster runs write at once): a transaction-scoped advisory lock
-    ``pg_advisory_xact_lock(VEE_LOCK_CLASS, day ordinal)``, taken first and released at commit or
-    rollback, so each writer's version comparison (``INSERT … SELECT`` of version + 1) sees the
-    other's committed versions: no version numbered twice, none lost. DuckDB has one writing
-    process (the service, server/runtime.py); inside it, a lock per store and day does the same
-    for threads (DuckDB would let two appends of the same version commit)."""
-    if store.backend == "postgresql":
-        with store.begin() as conn:
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:c, :d)"), {"c": VEE_LOCK_CLASS, "d": day.toordinal()}
-            )
-            yield conn
-        return
-    with _DAY_LOCKS_GUARD:
-        lock = _DAY_LOCKS.setdefault((store.url, day), threading.Lock())
-    with lock, store.begin() as conn:
+    writer of that day (the real-time path and Dagster's VEE runs) through the store's named lock
+    (``Store.begin_locked``): each writer's version comparison (``INSERT … SELECT`` of version + 1)
+    sees the other's committed versions, so no version is numbered twice and none is lost."""
+    with store.begin_locked(f"vee_day:{day.isoformat()}") as conn:
         yield conn
 
 

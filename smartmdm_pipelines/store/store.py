@@ -62,7 +62,7 @@ class Store:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
                 yield conn
         else:
-            with _process_lock(key), self.engine.begin() as conn:
+            with _process_lock(self.url, key), self.engine.begin() as conn:
                 yield conn
 
     def dispose(self) -> None:
@@ -210,13 +210,13 @@ def _pg_copy_frame(raw, sql: str, params: Mapping[str, Any]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
 
 
-def _process_lock(key: str) -> threading.Lock:
+def _process_lock(url: str, key: str) -> threading.Lock:
     with _PROCESS_LOCKS_GUARD:
-        return _PROCESS_LOCKS.setdefault(key, threading.Lock())
+        return _PROCESS_LOCKS.setdefault((url, key), threading.Lock())
 
 
 def _batches(frames: Frame | Iterable[Frame]) -> Iterator[pa.Table]:
