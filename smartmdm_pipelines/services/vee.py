@@ -210,7 +210,8 @@ def run_day(
             flagged = _stored_flagged(store, conn, day, cfg, meters)
             frame = frame[rows_to_write(frame, new_files, flagged, inputs.catalog)]
         n_val, n_est, restated = _write_versions(store, conn, day, frame, now, meters, keys_only=incremental)
-        usage_rollup.refresh(conn, day, meters)  # the portal's hourly rollup follows the versions
+        if n_val or n_est:  # the portal's hourly rollup follows the versions (none written: unchanged)
+            usage_rollup.refresh(conn, day, meters)
         if incremental:
             open_count = _add_exceptions(store, day, restated, now, conn)
         else:
