@@ -7,8 +7,8 @@ cannot be committed). Nothing here updates or deletes a row; on PostgreSQL a tri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -23,7 +23,9 @@ from smartmdm_pipelines.domain.audit import (
 )
 from smartmdm_pipelines.store.store import Store
 
-__all__ = ["AuditError", "entries", "record", "require", "verify"]
+__all__ = ["AuditError", "entries", "record", "require", "transaction", "verify"]
+
+T = TypeVar("T")
 
 INSERT = (
     "INSERT INTO audit_log (id, acted_at, actor, action, object_type, object_id, reason, details, prev_hash, hash) "
@@ -67,6 +69,26 @@ def record(
     row["hash"] = row_hash(row)
     conn.execute(sa.text(INSERT), row)
     return row
+
+
+def transaction(store: Store, work: Callable[[sa.Connection], T], attempts: int = 3) -> T:
+    """Run ``work(conn)`` — an action that records its audit row — in one transaction. DuckDB
+    snapshots a transaction at its start, so two threads recording at once both see the same last
+    row and the second commit fails on the primary key; that whole transaction is then run again
+    (up to ``attempts`` times) instead of failing the caller. PostgreSQL serialises in ``record``."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with store.begin() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as exc:
+            # at the INSERT (a ConstraintException: "Duplicate key") or at COMMIT ("constraint violation")
+            text = str(exc).lower()
+            conflict = store.backend == "duckdb" and (
+                "duplicate key" in text or "constraint violation" in text
+            )
+            if not conflict or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def entries(

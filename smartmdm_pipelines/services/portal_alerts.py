@@ -137,7 +137,8 @@ def put_rules(
             frame[c] = frame[c].astype("float64")
         for c in ("hours", "quiet_start", "quiet_end"):
             frame[c] = frame[c].astype("Int64")
-    with store.begin() as conn:
+
+    def replace(conn) -> None:
         before = store.read_frame(
             "SELECT * FROM alert_rules WHERE service_point_id = :s ORDER BY kind",
             {"s": service_point_id},
@@ -157,6 +158,8 @@ def put_rules(
             at=now,
             details={"source": source, "before": _rule_settings(before), "after": _rule_settings(frame)},
         )
+
+    audit.transaction(store, replace)  # the API's threads may change two service points at once
     return get_rules(store, [service_point_id])
 
 

@@ -9,6 +9,7 @@ import argparse
 import datetime as dt
 import json
 import re
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -291,6 +292,82 @@ def test_audit_list_filters_and_prints_json(duckdb_url: str, monkeypatch, capsys
     assert capsys.readouterr().out.strip() == "no audit rows match"
     assert main(["audit", "list", "--since", "yesterday-ish"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+# --- two recorders at once ---------------------------------------------------------------------
+
+
+def _at_once(*jobs) -> list[str]:
+    errors: list[str] = []
+
+    def run(job) -> None:
+        try:
+            job()
+        except Exception as exc:  # noqa: BLE001 (collected and asserted on)
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+def test_two_recorders_at_once_never_fork_the_chain(store: Store) -> None:
+    """Both transactions are open and past their reads before either records (a barrier), so
+    both would take the same last row: PostgreSQL makes the second wait for the first's commit
+    (both recorded, ids 1 and 2); DuckDB's snapshot makes the second commit fail on the primary
+    key, rolling its whole action back — the chain never forks."""
+    barrier = threading.Barrier(2, timeout=30)
+
+    def record(i: int):
+        def job() -> None:
+            with store.begin() as conn:
+                conn.execute(sa.text("SELECT count(*) FROM audit_log"))  # the transaction has started
+                barrier.wait()
+                audit.record(
+                    store,
+                    conn,
+                    actor=f"t{i}",
+                    action="test.race",
+                    object_type="t",
+                    object_id=str(i),
+                    reason="r",
+                )
+
+        return job
+
+    errors = _at_once(record(1), record(2))
+    if store.backend == "postgresql":
+        assert errors == [] and audit.verify(store) == (2, None)
+    else:
+        assert len(errors) == 1 and "constraint" in errors[0].lower(), errors
+        assert audit.verify(store) == (1, None)
+
+
+def test_two_alert_changes_at_once_both_land_on_duckdb_too(store: Store, monkeypatch) -> None:
+    """The API's threads may save two service points' rules at once: on DuckDB the transaction
+    that loses the race is run again (services/audit.transaction), on PostgreSQL it waits."""
+    master_data(store)
+    barrier, first_call = threading.Barrier(2, timeout=30), threading.local()
+    real = audit.record
+
+    def record_together(*args, **kwargs):
+        if not getattr(first_call, "done", False):  # each thread's first attempt only
+            first_call.done = True
+            barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", record_together)
+    rule = [{"kind": "daily_usage_above", "threshold": 5.0}]
+    errors = _at_once(
+        lambda: portal_alerts.put_rules(store, "SP1", rule, "api", "a", reason="r1"),
+        lambda: portal_alerts.put_rules(store, "SP2", rule, "api", "b", reason="r2"),
+    )
+    assert errors == []
+    assert sorted(r["object_id"] for r in rows(store)) == ["SP1", "SP2"] and audit.verify(store) == (2, None)
+    assert store.count("alert_rules") == 2
 
 
 # --- no channel can alter a row ---------------------------------------------------------------
