@@ -9,7 +9,15 @@ import os
 import sys
 from pathlib import Path
 
-from smartmdm_pipelines import cli_billing, cli_nrw, cli_ops, cli_portal, cli_protection, cli_realtime
+from smartmdm_pipelines import (
+    cli_audit,
+    cli_billing,
+    cli_nrw,
+    cli_ops,
+    cli_portal,
+    cli_protection,
+    cli_realtime,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -444,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_nrw.register(sub)
     cli_realtime.register(sub)
     cli_portal.register(sub)
+    cli_audit.register(sub)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])

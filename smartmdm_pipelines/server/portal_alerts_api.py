@@ -38,6 +38,14 @@ class AlertRule(BaseModel):
 class AlertRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: Annotated[list[AlertRule], Field(max_length=len(Kind.__args__))]
+    reason: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=500,
+            description="why the rules change (the audit log's reason; default: a change in the customer portal)",
+        ),
+    ] = None
 
 
 @router.put("/service-points/{service_point_id}/alerts", summary="replace a service point's alert rules")
@@ -48,9 +56,11 @@ async def put_alerts(request: Request, who: Caller, service_point_id: ServicePoi
         if not owners & who.accounts:
             raise not_found(f"service point {service_point_id}")
     rules = [r.model_dump() for r in body.rules]
+    why = body.reason or f"alert settings saved through the portal API ({who.scope} token)"
     stored = await call(
-        request, portal_alerts.put_rules, service_point_id, rules, "api", who.subject, what="service point"
-    )
+        request, portal_alerts.put_rules, service_point_id, rules, "api", who.subject,
+        reason=why, what="service point",
+    )  # fmt: skip
     return {"service_point_id": service_point_id, "rules": stored}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from smartmdm_pipelines.services import audit
 from smartmdm_pipelines.store.store import Store
 
 ACCOUNT_KEY = ["account_id", "service_point_id"]
@@ -128,6 +129,8 @@ def version_determinants(
 ) -> CloseResult:
     """Gate on completeness, then write a new version for every account-period that changed."""
     now = now or pd.Timestamp.now(tz="UTC")
+    if force:  # a forced close is a manual action: who and why go to the audit log
+        audit.require(closed_by, reason, "billing.force_close")
     start = dt.date.fromisoformat(period_start)
     end = period_end(store, cycle_id, start)
     comp = completeness(store, cycle_id, period_start)
@@ -224,6 +227,24 @@ def _write_close(
         reason,
         conn=conn,
     )
+    if force:
+        audit.record(
+            store,
+            conn,
+            actor=closed_by,
+            action="billing.force_close",
+            object_type="billing_period",
+            object_id=period_key(cycle_id, start),
+            reason=reason,
+            at=now,
+            details={
+                "outcome": outcome,
+                "completeness": round(float(comp.ratio), 6),
+                "accounts": int(len(hashes)),
+                "new_versions": int(len(changed)),
+                "corrections": corrections,
+            },
+        )
     return CloseResult(
         cycle_id,
         start.isoformat(),

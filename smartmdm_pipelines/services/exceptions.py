@@ -1,7 +1,8 @@
 """The VEE exception queue: list, inspect and resolve exceptions (accept, edit, estimate, dismiss).
 
 Every resolution that touches data writes new interval versions carrying who, when, why, the
-old value and the new one; the exception records its status, resolution, resolver and time.
+old value and the new one; the exception records its status, resolution, resolver and time, and
+the same transaction appends its row to the audit log (services/audit.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from smartmdm_pipelines.config import UtilityConfig
 from smartmdm_pipelines.domain.vee.quality import METHOD_CODES
+from smartmdm_pipelines.services import audit
 from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.intervals import current_of
 from smartmdm_pipelines.store.store import Store
@@ -169,6 +171,26 @@ def resolve(store: Store, cfg: UtilityConfig, res: Resolution) -> dict:
             "WHERE exception_id = :id",
             {"s": status, "r": f"{res.action}: {res.reason}", "b": res.by, "t": now, "id": res.exception_id},
             conn,
+        )
+        audit.record(
+            store,
+            conn,
+            actor=res.by,
+            action=f"exception.{res.action}",
+            object_type="vee_exception",
+            object_id=res.exception_id,
+            reason=res.reason,
+            at=now,
+            details={
+                "status": {"before": exc["status"], "after": status},
+                "meter_id": exc["meter_id"],
+                "channel": exc["channel"],
+                "read_day": str(pd.Timestamp(exc["read_day"]).date()),
+                "rule": exc["rule"],
+                "new_versions": int(len(new)),
+                **({"value": float(res.value)} if res.action == "edit" else {}),
+                **({"method": res.method} if res.action == "estimate" else {}),
+            },
         )
     return {"exception_id": res.exception_id, "status": status, "new_versions": len(new)}
 

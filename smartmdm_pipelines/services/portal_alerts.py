@@ -17,12 +17,14 @@ import json
 import logging
 import os
 from dataclasses import asdict
+from pathlib import Path
 
 import pandas as pd
 import requests
 
 from smartmdm_pipelines.domain.portal import alerts as A
 from smartmdm_pipelines.domain.portal.usage import bucket
+from smartmdm_pipelines.services import audit
 from smartmdm_pipelines.services.portal_usage import (
     BadRequest,
     NotFound,
@@ -66,11 +68,24 @@ def service_point(store: Store, service_point_id: str) -> pd.Series:
     return rows.iloc[0]
 
 
-def accounts_of(store: Store, service_point_id: str) -> set[str]:
+def _tenancies(store: Store, column: str, value: str) -> pd.DataFrame:
+    """The accounts rows of one service point or one account, each marked ``current`` when the
+    account is on the service point today (the service point's local day; move-out exclusive)."""
     rows = store.read_frame(
-        "SELECT DISTINCT account_id FROM accounts WHERE service_point_id = :s", {"s": service_point_id}
+        "SELECT a.account_id, a.service_point_id, a.move_in, a.move_out, sp.timezone FROM accounts a "
+        f"JOIN service_points sp ON sp.service_point_id = a.service_point_id WHERE a.{column} = :v",
+        {"v": value},
     )
-    return set(rows["account_id"])
+    now = clock()
+    today = pd.to_datetime(rows["timezone"].map(lambda tz: now.tz_convert(tz).date()))
+    move_in, move_out = pd.to_datetime(rows["move_in"]), pd.to_datetime(rows["move_out"])
+    return rows.assign(current=(move_in <= today) & (move_out.isna() | (move_out > today)))
+
+
+def accounts_of(store: Store, service_point_id: str) -> set[str]:
+    """The accounts on the service point today: a former (or future) tenant may not set its alerts."""
+    rows = _tenancies(store, "service_point_id", service_point_id)
+    return set(rows.loc[rows["current"], "account_id"])
 
 
 def put_rules(
@@ -80,8 +95,20 @@ def put_rules(
     source: str,
     by: str,
     now: pd.Timestamp | None = None,
+    *,
+    reason: str,
 ) -> list[dict]:
-    """Replace the service point's rules (one per kind); returns them as stored."""
+    """Replace the service point's rules (one per kind); returns them as stored. Who (``by``) and
+    why (``reason``) are required: the change and its audit-log row (before and after) share one
+    transaction; ``alert_config.sync`` from the CIS, else ``alert_config.put`` (``.delete`` when
+    no rule is left)."""
+    action = (
+        "alert_config.sync" if source == "cis" else ("alert_config.put" if rules else "alert_config.delete")
+    )
+    try:
+        by, reason = audit.require(by, reason, action)
+    except audit.AuditError as exc:
+        raise BadRequest(str(exc)) from None
     service_point(store, service_point_id)
     now = now or pd.Timestamp.now(tz="UTC")
     kinds = [r["kind"] for r in rules]
@@ -110,11 +137,38 @@ def put_rules(
             frame[c] = frame[c].astype("float64")
         for c in ("hours", "quiet_start", "quiet_end"):
             frame[c] = frame[c].astype("Int64")
-    with store.begin() as conn:
+
+    def replace(conn) -> None:
+        before = store.read_frame(
+            "SELECT * FROM alert_rules WHERE service_point_id = :s ORDER BY kind",
+            {"s": service_point_id},
+            conn,
+        )
         store.execute("DELETE FROM alert_rules WHERE service_point_id = :s", {"s": service_point_id}, conn)
         if not frame.empty:
             store.bulk_insert("alert_rules", frame, conn)
+        audit.record(
+            store,
+            conn,
+            actor=by,
+            action=action,
+            object_type="service_point",
+            object_id=service_point_id,
+            reason=reason,
+            at=now,
+            details={"source": source, "before": _rule_settings(before), "after": _rule_settings(frame)},
+        )
+
+    audit.transaction(store, replace)  # the API's threads may change two service points at once
     return get_rules(store, [service_point_id])
+
+
+def _rule_settings(frame: pd.DataFrame) -> list[dict]:
+    """The settings of a service point's rules (what the audit log keeps before and after)."""
+    cols = ["kind", *RULE_COLUMNS, "enabled"]
+    if frame.empty:
+        return []
+    return [{k: _clean(v) for k, v in r.items()} for r in frame.sort_values("kind")[cols].to_dict("records")]
 
 
 def _clean(v):
@@ -137,12 +191,11 @@ def get_rules(store: Store, service_points: list[str] | None = None) -> list[dic
 
 
 def account_alerts(store: Store, account_id: str, limit: int = 500) -> dict:
-    sps = store.read_frame(
-        "SELECT DISTINCT service_point_id FROM accounts WHERE account_id = :a", {"a": account_id}
-    )
+    sps = _tenancies(store, "account_id", account_id)
     if sps.empty:
         raise NotFound(account_id)
-    ids = sorted(sps["service_point_id"])
+    # the rules of the service points the account is on now, not those a later tenant set
+    ids = sorted(set(sps.loc[sps["current"], "service_point_id"]))
     rows = store.read_frame(
         "SELECT alert_id, rule_id, service_point_id, kind, episode_key, detected_at, ended_at, notified_at, "
         "value, threshold, detail, status FROM usage_alerts WHERE account_id = :a "
@@ -155,7 +208,7 @@ def account_alerts(store: Store, account_id: str, limit: int = 500) -> dict:
         for k in ("detected_at", "ended_at", "notified_at"):
             r[k] = None if r[k] is None else pd.Timestamp(r[k]).isoformat()
         alerts.append(r)
-    return {"account_id": account_id, "rules": get_rules(store, ids), "alerts": alerts}
+    return {"account_id": account_id, "rules": get_rules(store, ids) if ids else [], "alerts": alerts}
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -446,8 +499,9 @@ def import_rules_csv(store: Store, path, now: pd.Timestamp | None = None) -> dic
             rules.setdefault(sp, []).append(rule)
         except (BadRequest, ValueError) as exc:
             errors.append(f"{path}:{i}: {exc}")
+    why = f"CIS alert rules file {Path(path).name}"
     for sp, sp_rules in rules.items():
-        put_rules(store, sp, sp_rules, "cis", "cis-sync", now)
+        put_rules(store, sp, sp_rules, "cis", "cis-sync", now, reason=why)
     return {"service_points": len(rules), "rules": sum(map(len, rules.values())), "errors": errors}
 
 

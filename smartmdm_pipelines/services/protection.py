@@ -24,6 +24,7 @@ from smartmdm_pipelines.domain.protection.params import RECEIVED_CHANNEL, Protec
 from smartmdm_pipelines.domain.protection.revenue import TariffContext, revenue_at_stake
 from smartmdm_pipelines.domain.protection.scoring import combine
 from smartmdm_pipelines.domain.protection.series import day_range, day_starts_utc, usage_matrix
+from smartmdm_pipelines.services import audit
 from smartmdm_pipelines.store.store import Store
 
 EVENT_TYPES = ("tamper", "reverse_flow")
@@ -356,6 +357,20 @@ def mark_case(
             conn,
         )
         store.bulk_insert("protection_case_history", pd.DataFrame([history]), conn)
+        audit.record(
+            store,
+            conn,
+            actor=updates["disposition_by"],
+            action="case.disposition",
+            object_type="protection_case",
+            object_id=case_id,
+            reason=updates["disposition_reason"],
+            at=now,
+            details={
+                "status": {"before": case["status"], "after": updates["status"]},
+                "score": None if pd.isna(case["score"]) else float(case["score"]),
+            },
+        )
     return {
         "case_id": case_id,
         "status_from": case["status"],

@@ -335,8 +335,25 @@ alert_rules = sa.Table(
     comment="Customer-set alert thresholds per service point (portal API PUT or CIS sync).",
 )
 
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False, comment="1, 2, 3 … (the chain order)"),
+    _ts("acted_at", nullable=False, comment="when (UTC)"),
+    sa.Column("actor", sa.String, nullable=False, comment="who: a person, a token subject, cis-sync"),
+    sa.Column("action", sa.String, nullable=False, comment="e.g. exception.accept, billing.force_close"),
+    sa.Column("object_type", sa.String, nullable=False),
+    sa.Column("object_id", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, comment="why"),
+    sa.Column("details", sa.Text, nullable=False, comment="canonical JSON (before/after where it applies)"),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, comment="sha256 of the canonical row (domain/audit.py)"),
+    comment="Append-only audit of every manual action, hash-chained; PostgreSQL refuses UPDATE/DELETE.",
+)
+
 sa.Index(
     "ix_billing_determinants_cycle", billing_determinants.c.cycle_id, billing_determinants.c.period_start
 )
 sa.Index("ix_zone_balances_day", zone_balances.c.read_day)
 sa.Index("ix_protection_flags_day", protection_flags.c.read_day)
+sa.Index("ix_audit_log_action_at", audit_log.c.action, audit_log.c.acted_at)

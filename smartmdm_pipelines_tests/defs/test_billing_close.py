@@ -127,6 +127,12 @@ def test_incomplete_period_is_refused_unless_forced(billing_env: str, instance: 
     assert forced.success
     assert store.scalar("SELECT count(DISTINCT account_id) FROM billing_determinants") == 3
     assert store.scalar("SELECT forced FROM billing_closes WHERE outcome = 'closed'") in (True, 1)
+    # the forced close (a manual action) is in the audit log, once; the refused one is not
+    log = store.read_frame("SELECT actor, action, object_id, reason, details FROM audit_log")
+    assert log[["actor", "action", "object_id", "reason"]].values.tolist() == [
+        ["test", "billing.force_close", KEY, "storm outage, bill actuals"]
+    ]
+    assert json.loads(log["details"].iloc[0])["completeness"] == pytest.approx(0.958333, abs=1e-6)
     store.dispose()
 
 

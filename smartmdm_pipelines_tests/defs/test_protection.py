@@ -74,7 +74,10 @@ def test_the_disposition_job_has_typed_config_and_audits(
     history = store.read_frame(
         "SELECT * FROM protection_case_history WHERE case_id = 'PC-SP-REV' ORDER BY changed_at"
     )
+    # the launchpad channel writes the audit log too: one row, the refused run none
+    log = store.read_frame("SELECT actor, action, object_id, reason FROM audit_log")
     store.dispose()
+    assert log.values.tolist() == [["Ana", "case.disposition", "PC-SP-REV", "bypass cable found"]]
     assert history["status_to"].tolist() == ["open", "confirmed"]
     assert (
         history["changed_by"].tolist()[-1] == "Ana" and history["reason"].tolist()[-1] == "bypass cable found"

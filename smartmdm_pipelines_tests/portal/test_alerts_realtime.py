@@ -16,7 +16,9 @@ def test_alert_raised_on_receipt(store, tmp_path, monkeypatch):
     monkeypatch.delenv("SMARTMDM_CIS_PUSH_URL", raising=False)
     monkeypatch.delenv("SMARTMDM_PORTAL_PUSH_URL", raising=False)
     master_data(store, ["M1"])
-    portal_alerts.put_rules(store, "SP-M1", [{"kind": "daily_usage_above", "threshold": 5.0}], "api", "test")
+    portal_alerts.put_rules(
+        store, "SP-M1", [{"kind": "daily_usage_above", "threshold": 5.0}], "api", "test", reason="a test rule"
+    )
     monkeypatch.setattr(portal_alerts, "clock", lambda: pd.Timestamp("2024-03-12T20:00:00-05:00"))
     config = load_config(data_dir=tmp_path / "data")
     settings = ServerSettings(config=config, store_url=store.url, workers=False, mqtt_host=None)
