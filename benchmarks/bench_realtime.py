@@ -3,6 +3,7 @@ HTTP to `smartmdm serve`, measured until a CIS receiver on loopback has every va
 
     .venv/bin/python benchmarks/bench_realtime.py [--meters 100000] [--backend duckdb|postgres]
         [--reads-per-delivery 1000] [--bursts 1] [--preload-slots 40] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+        [--serve-log serve.log]
 
 The day's first ``--preload-slots`` quarter-hours are loaded and validated first (a landed file
 and the daily VEE), so the burst is the next quarter-hour of a day in progress.
@@ -193,6 +194,9 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
         pub.disconnect()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        log.close()
+        if args.serve_log:
+            Path(args.serve_log).write_bytes((workdir / "serve.log").read_bytes())
     got = receiver.received
     lat = np.array([got[k] - published[k] for k in published if k in got])
     last = max(got.values()) if got else first_publish
@@ -228,6 +232,9 @@ def main() -> None:
         type=int,
         default=40,
         help="quarter-hours of the day loaded and validated before the burst (0: the burst is the day's first read)",
+    )
+    parser.add_argument(
+        "--serve-log", help="keep the service's log (its VEE passes, with times) in this file"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
-from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch
+from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, lookup
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 
 KEY = ["meter_id", "channel", "interval_end"]
@@ -30,8 +30,13 @@ def expected_grid(
     tz: str,
     meter_tz: pd.Series | None = None,
     catalog: Catalog | None = None,
+    until: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """meter_id, channel, interval_end, interval_seconds (+ sid, t) for every expected interval of ``day``.
+
+    ``until`` (series ids, epoch seconds): only those series, each up to that interval end (the
+    real-time path's grid ends at each series' latest read: the rest is cut right after
+    alignment anyway, so it is never built).
 
     ``meters``: meter_id, kind, commodity, channels (';'-joined), interval_seconds, unit.
     ``installs``: meter_id, installed_at, removed_at (UTC; NaT = still installed). Meters with no
@@ -69,6 +74,9 @@ def expected_grid(
             )
         )
     grid = pd.concat(parts, ignore_index=True)
+    if until is not None:
+        limit = lookup(grid["sid"].to_numpy(), until[0], until[1].astype("float64"))
+        grid = grid[~np.isnan(limit) & (grid["t"].to_numpy() <= limit)].reset_index(drop=True)
     grid = _within_installations(grid, installs, catalog)
     sid, t = grid["sid"].to_numpy(), grid["t"].to_numpy()
     if len(grid) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
