@@ -14,6 +14,9 @@ import hashlib
 import logging
 import threading
 
+import pandas as pd
+
+from smartmdm_pipelines.domain.calendar import holidays_for
 from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services.dispatch import Dispatcher
 from smartmdm_pipelines.services.ingestion import FileSummary
@@ -92,6 +95,10 @@ class Runtime:
     # --- workers -----------------------------------------------------------------------------------
 
     def _vee_loop(self) -> None:
+        # the holiday calendar imports its country module on first use (about half a second):
+        # at start, not in the first pass
+        year = pd.Timestamp.now(tz="UTC").year
+        holidays_for(self.settings.config.utility.holidays, year - 1, year + 1)
         while not self.stop_event.is_set():
             self.vee_wanted.wait(timeout=1.0)
             if self.stop_event.is_set():

@@ -62,21 +62,23 @@ def expected_grid(
     channels["sid"] = catalog.sid(channels["meter_id"], channels["channel"])
     parts = []
     for (seconds, zone), group in channels.groupby(["interval_seconds", "zone"], sort=True):
-        ends = interval_ends(day, zone, int(seconds))
-        n, m = len(group), len(ends)
+        ends = epoch(pd.Series(interval_ends(day, zone, int(seconds))))
+        sids = group["sid"].to_numpy()
+        counts = np.full(len(sids), len(ends), dtype="int64")
+        if until is not None:  # each series' ends up to its limit (none for a series without one)
+            limit = lookup(sids, until[0], until[1].astype("float64"))
+            counts = np.where(np.isnan(limit), 0, np.searchsorted(ends, np.nan_to_num(limit), side="right"))
+        first = np.repeat(np.cumsum(counts) - counts, counts)  # each row's offset in its series
         parts.append(
             pd.DataFrame(
                 {
-                    "sid": np.repeat(group["sid"].to_numpy(), m),
-                    "t": np.tile(epoch(pd.Series(ends)), n),
+                    "sid": np.repeat(sids, counts),
+                    "t": ends[np.arange(int(counts.sum())) - first],
                     "interval_seconds": np.int32(seconds),
                 }
             )
         )
     grid = pd.concat(parts, ignore_index=True)
-    if until is not None:
-        limit = lookup(grid["sid"].to_numpy(), until[0], until[1].astype("float64"))
-        grid = grid[~np.isnan(limit) & (grid["t"].to_numpy() <= limit)].reset_index(drop=True)
     grid = _within_installations(grid, installs, catalog)
     sid, t = grid["sid"].to_numpy(), grid["t"].to_numpy()
     if len(grid) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
