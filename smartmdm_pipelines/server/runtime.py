@@ -2,14 +2,13 @@
 the MQTT subscriber and the runless asset events Dagster shows.
 
 With DuckDB the service is the store's single writer process (DuckDB allows one); inside the
-process deliveries are ingested one at a time (a lock), while the single VEE worker validates
-the committed ones concurrently: a head-end's 202 or PUBACK never waits for a VEE pass. The
-dispatchers only update their own outbox rows.
+process deliveries are written one at a time (a lock; one is parsed while another is written),
+while the single VEE worker validates the committed ones concurrently: a head-end's 202 or
+PUBACK never waits for a VEE pass. The dispatchers only update their own outbox rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
@@ -34,7 +33,7 @@ class Runtime:
         self.stop_event = threading.Event()
         self.vee_wanted = threading.Event()
         self.push_wanted: list[threading.Event] = []  # one per dispatcher
-        self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else contextlib.nullcontext()
+        self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else None
         self.alerts_lock = threading.Lock()  # alert evaluation runs after VEE passes and on a timer
         self.threads: list[threading.Thread] = []
         self.subscriber = None
@@ -44,8 +43,9 @@ class Runtime:
     # --- inbound -----------------------------------------------------------------------------------
 
     def ingest(self, source: str, body: bytes, channel: str, name: str | None = None) -> FileSummary:
-        with self.ingest_lock:
-            summary = ingest_body(self.store, self.settings.config, source, body, channel, name)
+        summary = ingest_body(
+            self.store, self.settings.config, source, body, channel, name, write_lock=self.ingest_lock
+        )
         if summary.status != "duplicate":
             self.vee_wanted.set()
         return summary
