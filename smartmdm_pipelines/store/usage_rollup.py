@@ -101,6 +101,8 @@ def _refresh_day(
         ),
         params,
     )
+    if conn.dialect.name == "postgresql":  # statistics for the planner: a fresh temporary table has none
+        conn.execute(sa.text(f'ANALYZE "{_KEYS}"'))
     lo, hi, longest = conn.execute(
         sa.text(f'SELECT min(hour_start), max(hour_start), max(seconds) FROM "{_KEYS}"')
     ).one()
