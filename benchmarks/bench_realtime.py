@@ -3,13 +3,15 @@ HTTP to `smartmdm serve`, measured until a CIS receiver on loopback has every va
 
     .venv/bin/python benchmarks/bench_realtime.py [--meters 100000] [--backend duckdb|postgres]
         [--reads-per-delivery 1000] [--bursts 1] [--preload-slots 40] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+        [--serve-log serve.log]
 
 The day's first ``--preload-slots`` quarter-hours are loaded and validated first (a landed file
 and the daily VEE), so the burst is the next quarter-hour of a day in progress.
 Half of the deliveries go over MQTT (QoS 1, the broker at 127.0.0.1:1883), half over HTTP (POST
 /v1/headend/{source}/reads, 4 concurrent clients). Latency per read = time the CIS receiver got its
-validated record - time its delivery was published. Prints p50/p95/p99 latency and the sustained
-rate (reads / (last record received - first publish)) as JSON.
+validated record - time its delivery was published. Prints p50/p95/p99 latency, the sustained
+rate (reads / (last record received - first publish)), the service's CPU seconds over its whole
+life (start-up included) and the machine's 1-minute load average at the end, as JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -193,6 +196,13 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
         pub.disconnect()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        # the service's CPU time (user + system; its only child process): on a shared machine a
+        # steadier yardstick than the latencies, which grow with the other jobs' load
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        service_cpu = usage.ru_utime + usage.ru_stime
+        log.close()
+        if args.serve_log:
+            Path(args.serve_log).write_bytes((workdir / "serve.log").read_bytes())
     got = receiver.received
     lat = np.array([got[k] - published[k] for k in published if k in got])
     last = max(got.values()) if got else first_publish
@@ -209,6 +219,8 @@ def run(args: argparse.Namespace, url: str, workdir: Path) -> dict:
         "latency_p99_s": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
         "latency_max_s": round(float(lat.max()), 2) if len(lat) else None,
         "sustained_reads_per_s": round(len(got) / max(last - first_publish, 1e-9), 1),
+        "service_cpu_s": round(service_cpu, 1),
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
 
 
@@ -228,6 +240,9 @@ def main() -> None:
         type=int,
         default=40,
         help="quarter-hours of the day loaded and validated before the burst (0: the burst is the day's first read)",
+    )
+    parser.add_argument(
+        "--serve-log", help="keep the service's log (its VEE passes, with times) in this file"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

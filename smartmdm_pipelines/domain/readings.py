@@ -163,8 +163,16 @@ def unit_conversion(
 
 
 def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
-    """A zero-row frame with the canonical columns and dtypes."""
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    """A zero-row frame with the canonical columns and dtypes (a copy of one built once per
+    schema: building it costs milliseconds, and every parsed delivery needs several)."""
+    key = tuple(columns.items())
+    template = _EMPTY.get(key)
+    if template is None:
+        template = _EMPTY[key] = pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    return template.copy()
+
+
+_EMPTY: dict[tuple, pd.DataFrame] = {}
 
 
 def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:

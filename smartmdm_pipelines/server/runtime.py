@@ -2,18 +2,20 @@
 the MQTT subscriber and the runless asset events Dagster shows.
 
 With DuckDB the service is the store's single writer process (DuckDB allows one); inside the
-process deliveries are ingested one at a time (a lock), while the single VEE worker validates
-the committed ones concurrently: a head-end's 202 or PUBACK never waits for a VEE pass. The
-dispatchers only update their own outbox rows.
+process deliveries are written one at a time (a lock; one is parsed while another is written),
+while the single VEE worker validates the committed ones concurrently: a head-end's 202 or
+PUBACK never waits for a VEE pass. The dispatchers only update their own outbox rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
 
+import pandas as pd
+
+from smartmdm_pipelines.domain.calendar import holidays_for
 from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services.dispatch import Dispatcher
 from smartmdm_pipelines.services.ingestion import FileSummary
@@ -31,7 +33,7 @@ class Runtime:
         self.stop_event = threading.Event()
         self.vee_wanted = threading.Event()
         self.push_wanted: list[threading.Event] = []  # one per dispatcher
-        self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else contextlib.nullcontext()
+        self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else None
         self.alerts_lock = threading.Lock()  # alert evaluation runs after VEE passes and on a timer
         self.threads: list[threading.Thread] = []
         self.subscriber = None
@@ -41,8 +43,9 @@ class Runtime:
     # --- inbound -----------------------------------------------------------------------------------
 
     def ingest(self, source: str, body: bytes, channel: str, name: str | None = None) -> FileSummary:
-        with self.ingest_lock:
-            summary = ingest_body(self.store, self.settings.config, source, body, channel, name)
+        summary = ingest_body(
+            self.store, self.settings.config, source, body, channel, name, write_lock=self.ingest_lock
+        )
         if summary.status != "duplicate":
             self.vee_wanted.set()
         return summary
@@ -92,6 +95,10 @@ class Runtime:
     # --- workers -----------------------------------------------------------------------------------
 
     def _vee_loop(self) -> None:
+        # the holiday calendar imports its country module on first use (about half a second):
+        # at start, not in the first pass
+        year = pd.Timestamp.now(tz="UTC").year
+        holidays_for(self.settings.config.utility.holidays, year - 1, year + 1)
         while not self.stop_event.is_set():
             self.vee_wanted.wait(timeout=1.0)
             if self.stop_event.is_set():

@@ -69,20 +69,19 @@ class Dispatcher:
         """The batch at the head of the queue: the one already keyed (a retry, or one a crash
         interrupted), else the next ``batch_size`` pending records, keyed now."""
         d = {"d": self.target.destination}
+        # the head of the queue and the records behind it, in one read (the usual case: none keyed)
         head = self.store.read_frame(
-            "SELECT batch_key FROM outbox WHERE destination = :d AND state = 'pending' ORDER BY seq LIMIT 1",
-            d,
+            "SELECT * FROM outbox WHERE destination = :d AND state = 'pending' ORDER BY seq LIMIT :n",
+            {**d, "n": self.batch_size},
         )
         if head.empty:
             return head
-        key = head["batch_key"].iloc[0]
-        if key is None or (isinstance(key, float) and pd.isna(key)):
-            rows = self.store.read_frame(
-                "SELECT seq, message_id FROM outbox WHERE destination = :d AND state = 'pending' "
-                "AND batch_key IS NULL ORDER BY seq LIMIT :n",
-                {**d, "n": self.batch_size},
-            )
+        keys = head["batch_key"]
+        if pd.isna(keys.iloc[0]):  # a new batch: the unkeyed records among them, keyed now
+            rows = head[keys.isna().to_numpy()].reset_index(drop=True)
             key = self._assign(rows["seq"].tolist(), rows["message_id"].tolist())
+            return rows.assign(batch_key=key)
+        key = keys.iloc[0]
         return self.store.read_frame(
             "SELECT * FROM outbox WHERE destination = :d AND state = 'pending' AND batch_key = :k ORDER BY seq",
             {**d, "k": key},

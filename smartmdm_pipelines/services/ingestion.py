@@ -20,12 +20,13 @@ user's file stays where it is.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -366,9 +367,15 @@ def _map_meter_ids(parsed: ParsedFile, config: UtilityConfig, source: SourceConf
 
 
 def _ingest_delivery(
-    store: Store, config: UtilityConfig, delivery: _Delivery, received: pd.Timestamp
+    store: Store,
+    config: UtilityConfig,
+    delivery: _Delivery,
+    received: pd.Timestamp,
+    write_lock: AbstractContextManager | None = None,
 ) -> FileSummary:
-    """Duplicate check, parse and load of one delivery (no archiving)."""
+    """Duplicate check, parse and load of one delivery (no archiving). ``write_lock`` is held
+    only while the delivery is registered and loaded: a process that serialises its writers
+    (DuckDB) still parses one delivery while it writes another."""
     key = delivery.sha
     duplicate = _known(store, key, delivery.label)
     if duplicate is not None:
@@ -380,7 +387,8 @@ def _ingest_delivery(
         if duplicate is not None:
             return duplicate
     try:
-        return _register_delivery(store, config, parsed, delivery, key=key, received=received)
+        with write_lock or contextlib.nullcontext():
+            return _register_delivery(store, config, parsed, delivery, key=key, received=received)
     except Exception:  # the driver's own error class: bulk loads go through its COPY/Arrow paths
         # the same bytes registered at the same moment by another process or thread (two sensor
         # runs, an HTTP push and a file drop): the unique sha256 refused our copy, theirs stands;
@@ -517,7 +525,8 @@ def days_to_validate(
 
 def _with_file(frame: pd.DataFrame, file_id: int, read_day: pd.Series) -> pa.Table:
     """The rows as Arrow (the store's bulk path), with their file and operating day."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # one thread: a delivery's frame is small, and a conversion pool per call costs more than it saves
+    table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1 if len(frame) < 100_000 else None)
     n = table.num_rows
     return table.append_column("file_id", pa.repeat(pa.scalar(file_id, pa.int64()), n)).append_column(
         "read_day", pa.array(read_day.to_numpy())

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,9 +59,16 @@ def delivery_file_name(name: str | None, fallback: str) -> str:
 
 
 def ingest_body(
-    store: Store, config: UtilityConfig, source: str, body: bytes, channel: str, name: str | None = None
+    store: Store,
+    config: UtilityConfig,
+    source: str,
+    body: bytes,
+    channel: str,
+    name: str | None = None,
+    write_lock: AbstractContextManager | None = None,
 ) -> FileSummary:
-    """Register and load one pushed delivery (status ``duplicate`` for bytes already received)."""
+    """Register and load one pushed delivery (status ``duplicate`` for bytes already received);
+    ``write_lock`` is held while it is written (not while it is parsed)."""
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
     received = pd.Timestamp.now(tz="UTC")
@@ -81,7 +89,7 @@ def ingest_body(
             len(body),
             channel=channel,
         )
-        return _ingest_delivery(store, config, delivery, received)
+        return _ingest_delivery(store, config, delivery, received, write_lock)
 
 
 @dataclass

@@ -210,8 +210,9 @@ def run_day(
             flagged = _stored_flagged(store, conn, day, cfg, meters)
             frame = frame[rows_to_write(frame, new_files, flagged, inputs.catalog)]
         n_val, n_est, restated = _write_versions(store, conn, day, frame, now, meters, keys_only=incremental)
-        if n_val or n_est:  # the portal's hourly rollup follows the versions (none written: unchanged)
-            usage_rollup.refresh(conn, day, meters)
+        if n_val or n_est:  # the portal's hourly rollup follows the versions (none written: unchanged;
+            # in real time: the hours of those written now)
+            usage_rollup.refresh(conn, day, meters, written_at=now.to_pydatetime() if incremental else None)
         if incremental:
             open_count = _add_exceptions(store, day, restated, now, conn)
         else:

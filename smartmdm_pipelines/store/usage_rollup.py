@@ -59,20 +59,29 @@ def rebuild(conn: sa.Connection) -> int:
 
 
 def refresh(
-    conn: sa.Connection, days: dt.date | Iterable[dt.date], meters: Sequence[str] | None = None
+    conn: sa.Connection,
+    days: dt.date | Iterable[dt.date],
+    meters: Sequence[str] | None = None,
+    written_at: dt.datetime | None = None,
 ) -> int:
     """Rebuild the rollup rows of the hours any interval version of ``days`` (``read_day``; of
     only ``meters`` when given) falls in, from the current intervals: rows written. Call it in
-    the transaction that wrote the versions, after writing them."""
+    the transaction that wrote the versions, after writing them.
+
+    ``written_at``: only the hours of the versions created at that moment (the versions this
+    transaction wrote; the real-time path's few new reads instead of the touched meters' whole
+    day). The other hours' current intervals did not change, so their rows stand."""
     if isinstance(days, dt.date):
         days = [days]
     written = 0
     for day in sorted(set(days)):
-        written += _refresh_day(conn, day, None if meters is None else sorted(set(meters)))
+        written += _refresh_day(conn, day, None if meters is None else sorted(set(meters)), written_at)
     return written
 
 
-def _refresh_day(conn: sa.Connection, day: dt.date, meters: list[str] | None) -> int:
+def _refresh_day(
+    conn: sa.Connection, day: dt.date, meters: list[str] | None, written_at: dt.datetime | None = None
+) -> int:
     params: dict = {"day": day}
     only = ""
     if meters is not None:
@@ -80,6 +89,9 @@ def _refresh_day(conn: sa.Connection, day: dt.date, meters: list[str] | None) ->
             return 0
         only = " AND meter_id IN (SELECT unnest(:meters))"
         params["meters"] = meters
+    if written_at is not None:
+        only += " AND created_at = :written_at"
+        params["written_at"] = written_at
     conn.execute(sa.text(f'DROP TABLE IF EXISTS "{_KEYS}"'))
     conn.execute(
         sa.text(
@@ -89,6 +101,8 @@ def _refresh_day(conn: sa.Connection, day: dt.date, meters: list[str] | None) ->
         ),
         params,
     )
+    if conn.dialect.name == "postgresql":  # statistics for the planner: a fresh temporary table has none
+        conn.execute(sa.text(f'ANALYZE "{_KEYS}"'))
     lo, hi, longest = conn.execute(
         sa.text(f'SELECT min(hour_start), max(hour_start), max(seconds) FROM "{_KEYS}"')
     ).one()

@@ -14,6 +14,7 @@ import pytest
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.services.realtime import ingest_body, validate_pending
 from smartmdm_pipelines.services.vee import VALIDATION_ACTOR, run_day
+from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.realtime.helpers import DAY_START, body, master_data
@@ -124,6 +125,26 @@ def test_daily_run_after_real_time_adds_only_the_days_end(store: Store, config) 
     # and nothing else differs from a second daily run
     again = run_day(store, DAY, config)
     assert (again.validation_versions, again.estimation_versions) == (0, 0)
+
+
+def rollup(store: Store) -> pd.DataFrame:
+    r = store.read_frame(
+        "SELECT meter_id, channel, hour_start, value_sum, value_count, interval_count, estimated_count, "
+        "status_rank, first_end, last_end FROM usage_hourly"
+    )
+    return r.sort_values(["meter_id", "channel", "hour_start"]).reset_index(drop=True)
+
+
+def test_real_time_passes_refresh_only_their_hours_and_the_rollup_equals_a_rebuild(store: Store, config) -> None:
+    """A pass rebuilds the rollup rows of the hours its new versions fall in (not the touched
+    meters' whole day): after a day of passes — flags cleared and set back in time, estimates —
+    the rollup is what a rebuild from the current intervals gives."""
+    real_time_day(store, config)
+    kept = rollup(store)
+    assert kept["interval_count"].sum() == len(current(store))  # every current interval counted once
+    with store.begin() as conn:
+        usage_rollup.rebuild(conn)
+    pd.testing.assert_frame_equal(kept, rollup(store), check_exact=False, rtol=1e-12)
 
 
 def test_billed_estimate_replaced_in_real_time_raises_a_restatement(store: Store, config) -> None:

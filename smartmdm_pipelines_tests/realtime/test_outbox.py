@@ -190,3 +190,47 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+
+
+def test_records_are_the_push_contracts_json_types() -> None:
+    """Each outbox row as its JSON record: plain ints, a float or null value, nulls for what is
+    missing, interval ends in ISO 8601 with their UTC offset."""
+    frame = pd.DataFrame(
+        {
+            "message_id": ["m1", "m2", "m3"],
+            "meter_id": ["E1", "E2", "E1"],
+            "service_point_id": ["SP1", None, "SP1"],
+            "account_id": ["A-1", float("nan"), "A-1"],
+            "channel": ["kwh_delivered"] * 3,
+            "interval_end": pd.to_datetime(
+                ["2024-03-12T05:15:00Z", "2024-03-12T05:15:00Z", "2024-03-12T05:30:00Z"], utc=True
+            ),
+            "interval_seconds": [900.0, float("nan"), 900.0],
+            "value": [0.25, float("nan"), 1.0],
+            "unit": ["kWh", "kWh", None],
+            "status": ["valid", "estimated", "valid"],
+            "quality": ["2.0.0", None, "2.0.0"],
+            "version": [1, 3, 2],
+            "seq": [7, 8, 9],  # not part of a record
+        }
+    )
+    got = outbox.records(frame)
+    assert got == [
+        {
+            "message_id": "m1", "meter_id": "E1", "service_point_id": "SP1", "account_id": "A-1",
+            "channel": "kwh_delivered", "interval_end": "2024-03-12T05:15:00+00:00", "interval_seconds": 900,
+            "value": 0.25, "unit": "kWh", "status": "valid", "quality": "2.0.0", "version": 1,
+        },
+        {
+            "message_id": "m2", "meter_id": "E2", "service_point_id": None, "account_id": None,
+            "channel": "kwh_delivered", "interval_end": "2024-03-12T05:15:00+00:00", "interval_seconds": None,
+            "value": None, "unit": "kWh", "status": "estimated", "quality": None, "version": 3,
+        },
+        {
+            "message_id": "m3", "meter_id": "E1", "service_point_id": "SP1", "account_id": "A-1",
+            "channel": "kwh_delivered", "interval_end": "2024-03-12T05:30:00+00:00", "interval_seconds": 900,
+            "value": 1.0, "unit": None, "status": "valid", "quality": "2.0.0", "version": 2,
+        },
+    ]  # fmt: skip
+    assert [type(r["version"]) for r in got] == [int, int, int] and type(got[0]["interval_seconds"]) is int
+    assert outbox.records(frame.iloc[:0]) == []

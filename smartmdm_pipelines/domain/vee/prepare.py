@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
-from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch
+from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, lookup
 from smartmdm_pipelines.domain.vee.quality import source_quality_rank
 
 KEY = ["meter_id", "channel", "interval_end"]
@@ -30,8 +30,13 @@ def expected_grid(
     tz: str,
     meter_tz: pd.Series | None = None,
     catalog: Catalog | None = None,
+    until: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """meter_id, channel, interval_end, interval_seconds (+ sid, t) for every expected interval of ``day``.
+
+    ``until`` (series ids, epoch seconds): only those series, each up to that interval end (the
+    real-time path's grid ends at each series' latest read: the rest is cut right after
+    alignment anyway, so it is never built).
 
     ``meters``: meter_id, kind, commodity, channels (';'-joined), interval_seconds, unit.
     ``installs``: meter_id, installed_at, removed_at (UTC; NaT = still installed). Meters with no
@@ -57,13 +62,18 @@ def expected_grid(
     channels["sid"] = catalog.sid(channels["meter_id"], channels["channel"])
     parts = []
     for (seconds, zone), group in channels.groupby(["interval_seconds", "zone"], sort=True):
-        ends = interval_ends(day, zone, int(seconds))
-        n, m = len(group), len(ends)
+        ends = epoch(pd.Series(interval_ends(day, zone, int(seconds))))
+        sids = group["sid"].to_numpy()
+        counts = np.full(len(sids), len(ends), dtype="int64")
+        if until is not None:  # each series' ends up to its limit (none for a series without one)
+            limit = lookup(sids, until[0], until[1].astype("float64"))
+            counts = np.where(np.isnan(limit), 0, np.searchsorted(ends, np.nan_to_num(limit), side="right"))
+        first = np.repeat(np.cumsum(counts) - counts, counts)  # each row's offset in its series
         parts.append(
             pd.DataFrame(
                 {
-                    "sid": np.repeat(group["sid"].to_numpy(), m),
-                    "t": np.tile(epoch(pd.Series(ends)), n),
+                    "sid": np.repeat(sids, counts),
+                    "t": ends[np.arange(int(counts.sum())) - first],
                     "interval_seconds": np.int32(seconds),
                 }
             )

@@ -37,7 +37,8 @@ def validate_day(inp: DayInputs) -> DayResult:
     inp.catalog = catalog = Catalog(inp.meters["meter_id"], inp.reads["meter_id"])
     reads = _typed_reads(inp.reads)
     winners, conflicts = resolve_reads(reads, tolerance, inp.tz, meter_tz, catalog)
-    grid = expected_grid(inp.meters, typed_installs(inp.installs), inp.day, inp.tz, meter_tz, catalog)
+    until = latest_reads(winners) if inp.through_last_read else None
+    grid = expected_grid(inp.meters, typed_installs(inp.installs), inp.day, inp.tz, meter_tz, catalog, until)
     frame, outside = align(grid, winners)
     if inp.through_last_read:
         frame = through_last_read(frame)
@@ -91,6 +92,16 @@ def validate_day(inp: DayInputs) -> DayResult:
         else {},
     }
     return DayResult(frame, exceptions, stats)
+
+
+def latest_reads(winners: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(series ids, latest interval end) of the winning reads: no grid row after it can be
+    received, so :func:`through_last_read` would cut it (the grid is built only up to it)."""
+    if winners.empty:
+        return np.zeros(0, "int64"), np.zeros(0, "int64")
+    known = winners["sid"].to_numpy() >= 0  # reads of meters not in the master data have no grid
+    last = pd.Series(winners["t"].to_numpy()[known]).groupby(winners["sid"].to_numpy()[known]).max()
+    return last.index.to_numpy(dtype="int64"), last.to_numpy(dtype="int64")
 
 
 def through_last_read(frame: pd.DataFrame) -> pd.DataFrame:
