@@ -256,22 +256,57 @@ def ingest_path(
     original file is archived once (see the module docstring for move versus copy)."""
     received = pd.Timestamp.now(tz="UTC")
     summaries: list[FileSummary] = []
+    landed = str(Path(path).resolve()) if archive else None
     with _deliveries(Path(path), config) as (sha, deliveries):
         for d in deliveries:
-            summary = _ingest_delivery(store, config, d, received)
+            summary = _ingest_delivery(store, config, d, received, landed=landed)
             summary.container = d.container
             summaries.append(summary)
     if archive:
-        target = _archive(Path(path), config, sha, {s.status for s in summaries}, received)
-        ids = [s.file_id for s in summaries if s.file_id is not None]
+        statuses, ids, recorded = _archive_outcome(store, Path(path), sha, summaries)
+        target = recorded or _archive_target(Path(path), config, sha, statuses, received)
         for s in summaries:
             s.archived_to = str(target)
-        if ids:
+        if ids:  # recorded before the file moves: a crash in between leaves the move to the re-run
             store.execute(
                 "UPDATE headend_files SET archive_path = :p WHERE file_id IN (SELECT unnest(:ids))",
                 {"p": str(target), "ids": ids},
             )
+        _place(Path(path), target, config)
     return summaries
+
+
+def _archive_outcome(
+    store: Store, path: Path, sha: str, summaries: list[FileSummary]
+) -> tuple[set[str], list[int], Path | None]:
+    """The statuses that decide where a landed file goes, the deliveries whose ``archive_path`` it
+    sets, and the target an interrupted ingestion of this file already recorded (if any).
+
+    A delivery registered by an ingestion of this very file that was killed before the file left
+    the landing folder (its ``archive_path`` is still the landing path, or names a target that
+    does not exist yet) is this run's own, not a duplicate: the file goes where its first
+    outcome sends it (not to ``duplicates``) and the delivery gets its archive path."""
+    statuses = {s.status for s in summaries}
+    ids = [s.file_id for s in summaries if s.file_id is not None]
+    duplicate_of = [s.duplicate_of for s in summaries if s.status == "duplicate" and s.duplicate_of is not None]
+    if not duplicate_of:
+        return statuses, ids, None
+    rows = store.read_frame(
+        "SELECT file_id, status, archive_path FROM headend_files WHERE file_id IN (SELECT unnest(:ids))",
+        {"ids": duplicate_of},
+    )
+    landed, name = str(path.resolve()), f"{sha[:12]}_{path.name}"
+    paths = rows["archive_path"].where(rows["archive_path"].notna(), None)
+    pending = paths.map(
+        lambda p: p is not None and (p == landed or (Path(p).name == name and not Path(p).exists()))
+    )
+    own = rows[pending.astype(bool)]
+    if own.empty:
+        return statuses, ids, None
+    own_ids = {int(i) for i in own["file_id"]}
+    statuses = {s.status for s in summaries if s.duplicate_of not in own_ids} | set(own["status"])
+    recorded = [p for p in own["archive_path"] if p != landed]
+    return statuses, ids + sorted(own_ids), Path(recorded[0]) if recorded else None
 
 
 def landing_key(path: Path, config: UtilityConfig) -> str:
@@ -366,9 +401,10 @@ def _map_meter_ids(parsed: ParsedFile, config: UtilityConfig, source: SourceConf
 
 
 def _ingest_delivery(
-    store: Store, config: UtilityConfig, delivery: _Delivery, received: pd.Timestamp
+    store: Store, config: UtilityConfig, delivery: _Delivery, received: pd.Timestamp, landed: str | None = None
 ) -> FileSummary:
-    """Duplicate check, parse and load of one delivery (no archiving)."""
+    """Duplicate check, parse and load of one delivery (no archiving). ``landed``: the path of the
+    landed file to be archived after it (its ``archive_path`` until then)."""
     key = delivery.sha
     duplicate = _known(store, key, delivery.label)
     if duplicate is not None:
@@ -380,7 +416,7 @@ def _ingest_delivery(
         if duplicate is not None:
             return duplicate
     try:
-        return _register_delivery(store, config, parsed, delivery, key=key, received=received)
+        return _register_delivery(store, config, parsed, delivery, key=key, received=received, landed=landed)
     except Exception:  # the driver's own error class: bulk loads go through its COPY/Arrow paths
         # the same bytes registered at the same moment by another process or thread (two sensor
         # runs, an HTTP push and a file drop): the unique sha256 refused our copy, theirs stands;
@@ -409,6 +445,7 @@ def _register_delivery(
     *,
     key: str,
     received: pd.Timestamp,
+    landed: str | None = None,
 ) -> FileSummary:
     """Register one delivery and load its rows, in one transaction."""
     unmapped = _map_meter_ids(parsed, config, delivery.source)
@@ -446,6 +483,7 @@ def _register_delivery(
                     "read_days": ";".join(summary.read_days),
                     "error": _error_text(parsed),
                     "channel": delivery.channel,
+                    "archive_path": landed,
                 }
             ]
         )
@@ -472,19 +510,27 @@ def _register_delivery(
     return summary
 
 
-def _archive(path: Path, config: UtilityConfig, sha: str, statuses: set[str], received: pd.Timestamp) -> Path:
-    """Move (from the landing folder) or copy (from anywhere else) a landed file to where its
-    deliveries' outcome sends it: duplicates when every one was a duplicate, quarantine when none
-    loaded, else the archive folder of the day it was received."""
+def _archive_target(
+    path: Path, config: UtilityConfig, sha: str, statuses: set[str], received: pd.Timestamp
+) -> Path:
+    """Where a landed file's deliveries' outcome sends it: duplicates when every one was a
+    duplicate, quarantine when none loaded, else the archive folder of the day it was received."""
     if statuses == {"duplicate"}:
         folder = config.archive_dir / "duplicates"
     elif statuses <= {"rejected", "duplicate"}:
         folder = config.quarantine_dir
     else:
         folder = config.archive_dir / received.strftime("%Y/%m/%d")
+    return folder / f"{sha[:12]}_{path.name}"
+
+
+def _place(path: Path, target: Path, config: UtilityConfig) -> None:
+    """Move (from the landing folder) or copy (from anywhere else) a landed file to ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     if _inside(path, config.landing_dir):
-        return _move(path, folder, sha)
-    return _copy(path, folder, sha)
+        shutil.move(str(path), target)
+    else:
+        shutil.copy2(path, target)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -534,17 +580,3 @@ def _error_text(parsed: ParsedFile) -> str | None:
             f" (and {more} more rejected rows)" if more else ""
         )
     return None
-
-
-def _move(path: Path, folder: Path, sha: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{sha[:12]}_{path.name}"
-    shutil.move(str(path), target)
-    return target
-
-
-def _copy(path: Path, folder: Path, sha: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{sha[:12]}_{path.name}"
-    shutil.copy2(path, target)
-    return target
