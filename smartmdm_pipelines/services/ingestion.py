@@ -263,7 +263,9 @@ def ingest_path(
             summary.container = d.container
             summaries.append(summary)
     if archive:
-        statuses, ids, recorded = _archive_outcome(store, Path(path), sha, summaries)
+        recorded = _resume_own(store, Path(path), sha, summaries)
+        statuses = {s.status for s in summaries}
+        ids = [s.file_id for s in summaries if s.file_id is not None]
         target = recorded or _archive_target(Path(path), config, sha, statuses, received)
         for s in summaries:
             s.archived_to = str(target)
@@ -276,23 +278,22 @@ def ingest_path(
     return summaries
 
 
-def _archive_outcome(
-    store: Store, path: Path, sha: str, summaries: list[FileSummary]
-) -> tuple[set[str], list[int], Path | None]:
-    """The statuses that decide where a landed file goes, the deliveries whose ``archive_path`` it
-    sets, and the target an interrupted ingestion of this file already recorded (if any).
+def _resume_own(store: Store, path: Path, sha: str, summaries: list[FileSummary]) -> Path | None:
+    """Take back the deliveries an ingestion of this very file registered before it was killed,
+    and return the archive target it recorded (if it got that far).
 
-    A delivery registered by an ingestion of this very file that was killed before the file left
-    the landing folder (its ``archive_path`` is still the landing path, or names a target that
-    does not exist yet) is this run's own, not a duplicate: the file goes where its first
-    outcome sends it (not to ``duplicates``) and the delivery gets its archive path."""
-    statuses = {s.status for s in summaries}
-    ids = [s.file_id for s in summaries if s.file_id is not None]
-    duplicate_of = [s.duplicate_of for s in summaries if s.status == "duplicate" and s.duplicate_of is not None]
+    Such a delivery looks like a duplicate, but its ``archive_path`` is still the landing path (or
+    names a target that does not exist yet): its summary becomes its first outcome again (status,
+    file id, the days VEE must run, which the killed run never reported), so the file goes where
+    that outcome sends it (not to ``duplicates``) and the delivery gets its archive path."""
+    duplicate_of = [
+        s.duplicate_of for s in summaries if s.status == "duplicate" and s.duplicate_of is not None
+    ]
     if not duplicate_of:
-        return statuses, ids, None
+        return None
     rows = store.read_frame(
-        "SELECT file_id, status, archive_path FROM headend_files WHERE file_id IN (SELECT unnest(:ids))",
+        "SELECT file_id, status, archive_path, read_days FROM headend_files "
+        "WHERE file_id IN (SELECT unnest(:ids))",
         {"ids": duplicate_of},
     )
     landed, name = str(path.resolve()), f"{sha[:12]}_{path.name}"
@@ -300,13 +301,28 @@ def _archive_outcome(
     pending = paths.map(
         lambda p: p is not None and (p == landed or (Path(p).name == name and not Path(p).exists()))
     )
-    own = rows[pending.astype(bool)]
-    if own.empty:
-        return statuses, ids, None
-    own_ids = {int(i) for i in own["file_id"]}
-    statuses = {s.status for s in summaries if s.duplicate_of not in own_ids} | set(own["status"])
-    recorded = [p for p in own["archive_path"] if p != landed]
-    return statuses, ids + sorted(own_ids), Path(recorded[0]) if recorded else None
+    own = {int(r.file_id): r for r in rows[pending.astype(bool)].itertuples(index=False)}
+    for s in summaries:
+        row = own.get(s.duplicate_of) if s.status == "duplicate" else None
+        if row is not None:
+            s.status, s.file_id, s.duplicate_of = str(row.status), int(row.file_id), None
+            s.read_days = [d for d in str(row.read_days or "").split(";") if d]
+            s.vee_days = _stored_vee_days(store, s.file_id)
+    recorded = [r.archive_path for r in own.values() if r.archive_path != landed]
+    return Path(recorded[0]) if recorded else None
+
+
+def _stored_vee_days(store: Store, file_id: int) -> list[str]:
+    """``days_to_validate`` of a delivery already loaded, from its rows in the store: the days of
+    its interval reads, and those of its registers and events that hold interval reads."""
+    days = store.read_frame(
+        "SELECT DISTINCT read_day FROM raw_reads WHERE file_id = :f UNION "
+        "SELECT DISTINCT t.read_day FROM (SELECT read_day FROM register_reads WHERE file_id = :f "
+        "UNION SELECT read_day FROM meter_events WHERE file_id = :f) t "
+        "WHERE EXISTS (SELECT 1 FROM raw_reads r WHERE r.read_day = t.read_day)",
+        {"f": file_id},
+    )
+    return sorted(pd.Timestamp(d).date().isoformat() for d in days["read_day"])
 
 
 def landing_key(path: Path, config: UtilityConfig) -> str:
@@ -401,7 +417,11 @@ def _map_meter_ids(parsed: ParsedFile, config: UtilityConfig, source: SourceConf
 
 
 def _ingest_delivery(
-    store: Store, config: UtilityConfig, delivery: _Delivery, received: pd.Timestamp, landed: str | None = None
+    store: Store,
+    config: UtilityConfig,
+    delivery: _Delivery,
+    received: pd.Timestamp,
+    landed: str | None = None,
 ) -> FileSummary:
     """Duplicate check, parse and load of one delivery (no archiving). ``landed``: the path of the
     landed file to be archived after it (its ``archive_path`` until then)."""

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from smartmdm_pipelines.services.ingestion import ingest_path
+from smartmdm_pipelines_tests.fixtures import interval_file
 from smartmdm_pipelines_tests.realtime.cis_stub import CisStub
 from smartmdm_pipelines_tests.reliability.crash_harness import (
     crash_points,
@@ -141,3 +143,41 @@ def test_crash_anywhere_then_rerun_equals_an_uninterrupted_run(
     assert not failures, (
         f"{name} on {copies.backend}: {len(failures)} of {len(points)} trials differ:\n" + "\n".join(failures)
     )
+
+
+def _ingest_landed(bench: Bench) -> list[tuple]:
+    store, config = bench.store(), bench.config()
+    try:
+        return [
+            (s.status, s.file_id is not None, s.vee_days, Path(s.archived_to).parent.name)
+            for p in sorted(config.landing_dir.iterdir())
+            for s in ingest_path(store, p, config)
+        ]
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_file_killed_before_its_archive_move_reports_its_outcome_on_the_rerun(
+    backend: str, tmp_path: Path, request
+) -> None:
+    """The re-run's summary is the first run's outcome, not ``duplicate``: the days VEE must run
+    reach the Dagster asset's metadata (the VEE sensor reads them there), the file the archive."""
+    copies = Copies(
+        backend, tmp_path, request.getfixturevalue("postgres_url") if backend == "postgres" else None
+    )
+    try:
+        copies.prepare(_one_landed_file, in_child)
+        reference = copies.fresh("reference")
+        dry = run_forked(_ingest_landed, reference, count=True)
+        bench = copies.fresh("killed")
+        assert run_forked(_ingest_landed, bench, kill_at=dry.steps).killed  # before the move
+        rerun = run_forked(_ingest_landed, bench).value
+        assert rerun == dry.value == [("loaded", True, ["2024-03-12"], dry.value[0][3])]
+        assert dry.value[0][3] not in ("duplicates", "quarantine")
+    finally:
+        copies.drop_all()
+
+
+def _one_landed_file(bench: Bench) -> None:
+    interval_file(bench.config().landing_dir / "ami-east_20240312.csv", ["M1"], "2024-03-12")
