@@ -13,7 +13,13 @@ long: one row per determinant). A batch is three files in the export folder:
   sha256 and size of each file, the cycle periods covered and the number of corrections.
   Written last: a CIS that waits for the manifest never sees a partial batch.
 
-Every file is written under a temporary name and renamed. Each exported record becomes one
+Every file is written under a temporary name, then kept as ``.{file}.pending`` until the
+transaction that records the batch commits; only then are the files renamed to their names, the
+manifest last. An export killed before its commit leaves pending files that the next export into
+the folder deletes (their records were never recorded as sent, so they are exported again); one
+killed after it leaves pending files that the next export publishes (their records are recorded as
+sent and will not be exported again). So a record is in one published batch, never in two, and
+never in none. Exports into one folder take turns (``Store.begin_locked``). Each exported record becomes one
 ``outbound_messages`` row (key ``billing:{account}:{service point}:{cycle}:{period start}:v{version}``,
 channel ``cis_batch``, status ``sent``, response = the batch file name); a record whose key is
 already in the outbox is skipped, so re-exporting is idempotent. Outbox rows and files are
@@ -149,12 +155,6 @@ def export_determinants(
     }
     if intervals is not None:
         names["intervals"] = f"{batch_name}.intervals.csv"
-    taken = [n for n in names.values() if (export_dir / n).exists()]
-    if taken:
-        raise ExportError(
-            f"batch {batch_name!r} already exists in {export_dir} ({taken}); batches are never overwritten"
-        )
-
     long = _normalise(determinants)
     rid = long.groupby(RECORD_KEY, sort=False).ngroup().to_numpy()
     keys = idempotency_keys(long.drop_duplicates(RECORD_KEY)).to_numpy(dtype=object)
@@ -164,7 +164,10 @@ def export_determinants(
     result = ExportResult(batch_name)
     if long.empty and intervals is None:
         return result
-    with store.begin() as conn:
+    lock = f"cis_export:{export_dir.resolve()}"
+    with store.begin_locked(lock) as conn:
+        recover_batches(store, conn, export_dir)
+    with store.begin_locked(lock) as conn:
         sent = _sent_keys(store, long, conn) if len(long) else pd.Series([], dtype=object)
         long = long[~long["idempotency_key"].isin(sent)]
         result.skipped = int(len(all_keys) - long["idempotency_key"].nunique())
@@ -226,6 +229,7 @@ def export_determinants(
             for path in written:  # the outbox rows roll back: leave no half batch behind
                 path.unlink(missing_ok=True)
             raise
+    _publish(export_dir, batch_name)  # committed: the files take their names, the manifest last
     result.exported = 0 if records is None else len(records)
     result.determinant_rows = len(long)
     result.interval_records = interval_file[3] if interval_file else 0
@@ -263,8 +267,9 @@ def _write_intervals(
             os.fsync(fh.fileno())
         if count == 0:
             return None
-        os.replace(tmp, path)
-        written.append(path)
+        _refuse_taken(path.parent, batch_name, [path.name])
+        os.replace(tmp, _pending(path))
+        written.append(_pending(path))
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -395,6 +400,7 @@ def _write_batch(
     interval_file: tuple[Path, str, int, int] | None = None,
     scope: IntervalScope | None = None,
 ) -> dict:
+    _refuse_taken(export_dir, batch_name, names.values())
     contents: dict[str, tuple[bytes, int]] = {}
     if records is not None:
         contents["csv"] = (wide.to_csv(index=False, lineterminator="\n").encode(), len(records))
@@ -402,7 +408,7 @@ def _write_batch(
     files = {}
     for kind, (data, count) in contents.items():
         files[kind] = (*_write_atomic(export_dir / names[kind], data), count)
-        written.append(files[kind][0])
+        written.append(_pending(files[kind][0]))
     if interval_file is not None:
         files["intervals"] = interval_file
     if records is not None:
@@ -429,7 +435,7 @@ def _write_batch(
     if scope is not None:
         manifest["interval_records"] = interval_file[3] if interval_file else 0
     manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
-    written.append(_write_atomic(export_dir / names["manifest"], manifest_bytes)[0])
+    written.append(_pending(_write_atomic(export_dir / names["manifest"], manifest_bytes)[0]))
     return manifest
 
 
@@ -438,14 +444,73 @@ def _iso(day) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> tuple[Path, str, int]:
+    """Write ``data`` whole as the pending file of ``path`` (published after the commit)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, _pending(path))
     finally:
         if tmp.exists():
             tmp.unlink()
     return path, hashlib.sha256(data).hexdigest(), len(data)
+
+
+# --- pending batches ----------------------------------------------------------------------------------
+
+_PENDING = ".pending"
+_MANIFEST = ".manifest.json"
+
+
+def _refuse_taken(export_dir: Path, batch_name: str, names) -> None:
+    """Batches are never overwritten: checked when there is something to write (a re-run that finds
+    nothing new writes nothing, whatever its name)."""
+    taken = [n for n in names if (export_dir / n).exists()]
+    if taken:
+        raise ExportError(
+            f"batch {batch_name!r} already exists in {export_dir} ({taken}); batches are never overwritten"
+        )
+
+
+def _pending(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_PENDING}")
+
+
+def _publish(export_dir: Path, batch_name: str) -> None:
+    """Rename a committed batch's pending files to their names, the manifest last (a file another
+    export's recovery published meanwhile is already in place)."""
+    pending = sorted(
+        export_dir.glob(f".{batch_name}.*{_PENDING}"), key=lambda p: p.name.endswith(_MANIFEST + _PENDING)
+    )
+    for path in pending:
+        final = path.with_name(path.name[1 : -len(_PENDING)])
+        try:
+            os.replace(path, final)
+        except FileNotFoundError:
+            if not final.exists():
+                raise
+
+
+def recover_batches(store: Store, conn, export_dir: Path) -> list[str]:
+    """Finish what a killed export left in ``export_dir`` (inside the folder's lock): publish the
+    batches whose transaction committed, delete the files of those whose did not (and any
+    half-written temporary file). Returns the batches published."""
+    if not export_dir.is_dir():
+        return []
+    published = []
+    for manifest in export_dir.glob(f".*{_MANIFEST}{_PENDING}"):
+        batch = manifest.name[1 : -len(_MANIFEST + _PENDING)]
+        committed = store.execute(
+            "SELECT (SELECT count(*) FROM outbound_messages WHERE channel = :ch AND response = :j) "
+            "+ (SELECT count(*) FROM outbox WHERE destination = :d AND batch_key = :b)",
+            {"ch": CHANNEL, "j": f"{batch}.jsonl", "d": outbox.BATCH_DESTINATION, "b": batch},
+            conn=conn,
+        ).scalar_one()
+        if committed:
+            _publish(export_dir, batch)
+            published.append(batch)
+    for stray in [*export_dir.glob(f".*{_PENDING}"), *export_dir.glob(".*.tmp-*")]:
+        stray.unlink(missing_ok=True)  # a batch killed before its commit: its records are not sent
+    return published

@@ -257,22 +257,73 @@ def ingest_path(
     original file is archived once (see the module docstring for move versus copy)."""
     received = pd.Timestamp.now(tz="UTC")
     summaries: list[FileSummary] = []
+    landed = str(Path(path).resolve()) if archive else None
     with _deliveries(Path(path), config) as (sha, deliveries):
         for d in deliveries:
-            summary = _ingest_delivery(store, config, d, received)
+            summary = _ingest_delivery(store, config, d, received, landed=landed)
             summary.container = d.container
             summaries.append(summary)
     if archive:
-        target = _archive(Path(path), config, sha, {s.status for s in summaries}, received)
+        recorded = _resume_own(store, Path(path), sha, summaries)
+        statuses = {s.status for s in summaries}
         ids = [s.file_id for s in summaries if s.file_id is not None]
+        target = recorded or _archive_target(Path(path), config, sha, statuses, received)
         for s in summaries:
             s.archived_to = str(target)
-        if ids:
+        if ids:  # recorded before the file moves: a crash in between leaves the move to the re-run
             store.execute(
                 "UPDATE headend_files SET archive_path = :p WHERE file_id IN (SELECT unnest(:ids))",
                 {"p": str(target), "ids": ids},
             )
+        _place(Path(path), target, config)
     return summaries
+
+
+def _resume_own(store: Store, path: Path, sha: str, summaries: list[FileSummary]) -> Path | None:
+    """Take back the deliveries an ingestion of this very file registered before it was killed,
+    and return the archive target it recorded (if it got that far).
+
+    Such a delivery looks like a duplicate, but its ``archive_path`` is still the landing path (or
+    names a target that does not exist yet): its summary becomes its first outcome again (status,
+    file id, the days VEE must run, which the killed run never reported), so the file goes where
+    that outcome sends it (not to ``duplicates``) and the delivery gets its archive path."""
+    duplicate_of = [
+        s.duplicate_of for s in summaries if s.status == "duplicate" and s.duplicate_of is not None
+    ]
+    if not duplicate_of:
+        return None
+    rows = store.read_frame(
+        "SELECT file_id, status, archive_path, read_days FROM headend_files "
+        "WHERE file_id IN (SELECT unnest(:ids))",
+        {"ids": duplicate_of},
+    )
+    landed, name = str(path.resolve()), f"{sha[:12]}_{path.name}"
+    paths = rows["archive_path"].where(rows["archive_path"].notna(), None)
+    pending = paths.map(
+        lambda p: p is not None and (p == landed or (Path(p).name == name and not Path(p).exists()))
+    )
+    own = {int(r.file_id): r for r in rows[pending.astype(bool)].itertuples(index=False)}
+    for s in summaries:
+        row = own.get(s.duplicate_of) if s.status == "duplicate" else None
+        if row is not None:
+            s.status, s.file_id, s.duplicate_of = str(row.status), int(row.file_id), None
+            s.read_days = [d for d in str(row.read_days or "").split(";") if d]
+            s.vee_days = _stored_vee_days(store, s.file_id)
+    recorded = [r.archive_path for r in own.values() if r.archive_path != landed]
+    return Path(recorded[0]) if recorded else None
+
+
+def _stored_vee_days(store: Store, file_id: int) -> list[str]:
+    """``days_to_validate`` of a delivery already loaded, from its rows in the store: the days of
+    its interval reads, and those of its registers and events that hold interval reads."""
+    days = store.read_frame(
+        "SELECT DISTINCT read_day FROM raw_reads WHERE file_id = :f UNION "
+        "SELECT DISTINCT t.read_day FROM (SELECT read_day FROM register_reads WHERE file_id = :f "
+        "UNION SELECT read_day FROM meter_events WHERE file_id = :f) t "
+        "WHERE EXISTS (SELECT 1 FROM raw_reads r WHERE r.read_day = t.read_day)",
+        {"f": file_id},
+    )
+    return sorted(pd.Timestamp(d).date().isoformat() for d in days["read_day"])
 
 
 def landing_key(path: Path, config: UtilityConfig) -> str:
@@ -372,10 +423,12 @@ def _ingest_delivery(
     delivery: _Delivery,
     received: pd.Timestamp,
     write_lock: AbstractContextManager | None = None,
+    landed: str | None = None,
 ) -> FileSummary:
     """Duplicate check, parse and load of one delivery (no archiving). ``write_lock`` is held
     only while the delivery is registered and loaded: a process that serialises its writers
-    (DuckDB) still parses one delivery while it writes another."""
+    (DuckDB) still parses one delivery while it writes another. ``landed``: the path of the
+    landed file to be archived after it (its ``archive_path`` until then)."""
     key = delivery.sha
     duplicate = _known(store, key, delivery.label)
     if duplicate is not None:
@@ -388,7 +441,9 @@ def _ingest_delivery(
             return duplicate
     try:
         with write_lock or contextlib.nullcontext():
-            return _register_delivery(store, config, parsed, delivery, key=key, received=received)
+            return _register_delivery(
+                store, config, parsed, delivery, key=key, received=received, landed=landed
+            )
     except Exception:  # the driver's own error class: bulk loads go through its COPY/Arrow paths
         # the same bytes registered at the same moment by another process or thread (two sensor
         # runs, an HTTP push and a file drop): the unique sha256 refused our copy, theirs stands;
@@ -417,6 +472,7 @@ def _register_delivery(
     *,
     key: str,
     received: pd.Timestamp,
+    landed: str | None = None,
 ) -> FileSummary:
     """Register one delivery and load its rows, in one transaction."""
     unmapped = _map_meter_ids(parsed, config, delivery.source)
@@ -454,6 +510,7 @@ def _register_delivery(
                     "read_days": ";".join(summary.read_days),
                     "error": _error_text(parsed),
                     "channel": delivery.channel,
+                    "archive_path": landed,
                 }
             ]
         )
@@ -480,19 +537,27 @@ def _register_delivery(
     return summary
 
 
-def _archive(path: Path, config: UtilityConfig, sha: str, statuses: set[str], received: pd.Timestamp) -> Path:
-    """Move (from the landing folder) or copy (from anywhere else) a landed file to where its
-    deliveries' outcome sends it: duplicates when every one was a duplicate, quarantine when none
-    loaded, else the archive folder of the day it was received."""
+def _archive_target(
+    path: Path, config: UtilityConfig, sha: str, statuses: set[str], received: pd.Timestamp
+) -> Path:
+    """Where a landed file's deliveries' outcome sends it: duplicates when every one was a
+    duplicate, quarantine when none loaded, else the archive folder of the day it was received."""
     if statuses == {"duplicate"}:
         folder = config.archive_dir / "duplicates"
     elif statuses <= {"rejected", "duplicate"}:
         folder = config.quarantine_dir
     else:
         folder = config.archive_dir / received.strftime("%Y/%m/%d")
+    return folder / f"{sha[:12]}_{path.name}"
+
+
+def _place(path: Path, target: Path, config: UtilityConfig) -> None:
+    """Move (from the landing folder) or copy (from anywhere else) a landed file to ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     if _inside(path, config.landing_dir):
-        return _move(path, folder, sha)
-    return _copy(path, folder, sha)
+        shutil.move(str(path), target)
+    else:
+        shutil.copy2(path, target)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -543,17 +608,3 @@ def _error_text(parsed: ParsedFile) -> str | None:
             f" (and {more} more rejected rows)" if more else ""
         )
     return None
-
-
-def _move(path: Path, folder: Path, sha: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{sha[:12]}_{path.name}"
-    shutil.move(str(path), target)
-    return target
-
-
-def _copy(path: Path, folder: Path, sha: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{sha[:12]}_{path.name}"
-    shutil.copy2(path, target)
-    return target
