@@ -92,10 +92,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     on stderr and the others still load. Exit 2 if a file could not be opened, else 1 if a delivery
     was rejected."""
     from smartmdm_pipelines.services.ingestion import DeliveryError, ingest_path
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
     cfg = _config(args)
-    store = Store(
+    store = open_store(
         os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
     )
     worst = 0
@@ -193,9 +193,9 @@ def _one_line(text: str, limit: int = 400) -> str:
 def cmd_exceptions(args: argparse.Namespace) -> int:
     """The VEE exception queue: list, show, accept, edit, estimate, dismiss."""
     from smartmdm_pipelines.services import exceptions as queue
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
-    store = Store()
+    store = open_store()
     try:
         if args.action == "list":
             rows = queue.list_exceptions(
@@ -242,11 +242,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     """Hide known-good intervals, estimate them (chain and California baseline), report the accuracy."""
     from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
     from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
     cfg = _config(args)
     url = os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
-    store = Store(url)
+    store = open_store(url)
     options = BacktestOptions(
         seed=args.seed,
         max_series=args.max_series or None,
