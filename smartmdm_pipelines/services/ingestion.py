@@ -20,7 +20,9 @@ user's file stays where it is.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import os
 import shutil
@@ -262,8 +264,10 @@ def ingest_path(
             summary.container = d.container
             summaries.append(summary)
     if archive:
-        target = _archive(Path(path), config, sha, {s.status for s in summaries}, received)
-        ids = [s.file_id for s in summaries if s.file_id is not None]
+        unarchived = _unarchived_originals(store, summaries)
+        statuses = {unarchived.get(s.duplicate_of, s.status) for s in summaries}
+        target = _archive(Path(path), config, sha, statuses, received)
+        ids = [s.file_id for s in summaries if s.file_id is not None] + sorted(unarchived)
         for s in summaries:
             s.archived_to = str(target)
         if ids:
@@ -272,6 +276,21 @@ def ingest_path(
                 {"p": str(target), "ids": ids},
             )
     return summaries
+
+
+def _unarchived_originals(store: Store, summaries: list[FileSummary]) -> dict[int, str]:
+    """Status by file id of the deliveries these duplicates repeat that were loaded but never
+    archived: an earlier ingest of these very bytes whose archiving failed (archive folder full,
+    unwritable) or that ran with ``archive=False``. Retrying finishes that archiving (to the
+    folder the original outcome sends it to), instead of filing the file under duplicates."""
+    ids = [s.duplicate_of for s in summaries if s.status == "duplicate" and s.duplicate_of is not None]
+    if not ids:
+        return {}
+    rows = store.read_frame(
+        "SELECT file_id, status FROM headend_files WHERE file_id IN (SELECT unnest(:ids)) AND archive_path IS NULL",
+        {"ids": ids},
+    )
+    return {int(i): str(st) for i, st in zip(rows["file_id"], rows["status"], strict=True)}
 
 
 def landing_key(path: Path, config: UtilityConfig) -> str:
@@ -536,15 +555,50 @@ def _error_text(parsed: ParsedFile) -> str | None:
     return None
 
 
+class ArchiveError(DeliveryError):
+    """A landed file could not be archived (folder full or unwritable). Its rows are loaded (once);
+    the file stays where it was and no partial copy is left, so a retry of the same file finishes
+    the archiving without loading anything again."""
+
+
 def _move(path: Path, folder: Path, sha: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{sha[:12]}_{path.name}"
-    shutil.move(str(path), target)
-    return target
+    return _place(path, folder, sha, move=True)
 
 
 def _copy(path: Path, folder: Path, sha: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    return _place(path, folder, sha, move=False)
+
+
+def _place(path: Path, folder: Path, sha: str, *, move: bool) -> Path:
+    """``folder/<sha12>_<name>``, whole or not at all: a rename when the folder is on the same
+    file system, else a copy to a hidden ``.part`` file that is flushed to disk and renamed into
+    place before the original is removed. On any failure the partial copy is removed, the original
+    is untouched and :class:`ArchiveError` names the folder."""
     target = folder / f"{sha[:12]}_{path.name}"
-    shutil.copy2(path, target)
+    part = folder / f".{target.name}.part"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if move:
+            try:
+                os.rename(path, target)
+                return target
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        with open(path, "rb") as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        shutil.copystat(path, part)
+        os.replace(part, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise ArchiveError(
+            f"{path}: cannot archive into {folder}: {exc.strerror or exc}; the file stays "
+            f"{'in ' + str(path.parent) if move else 'where it is'} with its rows loaded once, and a retry "
+            "of the same file archives it without loading it again"
+        ) from exc
+    if move:
+        path.unlink()
     return target
