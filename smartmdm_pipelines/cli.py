@@ -454,11 +454,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 EXIT_USAGE = 2  # a path, an argument or the configuration is wrong (argparse uses 2 as well)
 EXIT_INTERNAL = 3  # an unexpected error (a bug): one line, the traceback with --debug
+EXIT_UNAVAILABLE = 4  # the database went away (down, restarted): nothing half-written, run it again
+
+
+def _database_went_away(exc: BaseException) -> bool:
+    """A PostgreSQL server that is down, restarting or dropped our connection (not a bad query)."""
+    import sqlalchemy as sa
+
+    return isinstance(exc, sa.exc.OperationalError) and (
+        exc.connection_invalidated or type(getattr(exc, "orig", None)).__module__.startswith("psycopg2")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Exit codes: 0 done; 1 a file or delivery was rejected (or runs failed);
-    2 a usage, file or configuration error; 3 an unexpected error. Errors are one line on stderr."""
+    2 a usage, file or configuration error; 3 an unexpected error; 4 the database was unreachable or
+    went away mid-command (the interrupted transaction rolled back: run the command again). Errors
+    are one line on stderr."""
     from smartmdm_pipelines.config import ConfigError
     from smartmdm_pipelines.lib.secrets import SecretsFileError, load_secrets
     from smartmdm_pipelines.services.meter_ids import MeterMapError
@@ -490,6 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        if _database_went_away(exc):
+            print(
+                f"error: the database is unavailable ({_one_line(getattr(exc, 'orig', exc), 200)}); the interrupted "
+                "transaction was rolled back, nothing of it is stored: run the command again",
+                file=sys.stderr,
+            )
+            return EXIT_UNAVAILABLE
         print(
             f"error: unexpected {type(exc).__name__}: {_one_line(exc, 300)} (rerun with --debug for the traceback)",
             file=sys.stderr,
