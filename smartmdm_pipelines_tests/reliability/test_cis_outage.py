@@ -18,7 +18,6 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.integrations.cis_client import CisClient
 from smartmdm_pipelines.services import outbox
 from smartmdm_pipelines.services.cis_sync import MASTER_TABLES, MasterDataError, sync_master_data
@@ -26,12 +25,16 @@ from smartmdm_pipelines.services.dispatch import Dispatcher, backoff_seconds
 from smartmdm_pipelines.services.outbox import PushTarget
 from smartmdm_pipelines.services.realtime import ingest_body, validate_pending
 from smartmdm_pipelines.store.store import Store
+from smartmdm_pipelines_tests.realtime import test_outbox
 from smartmdm_pipelines_tests.realtime.cis_stub import CisStub
 from smartmdm_pipelines_tests.realtime.helpers import body, master_data
+from smartmdm_pipelines_tests.realtime.test_outbox import outbox_rows
 from smartmdm_pipelines_tests.services.test_cis_sync import accounts, installs, master, service_points
 
 pytestmark = pytest.mark.reliability
 
+config = test_outbox.config  # the same fixtures as the outbox tests
+push_env = test_outbox.push_env
 OUTAGE = 600.0  # seconds: 10 minutes
 CAP = 60.0
 
@@ -52,17 +55,6 @@ class Clock:
         self.now += seconds
         if self.on_sleep is not None:
             self.on_sleep(self.now)
-
-
-@pytest.fixture
-def config(tmp_path: Path):
-    return load_config(data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def push_env(monkeypatch):
-    monkeypatch.setenv("SMARTMDM_CIS_PUSH_URL", "http://127.0.0.1:9/unused")
-    monkeypatch.delenv("SMARTMDM_PORTAL_PUSH_URL", raising=False)
 
 
 # --- pushes ---------------------------------------------------------------------------------------
@@ -121,10 +113,6 @@ def test_backoff_after_any_number_of_failures_stays_within_the_cap() -> None:
     waits = [backoff_seconds(n, 0.5, CAP) for n in (1, 2, 8, 9, 1025, 5000, 10**6)]
     assert waits[0] <= 0.5 and all(0 < w <= CAP for w in waits)
     assert all(w >= CAP / 2 for w in waits[3:])  # at the cap (with jitter) once it is reached
-
-
-def outbox_rows(store: Store) -> pd.DataFrame:
-    return store.read_frame("SELECT * FROM outbox ORDER BY seq")
 
 
 # --- master-data sync -----------------------------------------------------------------------------
