@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.services.ingestion import ingest_path
 from smartmdm_pipelines.services.vee import run_day
+from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.reliability.private_postgres import PrivateCluster
 from smartmdm_pipelines_tests.services.test_forward_estimate import reads
@@ -194,3 +195,52 @@ def test_ingest_command_with_the_server_down_is_one_line_exit_4_and_runs_once_it
         assert store.count("raw_reads") == 96
     finally:
         store.dispose()
+
+
+def test_a_dagster_vee_run_across_a_restart_fails_cleanly_and_a_re_execution_succeeds(
+    restarted: Store, cluster, config, tmp_path, monkeypatch
+) -> None:
+    import dagster as dg
+
+    from smartmdm_pipelines.definitions import defs
+    from smartmdm_pipelines.services import vee as vee_service
+
+    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SMARTMDM_DATABASE_URL", cluster.url)
+    master_data(restarted)
+    ingest_path(
+        restarted,
+        reads(tmp_path / "ami-east_20240312.csv", DAY, {"M1": ALL, "M2": ALL}),
+        config,
+        archive=False,
+    )
+    refresh = vee_service.usage_rollup.refresh
+    restarts: list[str] = []
+
+    def refresh_then_restart(conn, day, meters=None):  # inside the day's transaction, after the versions
+        refresh(conn, day, meters)
+        if not restarts:
+            cluster.restart("fast")
+            restarts.append(str(day))
+
+    monkeypatch.setattr(vee_service.usage_rollup, "refresh", refresh_then_restart)
+    job = defs().resolve_job_def("vee_job")
+    with dg.instance_for_test() as instance:
+        failed = job.execute_in_process(
+            instance=instance, partition_key=DAY.isoformat(), raise_on_error=False
+        )
+        assert not failed.success and restarts == [DAY.isoformat()]
+        [failure] = failed.get_step_failure_events()
+        chain, error = [], failure.event_specific_data.error
+        while error is not None:  # the step error wraps the driver's
+            chain.append(f"{error.cls_name}: {error.message}")
+            error = error.cause or error.context
+        lost = ("server closed the connection", "terminating connection")
+        assert any(c.startswith("OperationalError") and any(w in c for w in lost) for c in chain), chain
+        assert (
+            restarted.count("intervals") == 0 and restarted.count("daily_usage") == 0
+        )  # nothing half-written
+        again = job.execute_in_process(instance=instance, partition_key=DAY.isoformat(), raise_on_error=False)
+    assert again.success
+    current = restarted.read_frame(current_intervals_sql("read_day = :d", "meter_id, status"), {"d": DAY})
+    assert len(current) == 2 * 96 and set(current["status"]) == {"valid"}
