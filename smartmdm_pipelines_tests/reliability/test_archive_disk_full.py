@@ -141,3 +141,42 @@ def test_ingest_command_reports_the_full_archive_in_one_line_and_loads_once(
         assert store.count("raw_reads") == 40 * 96 and store.count("headend_files") == 1
     finally:
         store.dispose()
+
+
+def test_the_dagster_ingest_run_fails_naming_the_folder_and_a_re_execution_archives(
+    tmp_path: Path, full_archive, monkeypatch
+) -> None:
+    import dagster as dg
+
+    from smartmdm_pipelines.definitions import defs
+    from smartmdm_pipelines_tests.defs.test_ingest import run_requests, sensor_tick
+
+    archive, filler = full_archive
+    db = tmp_path / "smartmdm.duckdb"
+    monkeypatch.setenv("SMARTMDM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SMARTMDM_DATABASE_URL", f"duckdb:///{db}")
+    monkeypatch.setenv("SMARTMDM_LANDING_SETTLE_SECONDS", "0")
+    [path] = _landed(tmp_path, 1)
+    definitions = defs()
+    with dg.instance_for_test() as instance:
+        tick = sensor_tick(definitions, instance)
+        [failed] = run_requests(definitions, instance, tick)
+        assert not failed.success
+        [failure] = failed.get_step_failure_events()
+        message = failure.event_specific_data.error.message
+        assert "cannot archive into" in message and str(archive) in message
+        assert path.exists() and _archive_files(archive) == []
+        filler.unlink()
+        job = definitions.resolve_job_def("ingest_headend_job")
+        [request] = tick.run_requests
+        again = job.execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+        )
+        assert again.success
+    assert not path.exists() and len(_archive_files(archive)) == 1
+    store = Store(f"duckdb:///{db}")
+    try:
+        assert store.count("raw_reads") == 40 * 96 and store.count("headend_files") == 1
+        assert store.scalar("SELECT archive_path FROM headend_files") == str(_archive_files(archive)[0])
+    finally:
+        store.dispose()
