@@ -457,12 +457,27 @@ EXIT_INTERNAL = 3  # an unexpected error (a bug): one line, the traceback with -
 EXIT_UNAVAILABLE = 4  # the database went away (down, restarted): nothing half-written, run it again
 
 
+_CONNECTION_LOST = (
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",  # starting up, shutting down, in recovery mode
+    "connection timed out",
+    "connection already closed",
+)
+
+
 def _database_went_away(exc: BaseException) -> bool:
-    """A PostgreSQL server that is down, restarting or dropped our connection (not a bad query)."""
+    """A PostgreSQL server that is down, restarting or dropped our connection — not a bad query,
+    a refused password or a missing database (those are not cured by running again)."""
     import sqlalchemy as sa
 
-    return isinstance(exc, sa.exc.OperationalError) and (
-        exc.connection_invalidated or type(getattr(exc, "orig", None)).__module__.startswith("psycopg2")
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    text = str(getattr(exc, "orig", exc)).lower()
+    return exc.connection_invalidated or (
+        isinstance(exc, sa.exc.OperationalError) and any(t in text for t in _CONNECTION_LOST)
     )
 
 
