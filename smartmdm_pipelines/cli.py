@@ -100,10 +100,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     on stderr and the others still load. Exit 2 if a file could not be opened, else 1 if a delivery
     was rejected."""
     from smartmdm_pipelines.services.ingestion import DeliveryError, ingest_path
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
     cfg = _config(args)
-    store = Store(
+    store = open_store(
         os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
     )
     worst = 0
@@ -201,9 +201,9 @@ def _one_line(text: str, limit: int = 400) -> str:
 def cmd_exceptions(args: argparse.Namespace) -> int:
     """The VEE exception queue: list, show, accept, edit, estimate, dismiss."""
     from smartmdm_pipelines.services import exceptions as queue
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
-    store = Store()
+    store = open_store()
     try:
         if args.action == "list":
             rows = queue.list_exceptions(
@@ -250,11 +250,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     """Hide known-good intervals, estimate them (chain and California baseline), report the accuracy."""
     from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
     from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
     cfg = _config(args)
     url = os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
-    store = Store(url)
+    store = open_store(url)
     options = BacktestOptions(
         seed=args.seed,
         max_series=args.max_series or None,
@@ -463,11 +463,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 EXIT_USAGE = 2  # a path, an argument or the configuration is wrong (argparse uses 2 as well)
 EXIT_INTERNAL = 3  # an unexpected error (a bug): one line, the traceback with --debug
+EXIT_UNAVAILABLE = 4  # the database went away (down, restarted): nothing half-written, run it again
+
+
+_CONNECTION_LOST = (
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",  # starting up, shutting down, in recovery mode
+    "connection timed out",
+    "connection already closed",
+)
+
+
+def _database_went_away(exc: BaseException) -> bool:
+    """A PostgreSQL server that is down, restarting or dropped our connection — not a bad query,
+    a refused password or a missing database (those are not cured by running again)."""
+    import sqlalchemy as sa
+
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    text = str(getattr(exc, "orig", exc)).lower()
+    return exc.connection_invalidated or (
+        isinstance(exc, sa.exc.OperationalError) and any(t in text for t in _CONNECTION_LOST)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command. Exit codes: 0 done; 1 a file or delivery was rejected (or runs failed);
-    2 a usage, file or configuration error; 3 an unexpected error. Errors are one line on stderr."""
+    2 a usage, file or configuration error; 3 an unexpected error; 4 the database was unreachable or
+    went away mid-command (the interrupted transaction rolled back: run the command again). Errors
+    are one line on stderr."""
     from smartmdm_pipelines.config import ConfigError
     from smartmdm_pipelines.lib.secrets import SecretsFileError, load_secrets
     from smartmdm_pipelines.services.meter_ids import MeterMapError
@@ -499,6 +526,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        if _database_went_away(exc):
+            print(
+                f"error: the database is unavailable ({_one_line(getattr(exc, 'orig', exc), 200)}); the interrupted "
+                "transaction was rolled back, nothing of it is stored: run the command again",
+                file=sys.stderr,
+            )
+            return EXIT_UNAVAILABLE
         print(
             f"error: unexpected {type(exc).__name__}: {_one_line(exc, 300)} (rerun with --debug for the traceback)",
             file=sys.stderr,

@@ -139,9 +139,9 @@ def cmd_vee_run(args: argparse.Namespace) -> int:
 
 def _has_water_zones() -> bool:
     """Whether the store holds zones (else `vee run` has no NRW outputs to refresh)."""
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
-    store = Store()
+    store = open_store()
     try:
         return bool(store.scalar("SELECT count(*) FROM zones"))
     finally:

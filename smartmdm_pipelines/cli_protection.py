@@ -20,9 +20,9 @@ STATUSES = ("open", "active", "confirmed", "false_positive", "closed", "withdraw
 def _store(args: argparse.Namespace):
     """$SMARTMDM_DATABASE_URL, else the DuckDB file of the data directory (``--data-dir``)."""
     from smartmdm_pipelines.cli import _data_dir
-    from smartmdm_pipelines.store.store import Store
+    from smartmdm_pipelines.store.busy import open_store
 
-    return Store(
+    return open_store(
         os.environ.get("SMARTMDM_DATABASE_URL") or f"duckdb:///{_data_dir(args) / 'smartmdm.duckdb'}"
     )
 

@@ -11,7 +11,8 @@ backoff, honouring ``Retry-After``; every request has a timeout. The bearer toke
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -54,7 +55,12 @@ class CisClient:
         retries: int = 3,
         backoff_factor: float = 0.5,
         token: str | None = None,
+        retry_after_max: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``retry_after_max``: a ``Retry-After`` longer than this is waited only this long (urllib3
+        would wait up to 6 hours per retry). ``sleep``: how the waits between retries are spent
+        (a test's clock)."""
         if not base_url:
             raise CisError(
                 "CIS base_url is empty: set cis.base_url in the utility config for cis.source=rest"
@@ -64,7 +70,7 @@ class CisClient:
         self.timeout_seconds = float(timeout_seconds)
         self.retries = int(retries)
         self.session = requests.Session()
-        retry = Retry(
+        retry = _retry_class(sleep)(
             total=self.retries,
             connect=self.retries,
             read=self.retries,
@@ -74,6 +80,7 @@ class CisClient:
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET"}),
             respect_retry_after_header=True,
+            retry_after_max=retry_after_max,
             raise_on_status=False,  # the last response comes back; _get names its status
         )
         adapter = HTTPAdapter(max_retries=retry)
@@ -202,6 +209,20 @@ class CisClient:
                 ) from exc
             return _with_query(url, page=page + 1) if page < total else None
         return None  # a single page
+
+
+def _retry_class(sleep: Callable[[float], None]) -> type[Retry]:
+    """urllib3's ``Retry`` spending its waits through ``sleep`` (``Retry.new`` keeps the class)."""
+
+    class SleepingRetry(Retry):
+        def sleep(self, response=None) -> None:
+            asked = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+            wait = asked if asked else self.get_backoff_time()
+            if wait > 0:
+                sleep_fn(wait)
+
+    sleep_fn = sleep
+    return SleepingRetry
 
 
 def _with_query(url: str, **params: Any) -> str:

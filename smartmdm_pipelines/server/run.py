@@ -12,25 +12,9 @@ from smartmdm_pipelines.config import ConfigError
 from smartmdm_pipelines.server.app import create_app
 from smartmdm_pipelines.server.runtime import Runtime
 from smartmdm_pipelines.server.settings import ServerSettings
-from smartmdm_pipelines.store.store import Store
+from smartmdm_pipelines.store.busy import StoreBusy, open_store
 
-
-class StoreBusy(ConfigError):
-    """The embedded (DuckDB) store is held by another process."""
-
-
-def open_store(url: str | None = None) -> Store:
-    try:
-        return Store(url)
-    except Exception as exc:
-        text = str(exc)
-        if "lock" in text.lower() and "duckdb" in type(exc).__module__ + text.lower():
-            raise StoreBusy(
-                "the DuckDB store is open in another process (a Dagster run, `smartmdm ingest` or another "
-                "`smartmdm serve`): DuckDB allows one writing process. Stop it, or use PostgreSQL "
-                "($SMARTMDM_DATABASE_URL) to run the service beside Dagster runs"
-            ) from None
-        raise
+__all__ = ["StoreBusy", "open_store", "serve", "worker_app"]
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> int:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -53,7 +55,10 @@ class Dispatcher:
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         session: requests.Session | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` drive ``drain`` (a test runs an hour-long outage on a clock of its own)."""
         self.store = store
         self.target = target
         self.batch_size = batch_size
@@ -61,6 +66,8 @@ class Dispatcher:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.session = session or requests.Session()
+        self.clock = clock
+        self.sleep = sleep
         self.failures = 0  # consecutive failed attempts of the batch at the head
 
     # --- batches -----------------------------------------------------------------------------------
@@ -133,7 +140,7 @@ class Dispatcher:
             "UPDATE outbox SET attempts = attempts + 1, last_error = :e WHERE batch_key = :k AND state = 'pending'",
             {"k": key, "e": reason[:MAX_REASON]},
         )
-        wait = min(self.backoff_cap, self.backoff_base * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)
+        wait = backoff_seconds(self.failures, self.backoff_base, self.backoff_cap)
         asked = retry_after_seconds(retry_after)
         if asked is not None:
             wait = max(wait, min(asked, self.backoff_cap * 10))
@@ -156,16 +163,24 @@ class Dispatcher:
 
     def drain(self, max_seconds: float = 60.0, stop=None) -> int:
         """Send until the queue is empty (or ``max_seconds``, or ``stop()``): records delivered."""
-        deadline = time.monotonic() + max_seconds
+        deadline = self.clock() + max_seconds
         delivered = 0
-        while time.monotonic() < deadline and not (stop and stop()):
+        while self.clock() < deadline and not (stop and stop()):
             attempt = self.step()
             delivered += attempt.delivered
             if attempt.idle:
                 break
             if attempt.wait_seconds:
-                time.sleep(min(attempt.wait_seconds, max(deadline - time.monotonic(), 0)))
+                self.sleep(min(attempt.wait_seconds, max(deadline - self.clock(), 0)))
         return delivered
+
+
+def backoff_seconds(failures: int, base: float, cap: float) -> float:
+    """The wait after the ``failures``-th failure in a row: ``base`` doubled each time up to ``cap``,
+    with jitter (50–100 %). The exponent stops growing once the cap is reached, so an outage of
+    any length (thousands of failures) never overflows the float."""
+    doublings = 0 if failures <= 1 else min(failures - 1, max(int(math.log2(max(cap / base, 1.0))) + 1, 0))
+    return min(cap, base * 2**doublings) * random.uniform(0.5, 1.0)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

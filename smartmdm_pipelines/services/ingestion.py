@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import os
 import shutil
@@ -552,12 +553,39 @@ def _archive_target(
 
 
 def _place(path: Path, target: Path, config: UtilityConfig) -> None:
-    """Move (from the landing folder) or copy (from anywhere else) a landed file to ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if _inside(path, config.landing_dir):
-        shutil.move(str(path), target)
-    else:
-        shutil.copy2(path, target)
+    """Move (from the landing folder) or copy (from anywhere else) a landed file to ``target``,
+    whole or not at all: a rename when the folder is on the same file system, else a copy to a
+    hidden ``.part`` file that is flushed to disk and renamed into place before the original is
+    removed. On any failure the partial copy is removed, the original is untouched and
+    :class:`ArchiveError` names the folder."""
+    move = _inside(path, config.landing_dir)
+    folder = target.parent
+    part = folder / f".{target.name}.part"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if move:
+            try:
+                os.rename(path, target)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        with open(path, "rb") as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        shutil.copystat(path, part)
+        os.replace(part, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise ArchiveError(
+            f"{path}: cannot archive into {folder}: {exc.strerror or exc}; the file stays "
+            f"{'in ' + str(path.parent) if move else 'where it is'} with its rows loaded once, and a retry "
+            "of the same file archives it without loading it again"
+        ) from exc
+    if move:
+        path.unlink()
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -608,3 +636,9 @@ def _error_text(parsed: ParsedFile) -> str | None:
             f" (and {more} more rejected rows)" if more else ""
         )
     return None
+
+
+class ArchiveError(DeliveryError):
+    """A landed file could not be archived (folder full or unwritable). Its rows are loaded (once);
+    the file stays where it was and no partial copy is left, so a retry of the same file finishes
+    the archiving (to the target recorded before the move) without loading anything again."""

@@ -18,6 +18,7 @@ class CisStub:
         self.fail_codes: list[int] = []  # answered to the next requests, one each
         self.retry_after: str | None = None
         self.outage = False  # every request 503 while set
+        self.down = None  # or a callable: every request 503 while it returns True (a test's clock)
         self.slow_seconds = 0.0  # answered this late (a client timeout)
         self.slow_requests = 0
         self.accept_delay = 0.0  # accepted, after this long
@@ -74,7 +75,7 @@ class CisStub:
         if self.accept_delay:
             time.sleep(self.accept_delay)
         with self.lock:
-            if self.outage:
+            if self.outage or (self.down is not None and self.down()):
                 return 503, {"error": "outage"}
             if self.fail_codes:
                 return self.fail_codes.pop(0), {"error": "on command"}

@@ -70,7 +70,7 @@ def test_a_duckdb_store_held_by_another_process_is_one_clear_line(tmp_path) -> N
         assert holder.stdout.readline().strip() == "held"
         result = subprocess.run(
             [sys.executable, "-m", "smartmdm_pipelines.cli", "outbox", "status"],
-            env={**os.environ, "SMARTMDM_DATABASE_URL": f"duckdb:///{path}"},
+            env={**os.environ, "SMARTMDM_DATABASE_URL": f"duckdb:///{path}", "SMARTMDM_STORE_BUSY_WAIT": "1"},
             capture_output=True,
             text=True,
             timeout=120,

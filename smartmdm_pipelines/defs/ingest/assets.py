@@ -6,7 +6,13 @@ import dagster as dg
 
 from smartmdm_pipelines.lib.partitions import HEADEND_FILES
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.ingestion import FileSummary, ingest_path, landing_key, loaded_file_id
+from smartmdm_pipelines.services.ingestion import (
+    ArchiveError,
+    FileSummary,
+    ingest_path,
+    landing_key,
+    loaded_file_id,
+)
 
 
 @dg.asset(
@@ -35,7 +41,10 @@ def raw_reads(
             context.log.info(f"{name} was already loaded as file {file_id}")
             return dg.MaterializeResult(metadata={"status": "already loaded"})
         raise dg.Failure(f"{name}: not in the landing folder {cfg.landing_dir} with sha256 {sha_prefix}…")
-    summaries = ingest_path(db, path, cfg)
+    try:
+        summaries = ingest_path(db, path, cfg)
+    except ArchiveError as exc:  # loaded once, not archived: re-executing this run finishes the archiving
+        raise dg.Failure(description=str(exc), allow_retries=True) from exc
     metadata = _metadata(summaries)
     rejected = [s for s in summaries if s.status == "rejected"]
     if rejected:
