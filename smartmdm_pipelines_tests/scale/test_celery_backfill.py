@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,12 +20,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from celery import Celery
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from smartmdm_pipelines.store.store import Store
 from smartmdm_pipelines_tests.conftest import PG_HOST, PG_PASSWORD, PG_PORT, PG_USER
 from smartmdm_pipelines_tests.scale import utility
+from smartmdm_pipelines_tests.scale.celery_workers import WorkerError, Workers
 from smartmdm_pipelines_tests.scale.utility import assert_same, load, simulate, snapshot
 
 pytestmark = pytest.mark.postgres
@@ -76,73 +74,6 @@ def dagster_home(folder: Path, db_name: str) -> Path:
         yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}})
     )
     return folder
-
-
-class Workers:
-    """``celery -A dagster_celery.app worker`` subprocesses on the test's own queue."""
-
-    def __init__(self, folder: Path, env: dict[str, str], count: int) -> None:
-        self.queue = f"smartmdm_test_{uuid.uuid4().hex[:8]}"
-        self.names = [f"{self.queue}_w{i}" for i in range(count)]
-        config = folder / "celery_config"
-        config.mkdir(parents=True)
-        # dagster_celery.app reads this module when it is importable (the worker's -y file does the same)
-        (config / "dagster_celery_config.py").write_text(
-            f"broker_url = {BROKER!r}\nresult_backend = 'rpc://'\ntask_default_queue = {self.queue!r}\n"
-        )
-        env = {**env, "PYTHONPATH": os.pathsep.join([str(config), str(REPO)])}
-        celery = Path(sys.executable).with_name("celery")
-        self.logs = [folder / f"{name}.log" for name in self.names]
-        self.procs = [
-            subprocess.Popen(
-                [str(celery), "-A", "dagster_celery.app", "worker", "--pool=solo", "--prefetch-multiplier=1"]
-                + [
-                    "-Q",
-                    self.queue,
-                    "-n",
-                    f"{name}@%h",
-                    "--loglevel=INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                env=env,
-                cwd=REPO,
-                stdout=log.open("w"),
-                stderr=subprocess.STDOUT,
-            )
-            for name, log in zip(self.names, self.logs, strict=True)
-        ]
-
-    def wait_ready(self, seconds: float) -> None:
-        app = Celery(broker=BROKER)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.check_alive()
-            replies = app.control.ping(timeout=1.0) or []
-            up = {name.split("@")[0] for reply in replies for name in reply}
-            if set(self.names) <= up:
-                return
-            time.sleep(1)
-        pytest.fail(f"Celery workers not ready within {seconds:.0f} s:\n{self.tail()}")
-
-    def check_alive(self) -> None:
-        dead = [n for n, p in zip(self.names, self.procs, strict=True) if p.poll() is not None]
-        if dead:
-            pytest.fail(f"Celery worker(s) {dead} exited:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return "\n".join(f"--- {log.name}\n" + log.read_text()[-3000:] for log in self.logs if log.exists())
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 def run_bounded(fn, seconds: float, workers: Workers):
@@ -195,7 +126,7 @@ def test_vee_backfill_on_two_celery_workers_matches_the_in_process_daily_job(
     home = dagster_home(tmp_path / "dagster_home", instance_db)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     env = {**os.environ, "DAGSTER_HOME": str(home), "SMARTMDM_DATABASE_URL": postgres_url}
-    workers = Workers(tmp_path / "workers", env, WORKERS)
+    workers = Workers(tmp_path / "workers", env, WORKERS, BROKER)
     try:
         workers.wait_ready(READY_SECONDS)
         run_config = {
@@ -235,6 +166,8 @@ def test_vee_backfill_on_two_celery_workers_matches_the_in_process_daily_job(
             # the asset graph saw the days: the sharded runs recorded the daily partitions
             materialized = instance.get_materialized_partitions(dg.AssetKey("validated_intervals"))
             assert {d.isoformat() for d in days} <= set(materialized)
+    except WorkerError as exc:
+        pytest.fail(str(exc))
     finally:
         workers.stop()
 
