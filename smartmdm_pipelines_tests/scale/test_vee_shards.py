@@ -6,9 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.vee.shards import Shard, meters_in, shard_of
+from smartmdm_pipelines.lib.check_gate import INTERVAL_ESTIMATES_GX
 from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.services.vee_shards import run_day_sharded
 from smartmdm_pipelines.store.store import Store
@@ -101,6 +103,12 @@ def test_the_sharded_job_in_process_records_the_daily_partitions(
             assert {"vee_shard[shard_0]", "vee_shard[shard_1]", "vee_shard_profile[shard_1]"} <= units
         materialized = instance.get_materialized_partitions(dg.AssetKey("interval_estimates"))
         assert {d.isoformat() for d in days} <= set(materialized)
+        # the billing close's gate sees each day's blocking GX evaluation, as after vee_job
+        infos = instance.event_log_storage.get_asset_check_partition_info(
+            [INTERVAL_ESTIMATES_GX], partition_keys=[d.isoformat() for d in days]
+        )
+        assert {i.partition_key for i in infos} == {d.isoformat() for d in days}
+        assert all(i.latest_execution_status == AssetCheckExecutionRecordStatus.SUCCEEDED for i in infos)
     expected = snapshot(whole)
     whole.dispose()
     got = Store(duckdb_url)

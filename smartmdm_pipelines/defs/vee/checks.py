@@ -71,7 +71,7 @@ def gx_result(frame: pd.DataFrame, days: str, threshold: float) -> dg.AssetCheck
     )
 
 
-def _latest_materialization(instance: dg.DagsterInstance, day: str):
+def latest_materialization(instance: dg.DagsterInstance, day: str):
     """The day's interval_estimates materialization an evaluation is about (the run's own)."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
         AssetCheckEvaluationTargetMaterializationData,
@@ -121,7 +121,7 @@ def interval_estimates_gx(
                 description=result.description,
                 blocking=True,
                 partition=key,
-                target_materialization_data=_latest_materialization(context.instance, key),
+                target_materialization_data=latest_materialization(context.instance, key),
             )
         )
         if not result.passed:

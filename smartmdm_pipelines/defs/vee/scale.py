@@ -14,11 +14,13 @@ import datetime as dt
 import dagster as dg
 from dagster_celery import celery_executor
 
+from smartmdm_pipelines.defs.vee import checks
 from smartmdm_pipelines.domain.vee.shards import Shard
 from smartmdm_pipelines.lib.metadata import as_metadata
 from smartmdm_pipelines.lib.partitions import read_days
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
 from smartmdm_pipelines.lib.scale import VeeShardsResource, celery_config
+from smartmdm_pipelines.services.vee_report import current_intervals
 from smartmdm_pipelines.services.vee_shards import day_figures, run_shard, store_profile_parts
 
 SHARD_TAGS = {"smartmdm/vee_sharded": "day"}  # deploy/dagster.yaml runs them one at a time, in order
@@ -85,15 +87,35 @@ def vee_shard(
 @dg.op(
     ins={"done": dg.In(dg.Nothing)},
     out=dg.Out(dg.Nothing),
-    description="Record the day's validated_intervals and interval_estimates partitions with their figures.",
+    description="Record the day's validated_intervals and interval_estimates partitions with their figures, "
+    "and evaluate the blocking interval_estimates_gx check on the day (the billing close gates on it).",
 )
-def record_vee_day(context: dg.OpExecutionContext, store: StoreResource) -> None:
+def record_vee_day(
+    context: dg.OpExecutionContext, store: StoreResource, utility: UtilityConfigResource
+) -> None:
     day = _day(context)
-    validated, estimates = day_figures(store.get_store(), day)
-    for key, figures in (("validated_intervals", validated), ("interval_estimates", estimates)):
+    key = day.isoformat()
+    db = store.get_store()
+    validated, estimates = day_figures(db, day)
+    for asset, figures in (("validated_intervals", validated), ("interval_estimates", estimates)):
         context.log_event(
-            dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=as_metadata(figures))
+            dg.AssetMaterialization(asset_key=asset, partition=key, metadata=as_metadata(figures))
         )
+    threshold = utility.config.vee_config().default.completeness_threshold
+    result = checks.gx_result(current_intervals(db, key, key), key, threshold)
+    context.log_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("interval_estimates"),
+            check_name="interval_estimates_gx",
+            passed=result.passed,
+            metadata=result.metadata,
+            severity=result.severity,
+            description=result.description,
+            blocking=True,
+            partition=key,
+            target_materialization_data=checks.latest_materialization(context.instance, key),
+        )
+    )
 
 
 @dg.graph(description="VEE of one operating day in meter shards: profile sums, then VEE, shard by shard.")
