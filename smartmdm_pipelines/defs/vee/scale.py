@@ -103,19 +103,7 @@ def record_vee_day(
         )
     threshold = utility.config.vee_config().default.completeness_threshold
     result = checks.gx_result(current_intervals(db, key, key), key, threshold)
-    context.log_event(
-        dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey("interval_estimates"),
-            check_name="interval_estimates_gx",
-            passed=result.passed,
-            metadata=result.metadata,
-            severity=result.severity,
-            description=result.description,
-            blocking=True,
-            partition=key,
-            target_materialization_data=checks.latest_materialization(context.instance, key),
-        )
-    )
+    context.log_event(checks.day_evaluation(context.instance, result, key))
 
 
 @dg.graph(description="VEE of one operating day in meter shards: profile sums, then VEE, shard by shard.")
