@@ -28,6 +28,7 @@ from smartmdm_pipelines.domain.vee.day import EXCEPTION_COLUMNS, DayInputs, DayR
 from smartmdm_pipelines.domain.vee.estimate import estimate_day
 from smartmdm_pipelines.domain.vee.history import daily_usage
 from smartmdm_pipelines.domain.vee.incremental import rows_to_write
+from smartmdm_pipelines.domain.vee.shards import Shard
 from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.services.outbox import emit_versions
@@ -167,13 +168,21 @@ def load_history(store: Store, day: dt.date, series: pd.DataFrame, weeks: int) -
 
 
 @contextlib.contextmanager
-def day_transaction(store: Store, day: dt.date) -> Iterator[sa.Connection]:
+def day_transaction(store: Store, day: dt.date, shard: Shard | None = None) -> Iterator[sa.Connection]:
     """The transaction that writes ``day``'s interval versions, serialised with every other
     writer of that day (the real-time path and Dagster's VEE runs) through the store's named lock
     (``Store.begin_locked``): each writer's version comparison (``INSERT … SELECT`` of version + 1)
-    sees the other's committed versions, so no version is numbered twice and none is lost."""
-    with store.begin_locked(f"vee_day:{day.isoformat()}") as conn:
-        yield conn
+    sees the other's committed versions, so no version is numbered twice and none is lost.
+
+    A meter shard's run locks ``vee_day:<day>:shard:<i>/<n>`` within the day's lock: shards of
+    one day (disjoint meters) write side by side; a whole-day writer waits for them."""
+    name = f"vee_day:{day.isoformat()}"
+    if shard is None:
+        with store.begin_locked(name) as conn:
+            yield conn
+    else:
+        with store.begin_locked(f"{name}:shard:{shard.label}", within=name) as conn:
+            yield conn
 
 
 def run_day(
@@ -183,6 +192,8 @@ def run_day(
     meters: list[str] | None = None,
     after_write: Callable[[sa.Connection, pd.Timestamp], None] | None = None,
     new_files: list[int] | None = None,
+    shard: Shard | None = None,
+    class_profile_parts: pd.DataFrame | None = None,
 ) -> VeeRun:
     """VEE of ``day`` (of only ``meters`` when given: the same rules, estimation and versioning
     on the meter-days a delivery touched). ``after_write(conn, now)`` runs in the transaction
@@ -191,12 +202,19 @@ def run_day(
     ``new_files`` (the real-time path, with ``meters``): the deliveries just received. Each
     series is validated up to its latest read (the day's future is not a gap), the day rules,
     exception queue and daily usage are left to the daily run, and only the intervals
-    ``domain.vee.incremental.rows_to_write`` picks are compared and versioned."""
+    ``domain.vee.incremental.rows_to_write`` picks are compared and versioned.
+
+    ``shard`` (with ``meters``: the meters of that shard, services/vee_shards.py): the shard's
+    lock instead of the whole day's; ``class_profile_parts``: the class-profile sums of every
+    shard of the day, so the shard estimates exactly as the whole day would."""
     incremental = new_files is not None
     if incremental and meters is None:
         raise ValueError("a real-time VEE pass (new_files) names its meters")
+    if shard is not None and meters is None:
+        raise ValueError("a meter shard's VEE run names the shard's meters")
     inputs = load_inputs(store, day, cfg, meters_only=meters)
     inputs.through_last_read = incremental
+    inputs.class_profile_parts = class_profile_parts
     validated = validate_day(inputs)
     todo = validated.intervals.loc[
         validated.intervals["status"].isin(["suspect", "missing"]), ["meter_id", "channel"]
@@ -205,7 +223,7 @@ def run_day(
     estimated = estimate_day(validated, inputs)
     now = pd.Timestamp.now(tz="UTC")
     frame = estimated.intervals
-    with day_transaction(store, day) as conn:
+    with day_transaction(store, day, shard) as conn:
         if incremental:
             flagged = _stored_flagged(store, conn, day, cfg, meters)
             frame = frame[rows_to_write(frame, new_files, flagged, inputs.catalog)]

@@ -310,6 +310,28 @@ vee_exceptions = sa.Table(
     _ts("created_at", nullable=False),
 )
 
+vee_profile_parts = sa.Table(
+    "vee_profile_parts",
+    metadata,
+    sa.Column("read_day", sa.Date, nullable=False),
+    sa.Column(
+        "shard_count", sa.Integer, nullable=False, comment="the day was split into this many meter shards"
+    ),
+    sa.Column("shard", sa.Integer, nullable=False, comment="0 … shard_count − 1"),
+    sa.Column("level", sa.String, nullable=False, comment="fine (with customer class) | coarse"),
+    sa.Column("commodity", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("interval_seconds", sa.String, nullable=False),
+    sa.Column("customer_class", sa.String, nullable=False, comment="'' at the coarse level"),
+    sa.Column("slot", sa.Integer, nullable=False, comment="minute of the local day"),
+    sa.Column("value_sum", sa.Double, nullable=False, comment="sum of the valid values"),
+    sa.Column("value_count", sa.BigInteger, nullable=False, comment="number of valid values"),
+    comment="Class-profile sums of one meter shard of a VEE day (services/vee_shards.py): every shard "
+    "estimates with the whole day's class profile. A working table: each shard's first step "
+    "replaces its rows.",
+)
+
+
 # Indexes that serve the partition-replace and read paths.
 sa.Index("ix_raw_reads_day", raw_reads.c.read_day)
 sa.Index("ix_raw_reads_file", raw_reads.c.file_id)
@@ -320,6 +342,7 @@ sa.Index("ix_intervals_day", intervals.c.read_day)
 sa.Index("ix_vee_exceptions_status", vee_exceptions.c.status)
 sa.Index("ix_vee_exceptions_day", vee_exceptions.c.read_day)
 sa.Index("ix_daily_usage_day", daily_usage.c.read_day)
+sa.Index("ix_vee_profile_parts_day", vee_profile_parts.c.read_day, vee_profile_parts.c.shard_count)
 sa.Index("ix_intervals_meter_end", intervals.c.meter_id, intervals.c.channel, intervals.c.interval_end)
 # unique: two writers refreshing the same hours at once cannot both insert (one fails and retries)
 sa.Index(

@@ -52,17 +52,29 @@ class Store:
             yield conn
 
     @contextmanager
-    def begin_locked(self, key: str) -> Iterator[sa.Connection]:
+    def begin_locked(self, key: str, *, within: str | None = None) -> Iterator[sa.Connection]:
         """One transaction that holds the lock named ``key`` to its end, so that two writers of the
         same thing (two closes of one billing period, …) take turns instead of interleaving their
         read-then-write. PostgreSQL: a transaction-scoped advisory lock, across processes. DuckDB
-        has one writing process; its threads take a process lock of that name."""
+        has one writing process; its threads take a process lock of that name.
+
+        ``within``: ``key`` names a part of the thing ``within`` names (a meter shard of a VEE day).
+        The transaction also holds ``within`` in shared mode (PostgreSQL), so writers of different
+        parts run side by side while a writer of the whole (which takes ``within`` itself) waits
+        for them and they for it. DuckDB (one writing process) takes ``within`` exclusively."""
         if self.backend == "postgresql":
             with self.engine.begin() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+                lock = "SELECT pg_advisory_xact_lock{}(hashtextextended(:k, 0))"
+                if within is not None:
+                    conn.execute(sa.text(lock.format("_shared")), {"k": within})
+                conn.execute(sa.text(lock.format("")), {"k": key})
                 yield conn
         else:
-            with _process_lock(self.url, key), self.engine.begin() as conn:
+            with contextlib.ExitStack() as locks:
+                if within is not None:
+                    locks.enter_context(_process_lock(self.url, within))
+                locks.enter_context(_process_lock(self.url, key))
+                conn = locks.enter_context(self.engine.begin())
                 yield conn
 
     def dispose(self) -> None:

@@ -68,6 +68,9 @@ class DayInputs:
     holidays: frozenset = frozenset()
     config: VeeConfig = field(default_factory=VeeConfig)
     catalog: Catalog | None = None  # set by validate_day: the integer keys of this day
+    # a meter shard's run (domain/vee/class_profiles.py): the class-profile sums and counts of every
+    # shard of the day, so E5 estimates with the whole day's profile; None: this frame's own
+    class_profile_parts: pd.DataFrame | None = None
     # meter-day exceptions found before validation (register decreases met deriving intervals):
     # meter_id, channel, rule, severity, detail, intervals, period_start, period_end
     exceptions: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import local_day_bounds, operating_day
 from smartmdm_pipelines.domain.vee import estimation, rules
+from smartmdm_pipelines.domain.vee.class_profiles import profiles_from_parts
 from smartmdm_pipelines.domain.vee.config import VeeConfig
 from smartmdm_pipelines.domain.vee.day import STATUSES, DayInputs, DayResult
 from smartmdm_pipelines.domain.vee.history import day_type, prepare_history, slots
@@ -68,7 +69,10 @@ def estimate_day(
         context = _context_rows(history_all, work, start, end)
         work = pd.concat([work, context], ignore_index=True)
         work = work.iloc[np.lexsort((work["t"].to_numpy(), work["sid"].to_numpy()))].reset_index(drop=True)
-        profiles = estimation.class_profiles(full) if "class_profile" in methods else None
+        profiles = None
+        if "class_profile" in methods:
+            parts = inp.class_profile_parts
+            profiles = estimation.class_profiles(full) if parts is None else profiles_from_parts(parts, full)
         target_type = day_type(pd.Series([inp.day]), inp.holidays).iloc[0]
         totals = day_totals(work, inp).dropna(subset=["reg_start", "reg_end"])
         dials = totals["dials"].fillna(0).astype("int64").to_numpy()

@@ -253,7 +253,7 @@ def align(grid: pd.DataFrame, winners: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     sorted_wk = wk[order]
     pos = np.clip(np.searchsorted(sorted_wk, gk), 0, max(len(sorted_wk) - 1, 0))
     hit = (sorted_wk[pos] == gk) if len(sorted_wk) else np.zeros(len(gk), dtype=bool)
-    src = order[pos]
+    src = order[pos] if len(order) else np.zeros(len(gk), dtype=np.int64)  # no read at all: nothing hit
     merged = grid.copy()
     for col, fill in (
         ("value", np.nan),
