@@ -32,16 +32,21 @@ def test_ingestion_job_runs_on_a_postgres_backed_instance(
     monkeypatch.setenv("SMARTMDM_DATABASE_URL", postgres_url)
     monkeypatch.setenv("SMARTMDM_LANDING_SETTLE_SECONDS", "0")
     db_name = sa.engine.make_url(postgres_url).database
-    # the same storage block as the repository's dagster.yaml, with the values resolved
-    storage = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["storage"]
+    # the repository's dagster.yaml (storage, run queue, run retries …), with the values resolved
+    deploy = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    deploy.pop("telemetry")
+    storage = deploy["storage"]
     storage["postgres"]["postgres_db"].update(
         hostname=PG_HOST, port=PG_PORT, username=PG_USER, password="", db_name=db_name
     )
     from smartmdm_pipelines.definitions import defs
 
     definitions = defs()
-    with dg.instance_for_test(overrides={"storage": storage}) as instance:
+    with dg.instance_for_test(overrides=deploy) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        # a run whose worker died is launched again; a step that failed on its own is not
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
         interval_file(data / "landing" / "ami-east_20241103.csv", ["E1", "E2", "E3"], "2024-11-03")
         [run] = run_requests(definitions, instance, sensor_tick(definitions, instance))
         assert run.success
