@@ -20,7 +20,7 @@ from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services.dispatch import Dispatcher
 from smartmdm_pipelines.services.ingestion import FileSummary
 from smartmdm_pipelines.services.portal_alerts import after_vee as alerts_after_vee
-from smartmdm_pipelines.services.realtime import RealtimeVee, ingest_body, validate_pending
+from smartmdm_pipelines.services.realtime import RealtimeVee, ingest_body, sweep_spool, validate_pending
 from smartmdm_pipelines.store.store import Store
 
 log = logging.getLogger("smartmdm.serve")
@@ -55,6 +55,8 @@ class Runtime:
     def start(self) -> None:
         if not self.settings.workers:
             return
+        for folder in sweep_spool(self.settings.config):  # what a killed process left mid-push
+            log.info("removed the stale push folder %s", folder)
         if self.settings.report_to_dagster:
             from smartmdm_pipelines.server.dagster_events import Reporter
 

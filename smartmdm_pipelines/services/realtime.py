@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import tempfile
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,8 @@ from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.store.store import Store
 
 CHANNELS = ("http", "mqtt", "pull")
+SPOOL = "spool"
+STALE_SPOOL_SECONDS = 3600  # no push takes an hour to parse and load
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -75,7 +79,7 @@ def ingest_body(
     sha = hashlib.sha256(body).hexdigest()
     generated = f"{channel}-{source}-{received.strftime('%Y%m%dT%H%M%S%f')}-{sha[:8]}"
     name = delivery_file_name(name, generated)
-    spool = config.data_dir / "spool"
+    spool = config.data_dir / SPOOL
     spool.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spool) as folder:
         path = Path(folder) / name
@@ -90,6 +94,24 @@ def ingest_body(
             channel=channel,
         )
         return _ingest_delivery(store, config, delivery, received, write_lock)
+
+
+def sweep_spool(config: UtilityConfig, older_than_seconds: float = STALE_SPOOL_SECONDS) -> list[Path]:
+    """Remove the temporary folders of pushes that a killed process left in the spool (a push is
+    written to ``spool/tmp…/`` while it is parsed and loaded, then the folder goes). The delivery
+    itself was committed or not (the head-end re-sends what was not acknowledged), so the folder
+    holds nothing the store needs. Only folders untouched for ``older_than_seconds`` are removed:
+    another worker process of the service may be writing a fresh one. Returns those removed."""
+    spool = config.data_dir / SPOOL
+    if not spool.is_dir():
+        return []
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for folder in spool.iterdir():
+        if folder.is_dir() and folder.name.startswith("tmp") and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @dataclass
