@@ -71,3 +71,38 @@ def test_two_ingests_of_one_file_load_it_once(
     assert store.count("raw_reads") == 96
     files = store.read_frame("SELECT rows_in, rows_loaded, rows_rejected FROM headend_files")
     assert len(files) == 1 and int(files["rows_loaded"].iloc[0]) == 96
+
+
+def test_two_ingest_processes_of_one_file_load_it_once(store_url: str, tmp_path: Path) -> None:
+    """Two `smartmdm ingest` processes started together on the same file (an operator and a cron
+    job): whatever the interleaving — on PostgreSQL both race to register, on DuckDB the second
+    waits for the first's file lock — the rows are loaded once, one process reports the load and
+    the other a duplicate, and neither fails."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    Store(store_url).dispose()  # the schema exists before either process starts
+    path = interval_file(tmp_path / "drop" / "ami-east_20240311.csv", ["E1", "E2", "E3"], "2024-03-11")
+    env = {
+        **os.environ,
+        "SMARTMDM_DATABASE_URL": store_url,
+        "SMARTMDM_DATA_DIR": str(tmp_path / "data"),
+        "SMARTMDM_STORE_BUSY_WAIT": "120",
+    }
+    command = [sys.executable, "-m", "smartmdm_pipelines.cli", "ingest", "--no-archive", str(path)]
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (_out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err
+        assert "Traceback" not in err
+    statuses = sorted(json.loads(out)["status"] for out, _ in outputs)  # one summary per file
+    assert statuses == ["duplicate", "loaded"]
+    check = Store(store_url)
+    assert check.count("headend_files") == 1
+    assert check.count("raw_reads") == 3 * 96
+    check.dispose()
