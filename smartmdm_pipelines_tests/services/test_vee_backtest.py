@@ -14,13 +14,12 @@ import pytest
 from smartmdm_pipelines import cli
 from smartmdm_pipelines.config import load_config
 from smartmdm_pipelines.domain.vee.backtest import BacktestOptions
-from smartmdm_pipelines.services.cis_sync import sync_master_data
-from smartmdm_pipelines.services.ingestion import ingest_file
 from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.services.vee_backtest import BacktestError, run_backtest
 from smartmdm_pipelines.simulate import SimulationSpec, generate
 from smartmdm_pipelines.store.intervals import current_intervals_sql
 from smartmdm_pipelines.store.store import Store
+from smartmdm_pipelines_tests.scale.utility import load
 
 START = dt.date(2024, 3, 4)
 DAYS = 21
@@ -37,13 +36,8 @@ def simulation(tmp_path_factory) -> Path:
 def load_utility(store: Store, sim: Path, data_dir: Path) -> None:
     """Master data, every head-end file, and VEE on every operating day, as production would."""
     cfg = load_config(data_dir=data_dir)
-    sync_master_data(store, sim / "cis")
-    for path in sorted((sim / "headend").iterdir()):
-        if path.is_file():
-            ingest_file(store, path, cfg, archive=False)
-    days = store.read_frame("SELECT DISTINCT read_day FROM raw_reads ORDER BY read_day")["read_day"]
-    for day in days:
-        run_day(store, pd.Timestamp(day).date(), cfg)
+    for day in load(store, sim, data_dir):
+        run_day(store, day, cfg)
 
 
 @pytest.fixture(scope="module")
