@@ -1,4 +1,4 @@
-"""Real-time commands of the `smartmdm` CLI: ``serve`` and ``outbox status | dead | replay``."""
+"""Real-time commands of the `smartmdm` CLI: ``serve`` and ``outbox status | dead | replay | purge``."""
 
 from __future__ import annotations
 
@@ -53,11 +53,36 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             else:
                 print(frame.to_string(index=False))
             return 0
+        if args.action == "purge":
+            return _purge(store, args)
         n = outbox.replay(store, args.message_id or None, args.destination)
         print(f"{n} dead-lettered record(s) queued again")
         return 0
     finally:
         store.dispose()
+
+
+def _purge(store, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from smartmdm_pipelines.services.outbox_retention import purge_delivered
+
+    report = purge_delivered(
+        store,
+        pd.Timedelta(days=args.older_than_days),
+        actor=args.by,
+        reason=args.reason,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    verb = "would remove" if report.dry_run else "removed"
+    per = ", ".join(f"{d} {n:,}" for d, n in sorted(report.removed.items())) or "none"
+    print(
+        f"{verb} {report.total:,} delivered record(s) delivered before {report.cutoff:%Y-%m-%d %H:%M} UTC ({per})"
+    )
+    return 0
 
 
 def register(sub) -> None:
@@ -83,4 +108,15 @@ def register(sub) -> None:
     q = ob.add_parser("replay", help="queue dead-lettered records again (all, or --message-id …)")
     q.add_argument("--message-id", action="append", help="only this record (repeatable)")
     q.add_argument("--destination", choices=["cis", "portal"])
+    q = ob.add_parser(
+        "purge",
+        help="remove push records delivered more than N days ago (pending, dead and cycle-close rows stay)",
+    )
+    q.add_argument(
+        "--older-than-days", type=float, default=7.0, help="grace period after delivery (default 7)"
+    )
+    q.add_argument("--by", required=True, help="who purges (audit log)")
+    q.add_argument("--reason", required=True, help="why (audit log)")
+    q.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    q.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_outbox)
