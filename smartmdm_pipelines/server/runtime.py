@@ -165,7 +165,11 @@ class Runtime:
         self.push_wanted.append(wanted)
         rt = self.settings.config.realtime
         dispatcher = Dispatcher(
-            self.store, target, batch_size=rt.push_batch_size, timeout=rt.push_timeout_seconds
+            self.store,
+            target,
+            batch_size=rt.push_batch_size,
+            max_batch_size=rt.push_max_batch_size,
+            timeout=rt.push_timeout_seconds,
         )
         while not self.stop_event.is_set():
             try:

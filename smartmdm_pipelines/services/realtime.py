@@ -184,20 +184,28 @@ class IngestBatcher:
                     self._cond.wait()
                 if all(w.done for w in mine):
                     return [w.outcome for w in mine]  # type: ignore[misc]
-                self._writing = True
-                group = self._waiting[: self.max_deliveries]
-                del self._waiting[: self.max_deliveries]
+                self._writing = True  # this caller writes what is waiting, its own and others'
+            group: list[_Waiting] = []
+            outcomes: list[FileSummary | Exception] = []
             try:
                 with self.write_lock or contextlib.nullcontext():
-                    outcomes = write_deliveries(self.store, self.config, [w.prepared for w in group])
-            except Exception as exc:  # write_deliveries reports per delivery; this is unexpected
-                outcomes = [exc] * len(group)
-            with self._cond:
-                for w, outcome in zip(group, outcomes, strict=True):
-                    w.outcome, w.done = outcome, True
-                self._writing = False
-                self.transactions += 1
-                self._cond.notify_all()
+                    with self._cond:  # taken once the lock is ours: what arrived meanwhile comes too
+                        group = self._waiting[: self.max_deliveries]
+                        del self._waiting[: self.max_deliveries]
+                    try:
+                        outcomes = write_deliveries(self.store, self.config, [w.prepared for w in group])
+                    except Exception as exc:  # write_deliveries reports per delivery; this is unexpected
+                        outcomes = [exc] * len(group)
+            finally:
+                with self._cond:
+                    for i, w in enumerate(group):
+                        w.outcome = (
+                            outcomes[i] if i < len(outcomes) else RuntimeError("the write was interrupted")
+                        )
+                        w.done = True
+                    self._writing = False
+                    self.transactions += 1
+                    self._cond.notify_all()
 
 
 @dataclass
