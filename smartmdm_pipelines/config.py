@@ -209,6 +209,8 @@ class RealtimeSettings(_Strict):
     mqtt_host: str = "127.0.0.1"  # $SMARTMDM_MQTT_HOST overrides; $SMARTMDM_MQTT=off disables
     mqtt_port: int = Field(1883, gt=0, lt=65536)
     push_batch_size: int = Field(1000, gt=0)  # records per POST to the CIS and the portal
+    # with more than push_batch_size records pending (a burst's backlog) a POST takes up to this many
+    push_max_batch_size: int = Field(10_000, gt=0)
     push_timeout_seconds: float = Field(10.0, gt=0)
     backlog_max_age_seconds: float = Field(300.0, gt=0)  # the outbox asset check fails past this
     pull: list[PullHeadend] = Field(default_factory=list)

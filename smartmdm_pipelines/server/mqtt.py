@@ -6,7 +6,8 @@ A message is acknowledged (PUBACK) only after its delivery is committed to the s
 crash before that makes the broker redeliver it; a redelivered message has the same bytes, so
 ingestion sees a duplicate and nothing is loaded twice. Messages are queued by the network
 thread and ingested by one worker thread, which keeps the connection's keep-alive answered
-while a large delivery loads.
+while a large delivery loads; the worker takes every message waiting (up to ``MAX_BATCH``) and
+stores them together (``handle_many``: one transaction), then acknowledges each one stored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 DEFAULT_PREFIX = "smartmdm"
+MAX_BATCH = 50  # messages stored together (one transaction) when that many are waiting
 log = logging.getLogger("smartmdm.mqtt")
 
 
@@ -45,8 +47,13 @@ class Subscriber:
         client_id: str = "smartmdm-serve",
         prefix: str = DEFAULT_PREFIX,
         stop: threading.Event | None = None,
+        handle_many: Callable[[list[tuple[str, bytes]]], list] | None = None,
     ) -> None:
+        """``handle(source, body)`` stores one delivery (raising if it could not); ``handle_many``
+        stores several ((source, body) each) and returns the outcome of each, an exception for
+        one it could not store."""
         self.host, self.port, self.handle = host, port, handle
+        self.handle_many = handle_many
         self.prefix, self.topic = prefix, topic_filter(prefix)
         self.stop_event = stop or threading.Event()
         self.inbox: queue.Queue = queue.Queue()
@@ -84,20 +91,45 @@ class Subscriber:
     def _work(self) -> None:
         while not self.stop_event.is_set():
             try:
-                message = self.inbox.get(timeout=0.2)
+                messages = [self.inbox.get(timeout=0.2)]
             except queue.Empty:
                 continue
-            source = source_of(message.topic, self.prefix)
+            while len(messages) < MAX_BATCH:
+                try:
+                    messages.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self._store(messages)
+
+    def _store(self, messages: list) -> None:
+        """Store the messages (together when there are several), then acknowledge each one stored
+        (or ignored); one that could not be stored is not acknowledged."""
+        sources = [source_of(m.topic, self.prefix) for m in messages]
+        valid = [i for i, s in enumerate(sources) if s is not None]
+        outcomes: dict[int, object] = {}
+        if self.handle_many is not None and len(valid) > 1:
             try:
-                if source is None:
-                    log.warning(
-                        "MQTT: ignored a message on %s (not smartmdm/headend/{source}/reads)", message.topic
-                    )
-                else:
-                    self.handle(source, message.payload)
-            except Exception:  # not acknowledged: the broker redelivers it after a reconnect
-                log.exception(
-                    "MQTT: a delivery on %s could not be stored; it stays unacknowledged", message.topic
+                results = list(self.handle_many([(sources[i], messages[i].payload) for i in valid]))
+            except Exception as exc:  # none stored
+                results = [exc] * len(valid)
+            outcomes = dict(zip(valid, results, strict=True))
+        else:
+            for i in valid:
+                try:
+                    outcomes[i] = self.handle(sources[i], messages[i].payload)
+                except Exception as exc:
+                    outcomes[i] = exc
+        for i, message in enumerate(messages):
+            if sources[i] is None:
+                log.warning(
+                    "MQTT: ignored a message on %s (not smartmdm/headend/{source}/reads)", message.topic
+                )
+            elif isinstance(outcomes[i], BaseException):
+                # not acknowledged: the broker redelivers it after a reconnect
+                log.error(
+                    "MQTT: a delivery on %s could not be stored; it stays unacknowledged",
+                    message.topic,
+                    exc_info=outcomes[i],
                 )
                 continue
             if message.qos > 0:

@@ -2,7 +2,8 @@
 the MQTT subscriber and the runless asset events Dagster shows.
 
 With DuckDB the service is the store's single writer process (DuckDB allows one); inside the
-process deliveries are written one at a time (a lock; one is parsed while another is written),
+process deliveries are written one transaction at a time (a lock; others are parsed meanwhile,
+and the deliveries waiting when a write starts go together in it: ``IngestBatcher``),
 while the single VEE worker validates the committed ones concurrently: a head-end's 202 or
 PUBACK never waits for a VEE pass. The dispatchers only update their own outbox rows.
 """
@@ -20,7 +21,14 @@ from smartmdm_pipelines.server.settings import ServerSettings
 from smartmdm_pipelines.services.dispatch import Dispatcher
 from smartmdm_pipelines.services.ingestion import FileSummary
 from smartmdm_pipelines.services.portal_alerts import after_vee as alerts_after_vee
-from smartmdm_pipelines.services.realtime import RealtimeVee, ingest_body, sweep_spool, validate_pending
+from smartmdm_pipelines.services.realtime import (
+    IngestBatcher,
+    RealtimeVee,
+    ingest_bodies,
+    ingest_body,
+    sweep_spool,
+    validate_pending,
+)
 from smartmdm_pipelines.store.store import Store
 
 log = logging.getLogger("smartmdm.serve")
@@ -34,6 +42,8 @@ class Runtime:
         self.vee_wanted = threading.Event()
         self.push_wanted: list[threading.Event] = []  # one per dispatcher
         self.ingest_lock = threading.Lock() if self.store.backend == "duckdb" else None
+        # deliveries waiting to be written go together in one transaction (group commit)
+        self.batcher = IngestBatcher(self.store, settings.config, self.ingest_lock)
         self.alerts_lock = threading.Lock()  # alert evaluation runs after VEE passes and on a timer
         self.threads: list[threading.Thread] = []
         self.subscriber = None
@@ -44,11 +54,24 @@ class Runtime:
 
     def ingest(self, source: str, body: bytes, channel: str, name: str | None = None) -> FileSummary:
         summary = ingest_body(
-            self.store, self.settings.config, source, body, channel, name, write_lock=self.ingest_lock
+            self.store, self.settings.config, source, body, channel, name, batcher=self.batcher
         )
         if summary.status != "duplicate":
             self.vee_wanted.set()
         return summary
+
+    def ingest_many(self, items: list[tuple[str, bytes]], channel: str) -> list[FileSummary | Exception]:
+        """Several deliveries ((source, body) each) parsed in turn and written together; the
+        outcome of each (its summary, or the exception that kept it out of the store)."""
+        outcomes = ingest_bodies(
+            self.store,
+            self.settings.config,
+            [(source, body, channel, None) for source, body in items],
+            batcher=self.batcher,
+        )
+        if any(isinstance(o, FileSummary) and o.status != "duplicate" for o in outcomes):
+            self.vee_wanted.set()
+        return outcomes
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -71,6 +94,7 @@ class Runtime:
                 self.settings.mqtt_host,
                 self.settings.mqtt_port,
                 lambda source, body: self.ingest(source, body, "mqtt"),
+                handle_many=lambda items: self.ingest_many(items, "mqtt"),
                 client_id=self.settings.mqtt_client_id
                 or "smartmdm-serve-" + hashlib.sha256(self.store.url.encode()).hexdigest()[:12],
                 prefix=self.settings.mqtt_prefix,
@@ -141,7 +165,11 @@ class Runtime:
         self.push_wanted.append(wanted)
         rt = self.settings.config.realtime
         dispatcher = Dispatcher(
-            self.store, target, batch_size=rt.push_batch_size, timeout=rt.push_timeout_seconds
+            self.store,
+            target,
+            batch_size=rt.push_batch_size,
+            max_batch_size=rt.push_max_batch_size,
+            timeout=rt.push_timeout_seconds,
         )
         while not self.stop_event.is_set():
             try:

@@ -1,5 +1,9 @@
 """The outbox dispatcher: POST pending records in batches to a push destination (docs/cis.md).
 
+A batch is ``batch_size`` records (the contract's 1,000), or up to ``max_batch_size`` when more
+are pending (a burst's backlog: fewer POSTs, reads and commits per record; the default
+``max_batch_size`` is ``batch_size``, the service's ``realtime.push_max_batch_size`` 10,000).
+
 At-least-once with stable ids: a batch's rows get their ``Idempotency-Key`` (a hash of the
 batch's message ids) stored *before* the POST, so a batch interrupted by a crash is re-sent
 with the same key and the same records. Records go out in outbox order per destination and a
@@ -51,6 +55,7 @@ class Dispatcher:
         target: PushTarget,
         *,
         batch_size: int = 1000,
+        max_batch_size: int | None = None,
         timeout: float = 10.0,
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
@@ -62,6 +67,7 @@ class Dispatcher:
         self.store = store
         self.target = target
         self.batch_size = batch_size
+        self.max_batch_size = max(batch_size, max_batch_size or batch_size)
         self.timeout = timeout
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -74,12 +80,13 @@ class Dispatcher:
 
     def _head_batch(self) -> pd.DataFrame:
         """The batch at the head of the queue: the one already keyed (a retry, or one a crash
-        interrupted), else the next ``batch_size`` pending records, keyed now."""
+        interrupted), else the next pending records, keyed now: ``batch_size`` of them, or up to
+        ``max_batch_size`` when more are pending."""
         d = {"d": self.target.destination}
         # the head of the queue and the records behind it, in one read (the usual case: none keyed)
         head = self.store.read_frame(
             "SELECT * FROM outbox WHERE destination = :d AND state = 'pending' ORDER BY seq LIMIT :n",
-            {**d, "n": self.batch_size},
+            {**d, "n": self.max_batch_size},
         )
         if head.empty:
             return head

@@ -430,6 +430,39 @@ def _ingest_delivery(
     only while the delivery is registered and loaded: a process that serialises its writers
     (DuckDB) still parses one delivery while it writes another. ``landed``: the path of the
     landed file to be archived after it (its ``archive_path`` until then)."""
+    prepared = prepare_delivery(store, config, delivery, received, landed)
+    if isinstance(prepared, FileSummary):
+        return prepared
+    with write_lock or contextlib.nullcontext():
+        (outcome,) = write_deliveries(store, config, [prepared])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+@dataclass
+class PreparedDelivery:
+    """A delivery parsed and summarised, ready to be registered and loaded (``write_deliveries``)."""
+
+    delivery: _Delivery
+    parsed: ParsedFile
+    key: str  # its idempotency key (sha256, or the empty-delivery key)
+    received: pd.Timestamp
+    summary: FileSummary
+    days: ReadDays
+    landed: str | None = None
+
+
+def prepare_delivery(
+    store: Store,
+    config: UtilityConfig,
+    delivery: _Delivery,
+    received: pd.Timestamp,
+    landed: str | None = None,
+) -> FileSummary | PreparedDelivery:
+    """Everything of a delivery's ingestion that needs no write: the duplicate check (a
+    ``duplicate`` summary when its key is registered already), parsing, the meter map, the
+    operating days and the summary."""
     key = delivery.sha
     duplicate = _known(store, key, delivery.label)
     if duplicate is not None:
@@ -440,19 +473,102 @@ def _ingest_delivery(
         duplicate = _known(store, key, delivery.label)
         if duplicate is not None:
             return duplicate
+    unmapped = _map_meter_ids(parsed, config, delivery.source)
+    tz = config.utility.timezone
+    days = ReadDays.of(parsed, tz)
+    summary = summarise(delivery.label, key, parsed, tz, days)
+    summary.unmapped_meters = unmapped
+    return PreparedDelivery(delivery, parsed, key, received, summary, days, landed)
+
+
+def write_deliveries(
+    store: Store, config: UtilityConfig, batch: list[PreparedDelivery]
+) -> list[FileSummary | Exception]:
+    """Register and load prepared deliveries in ONE transaction (one insert per table, one
+    commit), each with its own ``headend_files`` row, accounting and rejected rows; the outcome of
+    each, in order. A key already registered (or earlier in the batch: the same bytes pushed
+    twice at once) makes that delivery a ``duplicate`` of the registered one. If the transaction
+    fails (a delivery the store refuses, the same bytes registered by another process meanwhile),
+    each delivery is written on its own, so one bad delivery does not sink the others: its
+    outcome is then its exception (or ``duplicate``, when another writer registered its key)."""
+    if not batch:
+        return []
     try:
-        with write_lock or contextlib.nullcontext():
-            return _register_delivery(
-                store, config, parsed, delivery, key=key, received=received, landed=landed
-            )
-    except Exception:  # the driver's own error class: bulk loads go through its COPY/Arrow paths
-        # the same bytes registered at the same moment by another process or thread (two sensor
-        # runs, an HTTP push and a file drop): the unique sha256 refused our copy, theirs stands;
-        # any other failure is raised as it was
-        duplicate = _known(store, key, delivery.label)
-        if duplicate is None:
-            raise
-        return duplicate
+        return _write_together(store, config, batch)
+    except Exception:
+        if len(batch) == 1:
+            duplicate = _known(store, batch[0].key, batch[0].delivery.label)
+            if duplicate is None:
+                raise
+            return [duplicate]
+    outcomes: list[FileSummary | Exception] = []
+    for prepared in batch:
+        try:
+            outcomes += write_deliveries(store, config, [prepared])
+        except Exception as exc:  # the driver's own error class: reported to this delivery's sender
+            outcomes.append(exc)
+    return outcomes
+
+
+def _write_together(
+    store: Store, config: UtilityConfig, batch: list[PreparedDelivery]
+) -> list[FileSummary | Exception]:
+    keys = [p.key for p in batch]
+    outcomes: list[FileSummary | Exception | None] = [None] * len(batch)
+    with store.begin() as conn:
+        known = store.read_frame(
+            "SELECT sha256, file_id FROM headend_files WHERE sha256 IN (SELECT unnest(:k))", {"k": keys}, conn
+        )
+        owner = {str(k): int(f) for k, f in zip(known["sha256"], known["file_id"], strict=True)}
+        new = []
+        for i, p in enumerate(batch):
+            if p.key in owner:  # registered meanwhile, or by an earlier delivery of this batch
+                outcomes[i] = _duplicate(p.key, p.delivery.label, owner[p.key])
+            else:
+                owner[p.key] = -1 - i  # the file id is known below
+                new.append(i)
+        if new:
+            ids = store.read_frame(
+                "SELECT nextval('headend_file_id_seq') AS file_id FROM generate_series(1, :n)",
+                {"n": len(new)},
+                conn,
+            )["file_id"]
+            file_ids = sorted(int(f) for f in ids)  # in arrival order
+            for i, file_id in zip(new, file_ids, strict=True):
+                batch[i].summary.file_id = file_id
+                owner[batch[i].key] = file_id
+            for i, p in enumerate(batch):  # duplicates of a delivery earlier in the batch
+                outcome = outcomes[i]
+                if isinstance(outcome, FileSummary) and (outcome.duplicate_of or 0) < 0:
+                    outcome.duplicate_of = owner[p.key]
+            chosen = [batch[i] for i in new]
+            store.bulk_insert("headend_files", pd.DataFrame([_registry_row(p) for p in chosen]), conn)
+            for table, frames in (
+                (
+                    "raw_reads",
+                    [_with_file(p.parsed.intervals, p.summary.file_id, p.days.intervals) for p in chosen],
+                ),
+                (
+                    "register_reads",
+                    [_with_file(p.parsed.registers, p.summary.file_id, p.days.registers) for p in chosen],
+                ),
+                (
+                    "meter_events",
+                    [_with_file(p.parsed.events, p.summary.file_id, p.days.events) for p in chosen],
+                ),
+                ("rejected_rows", [_rejected(p) for p in chosen]),
+            ):
+                store.bulk_insert(table, _together(frames), conn)
+    for i in new:
+        p = batch[i]
+        summary = p.summary
+        tz = config.utility.timezone
+        summary.vee_days = days_to_validate(store, p.parsed, summary.read_days, tz, p.days)
+        # register reads of a source that derives intervals: the days their derived intervals span
+        derived = register_interval_days(store, p.parsed, p.delivery.source, config, summary.file_id)
+        summary.vee_days = sorted(set(summary.vee_days) | set(derived))
+        outcomes[i] = summary
+    return outcomes  # type: ignore[return-value]
 
 
 def _known(store: Store, key: str, label: str) -> FileSummary | None:
@@ -460,82 +576,74 @@ def _known(store: Store, key: str, label: str) -> FileSummary | None:
     existing = store.read_frame("SELECT file_id FROM headend_files WHERE sha256 = :sha", {"sha": key})
     if not len(existing):
         return None
+    return _duplicate(key, label, int(existing["file_id"].iloc[0]))
+
+
+def _duplicate(key: str, label: str, file_id: int) -> FileSummary:
     summary = FileSummary(file=label, sha256=key, format="", status="duplicate")
-    summary.duplicate_of = int(existing["file_id"].iloc[0])
+    summary.duplicate_of = file_id
     return summary
 
 
-def _register_delivery(
-    store: Store,
-    config: UtilityConfig,
-    parsed: ParsedFile,
-    delivery: _Delivery,
-    *,
-    key: str,
-    received: pd.Timestamp,
-    landed: str | None = None,
-) -> FileSummary:
-    """Register one delivery and load its rows, in one transaction."""
-    unmapped = _map_meter_ids(parsed, config, delivery.source)
-    tz = config.utility.timezone
-    days = ReadDays.of(parsed, tz)
-    summary = summarise(delivery.label, key, parsed, tz, days)
-    summary.unmapped_meters = unmapped
-    with store.begin() as conn:
-        file_id = int(store.execute("SELECT nextval('headend_file_id_seq')", conn=conn).scalar_one())
-        summary.file_id = file_id
-        registry = pd.DataFrame(
+def _registry_row(p: PreparedDelivery) -> dict:
+    parsed, summary, delivery = p.parsed, p.summary, p.delivery
+    return {
+        "file_id": summary.file_id,
+        "name": delivery.name,
+        "sha256": p.key,
+        "size_bytes": delivery.size,
+        "format": parsed.format,
+        "source": delivery.source.name,
+        "received_at": p.received,
+        "loaded_at": pd.Timestamp.now(tz="UTC"),
+        "status": summary.status,
+        "rows_in": parsed.records,
+        "rows_loaded": max(parsed.records - len(parsed.rejected), 0),
+        "interval_reads": summary.interval_reads,
+        "register_reads": summary.register_reads,
+        "events": summary.events,
+        "rows_rejected": summary.rejected_rows + (1 if parsed.fatal else 0),
+        "first_interval_end": pd.Timestamp(summary.first_interval_end)
+        if summary.first_interval_end
+        else None,
+        "last_interval_end": pd.Timestamp(summary.last_interval_end) if summary.last_interval_end else None,
+        "read_days": ";".join(summary.read_days),
+        "error": _error_text(parsed),
+        "channel": delivery.channel,
+        "archive_path": p.landed,
+    }
+
+
+def _rejected(p: PreparedDelivery) -> pd.DataFrame:
+    parsed = p.parsed
+    rejected = parsed.rejected
+    if parsed.fatal:
+        rejected = pd.DataFrame(
             [
                 {
-                    "file_id": file_id,
-                    "name": delivery.name,
-                    "sha256": key,
-                    "size_bytes": delivery.size,
-                    "format": parsed.format,
-                    "source": delivery.source.name,
-                    "received_at": received,
-                    "loaded_at": pd.Timestamp.now(tz="UTC"),
-                    "status": summary.status,
-                    "rows_in": parsed.records,
-                    "rows_loaded": max(parsed.records - len(parsed.rejected), 0),
-                    "interval_reads": summary.interval_reads,
-                    "register_reads": summary.register_reads,
-                    "events": summary.events,
-                    "rows_rejected": summary.rejected_rows + (1 if parsed.fatal else 0),
-                    "first_interval_end": pd.Timestamp(summary.first_interval_end)
-                    if summary.first_interval_end
-                    else None,
-                    "last_interval_end": pd.Timestamp(summary.last_interval_end)
-                    if summary.last_interval_end
-                    else None,
-                    "read_days": ";".join(summary.read_days),
-                    "error": _error_text(parsed),
-                    "channel": delivery.channel,
-                    "archive_path": landed,
+                    "line": parsed.fatal_line or 0,
+                    "raw_text": None,
+                    "reason": clip(f"file rejected: {parsed.fatal}"),
                 }
             ]
         )
-        store.bulk_insert("headend_files", registry, conn)
-        store.bulk_insert("raw_reads", _with_file(parsed.intervals, file_id, days.intervals), conn)
-        store.bulk_insert("register_reads", _with_file(parsed.registers, file_id, days.registers), conn)
-        store.bulk_insert("meter_events", _with_file(parsed.events, file_id, days.events), conn)
-        rejected = parsed.rejected
-        if parsed.fatal:
-            rejected = pd.DataFrame(
-                [
-                    {
-                        "line": parsed.fatal_line or 0,
-                        "raw_text": None,
-                        "reason": clip(f"file rejected: {parsed.fatal}"),
-                    }
-                ]
-            )
-        store.bulk_insert("rejected_rows", rejected.assign(file_id=file_id), conn)
-    summary.vee_days = days_to_validate(store, parsed, summary.read_days, tz, days)
-    # register reads of a source that derives intervals: the days their derived intervals span
-    derived = register_interval_days(store, parsed, delivery.source, config, file_id)
-    summary.vee_days = sorted(set(summary.vee_days) | set(derived))
-    return summary
+    return rejected.assign(file_id=p.summary.file_id)
+
+
+def _together(frames: list[pd.DataFrame | pa.Table]) -> list[pa.Table] | pa.Table:
+    """The deliveries' rows for one table as one Arrow table (one insert), else as they are (an
+    insert each, same transaction) when their column types cannot be unified."""
+    tables = [
+        f if isinstance(f, pa.Table) else pa.Table.from_pandas(f, preserve_index=False, nthreads=1)
+        for f in frames
+    ]
+    tables = [t for t in tables if t.num_rows]
+    if len(tables) <= 1:
+        return tables
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return tables
 
 
 def _archive_target(

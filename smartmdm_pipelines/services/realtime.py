@@ -21,10 +21,12 @@ day writes no version that is already there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -34,7 +36,13 @@ import pandas as pd
 
 from smartmdm_pipelines.adapters.base import SourceConfig
 from smartmdm_pipelines.config import UtilityConfig
-from smartmdm_pipelines.services.ingestion import FileSummary, _Delivery, _ingest_delivery
+from smartmdm_pipelines.services.ingestion import (
+    FileSummary,
+    PreparedDelivery,
+    _Delivery,
+    prepare_delivery,
+    write_deliveries,
+)
 from smartmdm_pipelines.services.vee import run_day
 from smartmdm_pipelines.store.store import Store
 
@@ -70,9 +78,55 @@ def ingest_body(
     channel: str,
     name: str | None = None,
     write_lock: AbstractContextManager | None = None,
+    batcher: IngestBatcher | None = None,
 ) -> FileSummary:
     """Register and load one pushed delivery (status ``duplicate`` for bytes already received);
-    ``write_lock`` is held while it is written (not while it is parsed)."""
+    ``write_lock`` is held while it is written (not while it is parsed). With a ``batcher`` it is
+    written together with the other deliveries waiting to be written at that moment (one
+    transaction); it returns once its rows are committed."""
+    (outcome,) = ingest_bodies(store, config, [(source, body, channel, name)], write_lock, batcher)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def ingest_bodies(
+    store: Store,
+    config: UtilityConfig,
+    items: list[tuple[str, bytes, str, str | None]],
+    write_lock: AbstractContextManager | None = None,
+    batcher: IngestBatcher | None = None,
+) -> list[FileSummary | Exception]:
+    """``ingest_body`` of several deliveries ((source, body, channel, name) each), parsed one after
+    the other and written in one transaction; the outcome of each, in order (its summary, or the
+    exception that kept it out of the store: the others are stored all the same)."""
+    outcomes: list[FileSummary | Exception | None] = [None] * len(items)
+    prepared: list[tuple[int, PreparedDelivery]] = []
+    for i, item in enumerate(items):
+        try:
+            ready = _prepare_body(store, config, *item)
+        except Exception as exc:  # this delivery only (reported to its sender)
+            outcomes[i] = exc
+            continue
+        if isinstance(ready, FileSummary):
+            outcomes[i] = ready  # a duplicate
+        else:
+            prepared.append((i, ready))
+    if prepared:
+        batch = [p for _, p in prepared]
+        if batcher is not None:
+            written = batcher.write(batch)
+        else:
+            with write_lock or contextlib.nullcontext():
+                written = write_deliveries(store, config, batch)
+        for (i, _), outcome in zip(prepared, written, strict=True):
+            outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _prepare_body(
+    store: Store, config: UtilityConfig, source: str, body: bytes, channel: str, name: str | None
+) -> FileSummary | PreparedDelivery:
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
     received = pd.Timestamp.now(tz="UTC")
@@ -81,7 +135,7 @@ def ingest_body(
     name = delivery_file_name(name, generated)
     spool = config.data_dir / SPOOL
     spool.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=spool) as folder:
+    with tempfile.TemporaryDirectory(dir=spool) as folder:  # the adapters parse a file
         path = Path(folder) / name
         path.write_bytes(body)
         delivery = _Delivery(
@@ -93,7 +147,72 @@ def ingest_body(
             len(body),
             channel=channel,
         )
-        return _ingest_delivery(store, config, delivery, received, write_lock)
+        return prepare_delivery(store, config, delivery, received)
+
+
+class IngestBatcher:
+    """Group commit of pushed deliveries: a delivery parsed while others are being written waits,
+    and the next write takes every delivery waiting then, in one transaction (one insert per
+    table, one commit; each delivery keeps its own ``headend_files`` row, accounting and
+    idempotency: ``ingestion.write_deliveries``). Each caller returns once its own delivery is
+    committed, so its 202 or PUBACK still follows the commit. One write at a time (holding
+    ``write_lock`` too when given: DuckDB's single writer); a burst's deliveries go in a few
+    transactions instead of one each."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: UtilityConfig,
+        write_lock: AbstractContextManager | None = None,
+        max_deliveries: int = 200,
+    ) -> None:
+        self.store, self.config = store, config
+        self.write_lock = write_lock
+        self.max_deliveries = max_deliveries
+        self._cond = threading.Condition()
+        self._waiting: list[_Waiting] = []
+        self._writing = False
+        self.transactions = 0  # writes done (for tests and the log)
+
+    def write(self, batch: list[PreparedDelivery]) -> list[FileSummary | Exception]:
+        mine = [_Waiting(p) for p in batch]
+        with self._cond:
+            self._waiting.extend(mine)
+        while True:
+            with self._cond:
+                while self._writing and not all(w.done for w in mine):
+                    self._cond.wait()
+                if all(w.done for w in mine):
+                    return [w.outcome for w in mine]  # type: ignore[misc]
+                self._writing = True  # this caller writes what is waiting, its own and others'
+            group: list[_Waiting] = []
+            outcomes: list[FileSummary | Exception] = []
+            try:
+                with self.write_lock or contextlib.nullcontext():
+                    with self._cond:  # taken once the lock is ours: what arrived meanwhile comes too
+                        group = self._waiting[: self.max_deliveries]
+                        del self._waiting[: self.max_deliveries]
+                    try:
+                        outcomes = write_deliveries(self.store, self.config, [w.prepared for w in group])
+                    except Exception as exc:  # write_deliveries reports per delivery; this is unexpected
+                        outcomes = [exc] * len(group)
+            finally:
+                with self._cond:
+                    for i, w in enumerate(group):
+                        w.outcome = (
+                            outcomes[i] if i < len(outcomes) else RuntimeError("the write was interrupted")
+                        )
+                        w.done = True
+                    self._writing = False
+                    self.transactions += 1
+                    self._cond.notify_all()
+
+
+@dataclass
+class _Waiting:
+    prepared: PreparedDelivery
+    outcome: FileSummary | Exception | None = None
+    done: bool = False
 
 
 def sweep_spool(config: UtilityConfig, older_than_seconds: float = STALE_SPOOL_SECONDS) -> list[Path]:

@@ -51,9 +51,9 @@ def deliver(store: Store, config, meter: str, slots: list[int]) -> None:
 
 def current(store: Store) -> pd.DataFrame:
     frame = store.read_frame(current_intervals_sql("read_day = :d"), {"d": DAY})
-    frame["slot"] = ((pd.to_datetime(frame["interval_end"], utc=True) - DAY_START) / pd.Timedelta(minutes=15)).astype(
-        int
-    ) - 1
+    frame["slot"] = (
+        (pd.to_datetime(frame["interval_end"], utc=True) - DAY_START) / pd.Timedelta(minutes=15)
+    ).astype(int) - 1
     return frame.set_index(["meter_id", "slot"]).sort_index()
 
 
@@ -82,11 +82,14 @@ def test_daily_run_after_real_time_adds_only_the_days_end(store: Store, config) 
     states = real_time_day(store, config)
     early = states[0]
     assert early.loc[("M3", 5), "status"] in ("suspect", "estimated")  # the spike, flagged on receipt
-    assert "spike" in store.read_frame(
-        "SELECT failed_rules FROM intervals WHERE meter_id = 'M3' AND interval_end = :e AND created_by = :v "
-        "ORDER BY version",
-        {"e": slot_end(5), "v": VALIDATION_ACTOR},
-    )["failed_rules"].iloc[0]
+    assert (
+        "spike"
+        in store.read_frame(
+            "SELECT failed_rules FROM intervals WHERE meter_id = 'M3' AND interval_end = :e AND created_by = :v "
+            "ORDER BY version",
+            {"e": slot_end(5), "v": VALIDATION_ACTOR},
+        )["failed_rules"].iloc[0]
+    )
     assert not (early.index.get_level_values("slot") > 7).any()  # the day's future is not versioned
     before_zeros = states[2]  # after slots 16..23: four zeros, no run yet
     assert before_zeros.loc[("M3", 20), "status"] == "valid"
@@ -135,7 +138,9 @@ def rollup(store: Store) -> pd.DataFrame:
     return r.sort_values(["meter_id", "channel", "hour_start"]).reset_index(drop=True)
 
 
-def test_real_time_passes_refresh_only_their_hours_and_the_rollup_equals_a_rebuild(store: Store, config) -> None:
+def test_real_time_passes_refresh_only_their_hours_and_the_rollup_equals_a_rebuild(
+    store: Store, config
+) -> None:
     """A pass rebuilds the rollup rows of the hours its new versions fall in (not the touched
     meters' whole day): after a day of passes — flags cleared and set back in time, estimates —
     the rollup is what a rebuild from the current intervals gives."""

@@ -151,7 +151,9 @@ def test_mqtt_reads_are_acknowledged_after_commit_and_survive_a_kill(service: Se
 def test_sigkill_mid_batch_then_restart_loses_nothing(service: Service, env, cis) -> None:
     cis.accept_delay = 0.3  # every batch takes a while: the kill lands in the middle of one
     env_small_batches = service.env | {
-        "SMARTMDM_CONFIG": str(utility_yaml(Path(env["SMARTMDM_DATA_DIR"]), {"push_batch_size": 10}))
+        "SMARTMDM_CONFIG": str(
+            utility_yaml(Path(env["SMARTMDM_DATA_DIR"]), {"push_batch_size": 10, "push_max_batch_size": 10})
+        )
     }
     service.env = env_small_batches
     service.start()
