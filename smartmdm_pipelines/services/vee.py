@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ ESTIMATION_ACTOR = "vee:estimation"
 KEY = ["meter_id", "channel", "interval_end"]
 EPS = 1e-9
 RULE_SEVERITY = "error"
+# the holiday calendar of a pair of years, computed once per process (every chunk of a day asks)
+_holidays = functools.lru_cache(maxsize=32)(holidays_for)
 
 
 @dataclass
@@ -143,7 +146,7 @@ def load_inputs(
         events=events,
         registers=registers,
         daily_history=daily,
-        holidays=holidays_for(cfg.utility.holidays, *years),
+        holidays=_holidays(cfg.utility.holidays, *years),
         frontier=pd.Timestamp(frontier) if frontier is not None else None,
         last_seen=last_seen,
         config=vee,

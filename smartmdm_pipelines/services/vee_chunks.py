@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import logging
 import math
 import multiprocessing
 import os
 import pickle
 import shutil
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -59,6 +61,7 @@ from smartmdm_pipelines.services.vee import (
 from smartmdm_pipelines.services.vee_shards import day_meters
 from smartmdm_pipelines.store.store import Store
 
+log = logging.getLogger(__name__)
 CHUNK_METERS_ENV = "SMARTMDM_VEE_CHUNK_METERS"
 PROCESSES_ENV = "SMARTMDM_VEE_PROCESSES"
 DEFAULT_CHUNK_METERS = 25_000  # ~1.8 M reads of 15-minute meters: ~1.5 GB at peak
@@ -142,6 +145,7 @@ def run_day_chunked(
         return run_day(store, day, cfg)
     weeks = cfg.vee_config().default.reference_weeks
     now = pd.Timestamp.now(tz="UTC")
+    t0 = time.perf_counter()
     spill_dir = Path(tempfile.mkdtemp(prefix=f"vee_{day.isoformat()}_"))
     if processes > 1:
         pool: cf.Executor = cf.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
@@ -158,6 +162,7 @@ def run_day_chunked(
             if len(pending) - sum(f.done() for f in pending) > processes:
                 cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         firsts = [f.result() for f in pending]
+        t1 = time.perf_counter()
         parts = pd.concat(
             [p for p, _ in firsts if len(p)] or [pd.DataFrame(columns=PART_COLUMNS)], ignore_index=True
         )
@@ -185,6 +190,14 @@ def run_day_chunked(
                 write(*queue.pop(0))
         while queue:
             write(*queue.pop(0))
+        log.info(
+            "VEE %s in %d chunks on %d processes: validated in %.1f s, estimated and written in %.1f s",
+            day,
+            len(chunks),
+            processes,
+            t1 - t0,
+            time.perf_counter() - t1,
+        )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
