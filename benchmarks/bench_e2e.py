@@ -20,12 +20,13 @@
 
 Prints ``{"reads": R, "seconds": S, "reads_per_s": R/S, "peak_rss_bytes": M, "copy_rows_per_s": C,
 "ratio_to_copy": (R/S)/C}`` plus the parts (ingest and VEE seconds, files, intervals, load
-average). Reads R are the interval reads loaded from the day's files.
+average, ``vee_peak_rss_bytes``: the peak of the VEE part alone, Linux ``VmHWM`` reset after ingest). Reads R are the interval reads loaded from the day's files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -67,6 +68,23 @@ def generate_day(meters: int, root: Path) -> float:
     return time.perf_counter() - t0
 
 
+def _reset_peak_rss() -> None:
+    """Linux: restart this process's peak RSS (VmHWM) from its current RSS."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_since_reset() -> int | None:
+    """VmHWM (bytes) of this process: its peak RSS since the last reset (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) -> dict:
     """The measured production path (in this process): ingest every landed file, VEE the day."""
     from smartmdm_pipelines.config import load_config
@@ -90,6 +108,7 @@ def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) ->
         for summary in ingest_path(store, path, cfg):
             statuses[summary.status] = statuses.get(summary.status, 0) + 1
     t1 = time.perf_counter()
+    _reset_peak_rss()  # from here the peak is VEE's (vee_peak_rss_bytes)
     if chunk_meters:
         from smartmdm_pipelines.services.vee_chunks import run_day_chunked
 
@@ -99,6 +118,7 @@ def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) ->
     t2 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    vee_rss = _peak_rss_since_reset()
     reads = store.count("raw_reads")
     current = int(store.read_frame(f"SELECT count(*) AS n FROM ({current_intervals_sql()}) c")["n"].iloc[0])
     rows = pa.Table.from_pandas(
@@ -111,6 +131,7 @@ def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) ->
         "reads_per_s": round(reads / (t2 - t0)),
         "peak_rss_bytes": rss,
         "worker_peak_rss_bytes": workers_rss,
+        "vee_peak_rss_bytes": vee_rss,
         "ingest_s": round(t1 - t0, 3),
         "vee_s": round(t2 - t1, 3),
         "files": len(files),

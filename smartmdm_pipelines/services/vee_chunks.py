@@ -19,8 +19,10 @@ chunks written so far; running the day again completes it (a version is written 
 something changed).
 
 With ``processes`` ≥ 2 the validation and estimation of chunks run in that many worker processes
-(spawned: they share nothing with this process but the arguments), while this process reads the
-next chunk's inputs and writes the previous chunk's rows: the one writer DuckDB allows stays here.
+(spawned: they share nothing with this process but the arguments). On DuckDB this process reads
+the next chunk's inputs and writes the previous chunk's rows (the one writer DuckDB allows stays
+here); on PostgreSQL each worker reads and writes its chunks itself, under the chunk's shard lock
+(held within the day's lock, as a sharded day's: services/vee.py ``day_transaction``).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from smartmdm_pipelines.domain.vee.class_profiles import PART_COLUMNS, profile_p
 from smartmdm_pipelines.domain.vee.day import DayInputs, DayResult
 from smartmdm_pipelines.domain.vee.estimate import estimate_day
 from smartmdm_pipelines.domain.vee.history import daily_usage
-from smartmdm_pipelines.domain.vee.shards import shard_of
+from smartmdm_pipelines.domain.vee.shards import Shard, shard_of
 from smartmdm_pipelines.domain.vee.validation import validate_day
 from smartmdm_pipelines.services.vee import (
     VeeRun,
@@ -118,6 +120,42 @@ def _estimate_chunk(spill: str, history: pd.DataFrame, parts: pd.DataFrame) -> t
     return stage_tables(frame), validated.exceptions, daily_usage(frame, inputs.day), estimated.stats
 
 
+_STORES: dict[str, Store] = {}
+
+
+def _worker_store(url: str) -> Store:
+    """This worker process's own connection to the store (PostgreSQL: workers read and write)."""
+    if url not in _STORES:
+        _STORES[url] = Store(url, migrate_schema=False)
+    return _STORES[url]
+
+
+def _validate_from_store(url: str, day: dt.date, cfg: UtilityConfig, meters: list[str], spill: str) -> tuple:
+    """Pass 1 in a PostgreSQL worker: it reads the chunk's inputs itself."""
+    return _validate_chunk(load_inputs(_worker_store(url), day, cfg, meters_only=meters), spill)
+
+
+def _estimate_and_write(
+    url: str,
+    day: dt.date,
+    meters: list[str],
+    spill: str,
+    todo: pd.DataFrame,
+    weeks: int,
+    parts: pd.DataFrame,
+    now: pd.Timestamp,
+    shard: Shard,
+) -> tuple:
+    """Pass 2 in a PostgreSQL worker: history, estimation and the chunk's writes under its
+    shard's lock (chunks of one day write side by side): (versions, estimates, open, stats)."""
+    store = _worker_store(url)
+    history = load_history(store, day, todo, weeks)
+    staged, exceptions, usage, stats = _estimate_chunk(spill, history, parts)
+    with day_transaction(store, day, shard) as conn:
+        written = write_staged(store, conn, day, staged, exceptions, usage, now, meters)
+    return (*written, stats)
+
+
 class _Inline(cf.Executor):
     """An executor running each call at once in this process (``processes`` = 1)."""
 
@@ -151,14 +189,19 @@ def run_day_chunked(
         pool: cf.Executor = cf.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
     else:
         pool = _Inline()
+    # PostgreSQL takes several writers: its workers read and write their chunks themselves
+    direct = processes > 1 and store.backend == "postgresql"
     try:
         # pass 1: validate (this process reads chunk i + 1 while workers validate chunk i)
         spills = [str(spill_dir / f"chunk_{i}.pickle") for i in range(len(chunks))]
         pending: list[cf.Future] = []
         for i, meters in enumerate(chunks):
-            pending.append(
-                pool.submit(_validate_chunk, load_inputs(store, day, cfg, meters_only=meters), spills[i])
-            )
+            if direct:
+                pending.append(pool.submit(_validate_from_store, store.url, day, cfg, meters, spills[i]))
+            else:
+                inputs = load_inputs(store, day, cfg, meters_only=meters)
+                pending.append(pool.submit(_validate_chunk, inputs, spills[i]))
+                del inputs
             if len(pending) - sum(f.done() for f in pending) > processes:
                 cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         firsts = [f.result() for f in pending]
@@ -181,7 +224,19 @@ def run_day_chunked(
             n_val, n_est, open_count = n_val + v, n_est + e, open_count + o
             stats.append(chunk_stats)
 
-        for i, meters in enumerate(chunks):
+        if direct:
+            shards = [Shard(i, len(chunks)) for i in range(len(chunks))]
+            done = [
+                pool.submit(
+                    _estimate_and_write, store.url, day, m, spills[i], todos[i], weeks, parts, now, shards[i]
+                )
+                for i, m in enumerate(chunks)
+            ]
+            for future in done:
+                v, e, o, chunk_stats = future.result()
+                n_val, n_est, open_count = n_val + v, n_est + e, open_count + o
+                stats.append(chunk_stats)
+        for i, meters in enumerate([] if direct else chunks):
             history = load_history(store, day, todos[i], weeks)
             todos[i] = None
             queue.append((meters, pool.submit(_estimate_chunk, spills[i], history, parts)))
