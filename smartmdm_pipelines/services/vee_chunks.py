@@ -79,8 +79,8 @@ def chunk_settings() -> tuple[int, int]:
 
 
 def run_day_auto(store: Store, day: dt.date, cfg: UtilityConfig) -> VeeRun:
-    """The daily VEE of ``day``: in meter chunks when it has more meters than one chunk or
-    when more than one process is configured (:func:`chunk_settings`), else ``run_day``."""
+    """The daily VEE of ``day``: in meter chunks when it has more meters than one chunk
+    (:func:`chunk_settings`), else ``run_day``."""
     chunk, processes = chunk_settings()
     if chunk <= 0:
         return run_day(store, day, cfg)
@@ -179,7 +179,7 @@ def run_day_chunked(
     the store ends as after ``run_day(store, day, cfg)``. The returned run carries the day's
     figures (stats, versions written, open exceptions), not its frames."""
     chunks = meter_chunks(day_meters(store, day), chunk_meters)
-    if len(chunks) <= 1 and processes <= 1:
+    if len(chunks) <= 1:  # one chunk: the day as one frame
         return run_day(store, day, cfg)
     weeks = cfg.vee_config().default.reference_weeks
     now = pd.Timestamp.now(tz="UTC")
