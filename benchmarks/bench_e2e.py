@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_e2e.py --meters 100000 --backend duckdb|postgresql [--json]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--keep DIR]
+        [--chunk-meters N] [--processes P]
 
 1. Generates one operating day of ``--meters`` meters in the format mix (``formats="mix"``: CMEP,
    NEM12, BEACON-style CSV, Green Button and generic CSV head-ends) and its CIS master data.
@@ -9,7 +10,9 @@
 2. In a fresh child process (so the peak RSS is the production path's, not the generator's): loads
    the CIS master data (not timed: it is not per-day work), then times the production path —
    ``services.ingestion.ingest_path`` on every file in landing (parse, load, archive) and
-   ``services.vee.run_day`` for the day — and reads its own peak RSS.
+   ``services.vee.run_day`` for the day — and reads its own peak RSS. With ``--chunk-meters N``
+   the day's VEE is ``services.vee_chunks.run_day_chunked`` (chunks of N meters) on
+   ``--processes P`` processes (the workers' peak RSS is reported too: ``worker_peak_rss_bytes``).
 3. In the same child, after the path: a bare bulk load of the same interval reads (the rows
    ``raw_reads`` now holds) into an indexed table of a fresh database of the same backend: PostgreSQL
    ``COPY … FROM STDIN`` (CSV), DuckDB an insert of the Arrow table. That rate is the floor a
@@ -17,12 +20,13 @@
 
 Prints ``{"reads": R, "seconds": S, "reads_per_s": R/S, "peak_rss_bytes": M, "copy_rows_per_s": C,
 "ratio_to_copy": (R/S)/C}`` plus the parts (ingest and VEE seconds, files, intervals, load
-average). Reads R are the interval reads loaded from the day's files.
+average, ``vee_peak_rss_bytes``: the peak of the VEE part alone, Linux ``VmHWM`` reset after ingest). Reads R are the interval reads loaded from the day's files.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -64,7 +68,24 @@ def generate_day(meters: int, root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def run_path(url: str, root: Path) -> dict:
+def _reset_peak_rss() -> None:
+    """Linux: restart this process's peak RSS (VmHWM) from its current RSS."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_since_reset() -> int | None:
+    """VmHWM (bytes) of this process: its peak RSS since the last reset (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) -> dict:
     """The measured production path (in this process): ingest every landed file, VEE the day."""
     from smartmdm_pipelines.config import load_config
     from smartmdm_pipelines.services.cis_sync import sync_master_data
@@ -87,9 +108,17 @@ def run_path(url: str, root: Path) -> dict:
         for summary in ingest_path(store, path, cfg):
             statuses[summary.status] = statuses.get(summary.status, 0) + 1
     t1 = time.perf_counter()
-    run = run_day(store, DAY, cfg)
+    _reset_peak_rss()  # from here the peak is VEE's (vee_peak_rss_bytes)
+    if chunk_meters:
+        from smartmdm_pipelines.services.vee_chunks import run_day_chunked
+
+        run = run_day_chunked(store, DAY, cfg, chunk_meters=chunk_meters, processes=processes)
+    else:
+        run = run_day(store, DAY, cfg)
     t2 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    vee_rss = _peak_rss_since_reset()
     reads = store.count("raw_reads")
     current = int(store.read_frame(f"SELECT count(*) AS n FROM ({current_intervals_sql()}) c")["n"].iloc[0])
     rows = pa.Table.from_pandas(
@@ -101,6 +130,8 @@ def run_path(url: str, root: Path) -> dict:
         "seconds": round(t2 - t0, 3),
         "reads_per_s": round(reads / (t2 - t0)),
         "peak_rss_bytes": rss,
+        "worker_peak_rss_bytes": workers_rss,
+        "vee_peak_rss_bytes": vee_rss,
         "ingest_s": round(t1 - t0, 3),
         "vee_s": round(t2 - t1, 3),
         "files": len(files),
@@ -146,7 +177,7 @@ def copy_rate(backend: str, rows, root: Path, postgres_admin: str) -> float:
 def child(args: argparse.Namespace) -> None:
     root = Path(args.root)
     url = args.url
-    result = run_path(url, root)
+    result = run_path(url, root, args.chunk_meters, args.processes)
     rows = result.pop("_rows")
     copy = copy_rate(args.backend, rows, root, args.postgres)
     result["copy_rows_per_s"] = round(copy)
@@ -161,6 +192,10 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp dir)")
+    parser.add_argument(
+        "--chunk-meters", type=int, default=0, help="VEE the day in chunks of this many meters (0: one frame)"
+    )
+    parser.add_argument("--processes", type=int, default=1, help="processes of a chunked VEE day")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -195,6 +230,10 @@ def main() -> None:
                     url,
                     "--postgres",
                     args.postgres,
+                    "--chunk-meters",
+                    str(args.chunk_meters),
+                    "--processes",
+                    str(args.processes),
                 ],
                 check=True,
                 capture_output=True,
@@ -210,6 +249,8 @@ def main() -> None:
         result.update(
             {
                 "meters": args.meters,
+                "chunk_meters": args.chunk_meters,
+                "processes": args.processes,
                 "backend": args.backend,
                 "generate_s": round(gen_s, 1),
                 "load_average_at_start": load,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ ESTIMATION_ACTOR = "vee:estimation"
 KEY = ["meter_id", "channel", "interval_end"]
 EPS = 1e-9
 RULE_SEVERITY = "error"
+# the holiday calendar of a pair of years, computed once per process (every chunk of a day asks)
+_holidays = functools.lru_cache(maxsize=32)(holidays_for)
 
 
 @dataclass
@@ -143,7 +146,7 @@ def load_inputs(
         events=events,
         registers=registers,
         daily_history=daily,
-        holidays=holidays_for(cfg.utility.holidays, *years),
+        holidays=_holidays(cfg.utility.holidays, *years),
         frontier=pd.Timestamp(frontier) if frontier is not None else None,
         last_seen=last_seen,
         config=vee,
@@ -194,6 +197,7 @@ def run_day(
     new_files: list[int] | None = None,
     shard: Shard | None = None,
     class_profile_parts: pd.DataFrame | None = None,
+    now: pd.Timestamp | None = None,
 ) -> VeeRun:
     """VEE of ``day`` (of only ``meters`` when given: the same rules, estimation and versioning
     on the meter-days a delivery touched). ``after_write(conn, now)`` runs in the transaction
@@ -206,7 +210,8 @@ def run_day(
 
     ``shard`` (with ``meters``: the meters of that shard, services/vee_shards.py): the shard's
     lock instead of the whole day's; ``class_profile_parts``: the class-profile sums of every
-    shard of the day, so the shard estimates exactly as the whole day would."""
+    shard of the day, so the shard estimates exactly as the whole day would. ``now``: the versions'
+    creation instant (default: the clock; the chunks of a chunked day share one)."""
     incremental = new_files is not None
     if incremental and meters is None:
         raise ValueError("a real-time VEE pass (new_files) names its meters")
@@ -216,34 +221,67 @@ def run_day(
     inputs.through_last_read = incremental
     inputs.class_profile_parts = class_profile_parts
     validated = validate_day(inputs)
-    todo = validated.intervals.loc[
-        validated.intervals["status"].isin(["suspect", "missing"]), ["meter_id", "channel"]
-    ]
-    inputs.history = load_history(store, day, todo.drop_duplicates(), inputs.config.default.reference_weeks)
+    inputs.history = load_history(store, day, to_estimate(validated), inputs.config.default.reference_weeks)
     estimated = estimate_day(validated, inputs)
-    now = pd.Timestamp.now(tz="UTC")
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
     frame = estimated.intervals
+    if not incremental:  # built before the day's lock is taken
+        staged, usage = stage_tables(frame), daily_usage(frame, day)
     with day_transaction(store, day, shard) as conn:
         if incremental:
             flagged = _stored_flagged(store, conn, day, cfg, meters)
             frame = frame[rows_to_write(frame, new_files, flagged, inputs.catalog)]
-        n_val, n_est, restated = _write_versions(store, conn, day, frame, now, meters, keys_only=incremental)
-        if n_val or n_est:  # the portal's hourly rollup follows the versions (none written: unchanged;
-            # in real time: the hours of those written now)
-            usage_rollup.refresh(conn, day, meters, written_at=now.to_pydatetime() if incremental else None)
-        if incremental:
-            open_count = _add_exceptions(store, day, restated, now, conn)
+            staged = stage_tables(frame)
+            n_val, n_est, open_count = write_staged(
+                store, conn, day, staged, None, None, now, meters, incremental=True
+            )
         else:
-            exceptions = pd.concat([validated.exceptions, restated], ignore_index=True)
-            open_count = _write_exceptions(store, day, exceptions, now, conn, meters)
-            usage = daily_usage(estimated.intervals, day)
-            where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
-            store.replace_partition("daily_usage", where, usage, conn)
-        if n_val or n_est:
-            emit_versions(store, conn, day, now, meters)  # the outbox, with the versions
+            n_val, n_est, open_count = write_staged(
+                store, conn, day, staged, validated.exceptions, usage, now, meters
+            )
         if after_write is not None:
             after_write(conn, now)
     return VeeRun(day, validated, estimated, n_val, n_est, open_count)
+
+
+def to_estimate(validated: DayResult) -> pd.DataFrame:
+    """The series (meter_id, channel) holding a suspect or missing interval: those whose history
+    the estimation stage needs."""
+    todo = validated.intervals.loc[
+        validated.intervals["status"].isin(["suspect", "missing"]), ["meter_id", "channel"]
+    ]
+    return todo.drop_duplicates()
+
+
+def write_staged(
+    store: Store,
+    conn: sa.Connection,
+    day: dt.date,
+    staged: tuple[pa.Table, pa.Table],
+    exceptions: pd.DataFrame | None,
+    usage: pd.DataFrame | None,
+    now: pd.Timestamp,
+    meters: list[str] | None,
+    incremental: bool = False,
+) -> tuple[int, int, int]:
+    """The writes of one VEE pass in its transaction ``conn``: the changed versions (``staged``:
+    :func:`stage_tables`), the portal rollup, the exception queue and daily usage (not in real
+    time: ``incremental``), the outbox. (validation versions, estimation versions, open exceptions)."""
+    n_val, n_est, restated = _write_versions(store, conn, day, staged, now, meters, keys_only=incremental)
+    if n_val or n_est:  # the portal's hourly rollup follows the versions (none written: unchanged;
+        # in real time: the hours of those written now)
+        usage_rollup.refresh(conn, day, meters, written_at=now.to_pydatetime() if incremental else None)
+    if incremental:
+        open_count = _add_exceptions(store, day, restated, now, conn)
+    else:
+        open_count = _write_exceptions(
+            store, day, pd.concat([exceptions, restated], ignore_index=True), now, conn, meters
+        )
+        where = {"read_day": day} if meters is None else {"read_day": day, "meter_id": meters}
+        store.replace_partition("daily_usage", where, usage, conn)
+    if n_val or n_est:
+        emit_versions(store, conn, day, now, meters)  # the outbox, with the versions
+    return n_val, n_est, open_count
 
 
 def _stored_flagged(
@@ -390,11 +428,29 @@ def _stage_frame(frame: pd.DataFrame, value: str, extra: dict[str, tuple]) -> pa
     return pa.table(cols)
 
 
+def stage_tables(frame: pd.DataFrame) -> tuple[pa.Table, pa.Table]:
+    """The rows the two stages compare with the stored versions, as Arrow tables (built where the
+    day was computed: a chunk's worker process ships them to the writer)."""
+    est_rows = frame[frame["final_status"].eq("estimated").to_numpy()]
+    validation = _stage_frame(frame, "value", {})
+    estimation = _stage_frame(
+        est_rows,
+        "final_value",
+        {
+            "estimation_method": (est_rows["estimation_method"], pa.string()),
+            "espi_quality": (est_rows["espi_quality"].to_numpy(dtype="float64"), pa.int16()),
+            "iec_quality": (est_rows["iec_quality"], pa.string()),
+            "reason": (est_rows["estimation_inputs"], pa.string()),
+        },
+    )
+    return validation, estimation
+
+
 def _write_versions(
     store: Store,
     conn: sa.Connection,
     day: dt.date,
-    frame: pd.DataFrame,
+    staged: tuple[pa.Table, pa.Table],
     now: pd.Timestamp,
     meters: list[str] | None = None,
     keys_only: bool = False,
@@ -403,7 +459,6 @@ def _write_versions(
     rows, restatement exceptions). ``keys_only``: ``frame`` holds only some intervals of the
     day (the real-time path); they are compared with the stored versions of those intervals."""
     stage_val = _stage_table(_STAGE_VAL, *_stage_columns())
-    est_rows = frame[frame["final_status"].eq("estimated").to_numpy()]
     stage_est = _stage_table(
         _STAGE_EST,
         *_stage_columns(),
@@ -415,21 +470,8 @@ def _write_versions(
     for stage in (stage_val, stage_est):
         conn.execute(sa.text(f'DROP TABLE IF EXISTS "{stage.name}"'))
         stage.create(conn)
-    store.bulk_insert(stage_val, _stage_frame(frame, "value", {}), conn)
-    store.bulk_insert(
-        stage_est,
-        _stage_frame(
-            est_rows,
-            "final_value",
-            {
-                "estimation_method": (est_rows["estimation_method"], pa.string()),
-                "espi_quality": (est_rows["espi_quality"].to_numpy(dtype="float64"), pa.int16()),
-                "iec_quality": (est_rows["iec_quality"], pa.string()),
-                "reason": (est_rows["estimation_inputs"], pa.string()),
-            },
-        ),
-        conn,
-    )
+    store.bulk_insert(stage_val, staged[0], conn)
+    store.bulk_insert(stage_est, staged[1], conn)
     if store.backend == "postgresql":  # statistics for the planner: a fresh temporary table has none
         for stage in (stage_val, stage_est):
             conn.execute(sa.text(f'ANALYZE "{stage.name}"'))

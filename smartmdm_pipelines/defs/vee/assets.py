@@ -6,7 +6,7 @@ import dagster as dg
 from smartmdm_pipelines.lib.metadata import as_metadata, table
 from smartmdm_pipelines.lib.partitions import read_days, window_days
 from smartmdm_pipelines.lib.resources import StoreResource, UtilityConfigResource
-from smartmdm_pipelines.services.vee import run_day
+from smartmdm_pipelines.services.vee_chunks import run_day_auto
 from smartmdm_pipelines.services.vee_report import day_report, queue_report
 
 READ_DAYS = read_days()
@@ -60,7 +60,8 @@ def queue_table(rows) -> dg.TableMetadataValue:
 def vee_day(context: dg.AssetExecutionContext, store: StoreResource, utility: UtilityConfigResource):
     db = store.get_store()
     for day in window_days(context.partition_time_window):  # a backfill range: in order, metadata per day
-        report = day_report(db, day, run_day(db, day, utility.config))
+        # in meter chunks above SMARTMDM_VEE_CHUNK_METERS meters (services/vee_chunks.py)
+        report = day_report(db, day, run_day_auto(db, day, utility.config))
         context.log.info(report.summary)
         key = day.isoformat()
         validated = {**as_metadata(report.validated), "open_exceptions_table": queue_table(report.queue_rows)}

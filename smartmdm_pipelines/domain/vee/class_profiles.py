@@ -24,7 +24,19 @@ PART_COLUMNS = ["level", *LEVELS["fine"], "slot", "value_sum", "value_count"]
 
 def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The class columns as text (as ``estimate._class_keys`` factorizes them)."""
-    return pd.DataFrame({c: frame[c].astype(str).to_numpy() for c in columns})
+    return pd.DataFrame({c: _text(frame[c]) for c in columns})
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """``values.astype(str)``, each distinct value converted once (a day has millions of rows
+    and a handful of classes); missing values element by element (None and NaN print apart)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = pd.Series(uniques).astype(str).to_numpy(dtype=object)
+    out = text.take(np.maximum(codes, 0)) if len(text) else np.empty(len(codes), dtype=object)
+    missing = codes < 0
+    if missing.any():
+        out[missing] = values[missing].astype(str).to_numpy(dtype=object)
+    return out
 
 
 def profile_parts(validated: pd.DataFrame, tz: str) -> pd.DataFrame:

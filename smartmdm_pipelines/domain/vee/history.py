@@ -78,8 +78,17 @@ def slots(instants: pd.Series, seconds: pd.Series | np.ndarray, tz: str) -> tupl
     86,400 s, 23 or 25 h on DST days) is dated to the local day that ends at its end, slot 0."""
     seconds = np.asarray(seconds, dtype="int64")
     daily = seconds >= 86400
-    start = (instants - pd.to_timedelta(np.where(daily, 1, seconds), unit="s")).dt.tz_convert(tz)
-    slot = np.where(daily, 0, (start.dt.hour * 60 + start.dt.minute).to_numpy(dtype="int64"))
+    utc_start = instants - pd.to_timedelta(np.where(daily, 1, seconds), unit="s")
+    # a day's millions of intervals start at a few hundred distinct instants: convert each once
+    codes, uniques = pd.factorize(utc_start)
+    if len(codes) and codes.min() < 0:  # a missing instant: element by element
+        start = utc_start.dt.tz_convert(tz)
+        slot = np.where(daily, 0, (start.dt.hour * 60 + start.dt.minute).to_numpy(dtype="int64"))
+        return start, slot
+    local = pd.DatetimeIndex(uniques).tz_convert(tz)
+    minute = (local.hour * 60 + local.minute).to_numpy(dtype="int64")
+    start = pd.Series(local.take(codes), index=utc_start.index, name=utc_start.name)
+    slot = np.where(daily, 0, minute[codes])
     return start, slot
 
 
