@@ -412,6 +412,7 @@ def _write_versions(
         sa.Column("iec_quality", sa.String),
         sa.Column("reason", sa.Text),
     )
+    store.ensure_partitions(conn, "intervals", [day])  # the INSERT … SELECTs below write the day
     for stage in (stage_val, stage_est):
         conn.execute(sa.text(f'DROP TABLE IF EXISTS "{stage.name}"'))
         stage.create(conn)
