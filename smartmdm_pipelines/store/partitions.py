@@ -223,7 +223,7 @@ def apply_retention(
                 sa.text("SELECT count(*) FROM intervals WHERE read_day < :before AND billed"), params
             ).scalar_one()
         )
-        if out.billed and not force:
+        if out.billed and not force and not dry_run:  # a dry run reports them
             raise RetentionRefused(
                 f"intervals before {before} hold {out.billed} billed versions; pass force to drop them anyway"
             )
