@@ -481,6 +481,7 @@ def _register_delivery(
     days = ReadDays.of(parsed, tz)
     summary = summarise(delivery.label, key, parsed, tz, days)
     summary.unmapped_meters = unmapped
+    store.prepare_partitions("raw_reads", days.interval_days())  # its months exist before the write
     with store.begin() as conn:
         file_id = int(store.execute("SELECT nextval('headend_file_id_seq')", conn=conn).scalar_one())
         summary.file_id = file_id

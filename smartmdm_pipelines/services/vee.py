@@ -223,6 +223,7 @@ def run_day(
     estimated = estimate_day(validated, inputs)
     now = pd.Timestamp.now(tz="UTC")
     frame = estimated.intervals
+    store.prepare_partitions("intervals", [day])  # the day's month exists before the day is locked
     with day_transaction(store, day, shard) as conn:
         if incremental:
             flagged = _stored_flagged(store, conn, day, cfg, meters)

@@ -125,6 +125,19 @@ class Store:
         if self.backend == "postgresql" and known is not None:
             partitions.ensure_partitions(conn, table, days, known)
 
+    def prepare_partitions(self, table: str, days: Iterable[Any]) -> None:
+        """:meth:`ensure_partitions` in a short transaction of its own, committed before the caller
+        opens its writing one: the partition's creation then locks nothing for the length of the
+        write (call it before ``begin``, never inside an open transaction of this thread)."""
+        days = list(days)
+        known = self._partition_months.get(table)
+        if self.backend != "postgresql" or known is None or not days:
+            return
+        if {partitions.month_start(d) for d in days} <= known:
+            return
+        with self.begin() as conn:
+            partitions.ensure_partitions(conn, table, days, known)
+
     def _ensure_batch_partitions(self, conn: sa.Connection, table: str, batch: pa.Table) -> None:
         if table not in self._partition_months or "read_day" not in batch.column_names:
             return
