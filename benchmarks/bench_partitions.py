@@ -73,6 +73,10 @@ def queries(meters: int, days: int) -> dict[str, tuple[str, dict]]:
     meter = f"M{meters // 2:06d}"
     a = dt.datetime.combine(FIRST, dt.time(0), dt.UTC)
     b = a + dt.timedelta(days=days)
+    written_now = (  # emit_versions; usage_rollup.refresh(written_at=…)
+        "SELECT *, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) "
+        "FROM intervals WHERE read_day = %(day)s AND created_at = %(now)s"
+    )
     return {
         "vee_day_raw_reads": (
             "SELECT meter_id, channel, interval_end, interval_seconds, value, source_quality, file_id, line "
@@ -80,11 +84,8 @@ def queries(meters: int, days: int) -> dict[str, tuple[str, dict]]:
             {"day": day},
         ),
         "vee_day_current_versions": (current_intervals_sql("read_day = %(day)s"), {"day": day}),
-        "outbox_versions_written_now": (
-            "SELECT *, row_number() OVER (PARTITION BY meter_id, channel, interval_end ORDER BY version DESC) "
-            "FROM intervals WHERE read_day = %(day)s AND created_at = %(now)s",
-            {"day": day, "now": now},
-        ),
+        "outbox_written_now_batch": (written_now, {"day": day, "now": now}),  # the day's whole run
+        "outbox_written_now_1pct": (written_now, {"day": day, "now": now + dt.timedelta(hours=3)}),  # edits
         "portal_one_year_history": (
             current_intervals_sql(
                 "meter_id IN (SELECT unnest(%(m)s)) AND channel IN (SELECT unnest(%(c)s)) "
@@ -109,10 +110,17 @@ def explain(url: str, sql: str, params: dict, repeat: int) -> dict:
     raw.close()
     text = json.dumps(plan)
     touched = sorted(set(re.findall(r'"Relation Name": "([a-z_0-9]+)"', text)))
+    indexes = sorted(
+        {
+            re.sub(r"^intervals_\d{4}_\d{2}_|^raw_reads_\d{4}_\d{2}_", "", i)
+            for i in re.findall(r'"Index Name": "([a-z_0-9]+)"', text)
+        }
+    )
     return {
         "ms": round(statistics.median(times[1:]), 2),
         "plan_ms": round(plan["Planning Time"], 2),
         "relations": touched,
+        "indexes": indexes,
         "rows": plan["Plan"].get("Actual Rows"),
     }
 
@@ -152,7 +160,8 @@ def main() -> None:
                 f"{k:<30} {b['ms']:>9.2f} ms -> {a['ms']:>9.2f} ms  (planning {b['plan_ms']} -> {a['plan_ms']} ms; "
                 f"rows {b['rows']} / {a['rows']})"
             )
-            print(f"    after touches: {', '.join(a['relations'])}")
+            print(f"    before: {', '.join(b['relations'])} via {', '.join(b['indexes']) or 'no index'}")
+            print(f"    after:  {', '.join(a['relations'])} via {', '.join(a['indexes']) or 'no index'}")
         print(f"load average {os.getloadavg()}")
         store.dispose()
     finally:
