@@ -17,6 +17,7 @@ from smartmdm_pipelines import (
     cli_portal,
     cli_protection,
     cli_realtime,
+    cli_retention,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -453,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_realtime.register(sub)
     cli_portal.register(sub)
     cli_audit.register(sub)
+    cli_retention.register(sub)
 
     p = sub.add_parser("db", help="schema migrations of the store ($SMARTMDM_DATABASE_URL)")
     p.add_argument("action", choices=["upgrade", "downgrade", "current"])

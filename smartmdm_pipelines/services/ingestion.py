@@ -515,6 +515,8 @@ def _write_together(
 ) -> list[FileSummary | Exception]:
     keys = [p.key for p in batch]
     outcomes: list[FileSummary | Exception | None] = [None] * len(batch)
+    # PostgreSQL: the months of the reads exist before the write (store/partitions.py)
+    store.prepare_partitions("raw_reads", sorted({d for p in batch for d in p.days.interval_days()}))
     with store.begin() as conn:
         known = store.read_frame(
             "SELECT sha256, file_id FROM headend_files WHERE sha256 IN (SELECT unnest(:k))", {"k": keys}, conn

@@ -227,6 +227,7 @@ def run_day(
     frame = estimated.intervals
     if not incremental:  # built before the day's lock is taken
         staged, usage = stage_tables(frame), daily_usage(frame, day)
+    store.prepare_partitions("intervals", [day])  # the day's month exists before the day is locked
     with day_transaction(store, day, shard) as conn:
         if incremental:
             flagged = _stored_flagged(store, conn, day, cfg, meters)
@@ -467,6 +468,7 @@ def _write_versions(
         sa.Column("iec_quality", sa.String),
         sa.Column("reason", sa.Text),
     )
+    store.ensure_partitions(conn, "intervals", [day])  # the INSERT … SELECTs below write the day
     for stage in (stage_val, stage_est):
         conn.execute(sa.text(f'DROP TABLE IF EXISTS "{stage.name}"'))
         stage.create(conn)

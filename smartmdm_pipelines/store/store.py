@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from smartmdm_pipelines.store import migrate
+from smartmdm_pipelines.store import migrate, partitions
 from smartmdm_pipelines.store.engine import backend_of, create_store_engine, database_url, normalise_url
 from smartmdm_pipelines.store.schema import metadata
 
@@ -40,6 +40,8 @@ class Store:
         self.url = normalise_url(url or database_url())
         self.backend = backend_of(self.url)
         self.engine = create_store_engine(self.url)
+        # months of raw_reads / intervals seen partitioned (PostgreSQL): store/partitions.py
+        self._partition_months: dict[str, set] = {t: set() for t in partitions.PARTITIONED}
         if migrate_schema:
             migrate.upgrade(self.engine)
 
@@ -106,12 +108,41 @@ class Store:
             if batch.num_rows == 0:
                 continue
             batch = _conform(batch, target)
+            if self.backend == "postgresql" and metadata.tables.get(target.name) is target:
+                self._ensure_batch_partitions(conn, target.name, batch)
             if self.backend == "duckdb":
                 _duckdb_insert(conn, target, batch)
             else:
                 _postgres_copy(conn, target, batch)
             written += batch.num_rows
         return written
+
+    def ensure_partitions(self, conn: sa.Connection, table: str, days: Iterable[Any]) -> None:
+        """PostgreSQL: the monthly partitions of ``days`` exist (store/partitions.py) before rows of
+        those days are written to ``table`` in ``conn`` (``bulk_insert`` calls it; a writer that
+        inserts with INSERT … SELECT calls it itself). Months already seen cost no query."""
+        known = self._partition_months.get(table)
+        if self.backend == "postgresql" and known is not None:
+            partitions.ensure_partitions(conn, table, days, known)
+
+    def prepare_partitions(self, table: str, days: Iterable[Any]) -> None:
+        """:meth:`ensure_partitions` in a short transaction of its own, committed before the caller
+        opens its writing one: the partition's creation then locks nothing for the length of the
+        write (call it before ``begin``, never inside an open transaction of this thread)."""
+        days = list(days)
+        known = self._partition_months.get(table)
+        if self.backend != "postgresql" or known is None or not days:
+            return
+        if {partitions.month_start(d) for d in days} <= known:
+            return
+        with self.begin() as conn:
+            partitions.ensure_partitions(conn, table, days, known)
+
+    def _ensure_batch_partitions(self, conn: sa.Connection, table: str, batch: pa.Table) -> None:
+        if table not in self._partition_months or "read_day" not in batch.column_names:
+            return
+        days = pc.unique(batch.column("read_day").cast(pa.date32())).to_pylist()
+        self.ensure_partitions(conn, table, [d for d in days if d is not None])
 
     def replace_partition(
         self, table: str, where: Where, frames: Frame | Iterable[Frame], conn: sa.Connection | None = None
