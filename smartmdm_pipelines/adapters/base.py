@@ -240,9 +240,7 @@ def add_long_lines(result: ParsedFile, cut: list[LongLine], with_line: bool = Fa
         {
             "line": [c.line for c in cut],
             "raw_text": [c.head.decode("utf-8", "replace") + "…" for c in cut],
-            "reason": [
-                f"line {c.line}: {c.reason}" if with_line else c.reason for c in cut
-            ],
+            "reason": [f"line {c.line}: {c.reason}" if with_line else c.reason for c in cut],
         }
     ).astype(REJECTED_COLUMNS)
     result.rejected = (

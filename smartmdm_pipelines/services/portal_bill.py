@@ -107,10 +107,13 @@ def _period_usage(store: Store, scope, first: dt.date, last: dt.date, row) -> Pe
         hours = hourly_rollup(store, scope, first, last)
         # whole hours only (every interval of the hour stored, all present or all missing): then the
         # bill and the like-day projection of the hourly sums equal those of the intervals
-        whole = hours is not None and (
-            (hours["interval_count"] * hours["interval_seconds"] == 3600)
-            & ((hours["value_count"] == hours["interval_count"]) | (hours["value_count"] == 0))
-        ).all()
+        whole = (
+            hours is not None
+            and (
+                (hours["interval_count"] * hours["interval_seconds"] == 3600)
+                & ((hours["value_count"] == hours["interval_count"]) | (hours["value_count"] == 0))
+            ).all()
+        )
         if whole:
             if hours.empty:
                 return PeriodUsage(None, source="rollup")

@@ -137,7 +137,11 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column(
-        "seq", sa.BigInteger, server_default=sa.text("nextval('outbox_seq')"), primary_key=True, autoincrement=False
+        "seq",
+        sa.BigInteger,
+        server_default=sa.text("nextval('outbox_seq')"),
+        primary_key=True,
+        autoincrement=False,
     ),
     sa.Column("destination", sa.String, nullable=False, comment="cis | portal"),
     sa.Column("message_id", sa.String(32), nullable=False, comment="stable: same content, same id"),
@@ -308,7 +312,9 @@ usage_alerts = sa.Table(
     sa.Column("status", sa.String, nullable=False, server_default="pending"),
     sa.Column("rule_id", sa.String, comment="the alert_rules row that raised it"),
     sa.Column("service_point_id", sa.String),
-    sa.Column("episode_key", sa.String, comment="identifies the episode within the rule (a day, a run start …)"),
+    sa.Column(
+        "episode_key", sa.String, comment="identifies the episode within the rule (a day, a run start …)"
+    ),
     sa.Column("value", sa.Double, comment="what was measured"),
     sa.Column("threshold", sa.Double),
     _ts("ended_at", comment="when the condition stopped holding (NULL: still open)"),
@@ -338,7 +344,9 @@ alert_rules = sa.Table(
 audit_log = sa.Table(
     "audit_log",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False, comment="1, 2, 3 … (the chain order)"),
+    sa.Column(
+        "id", sa.BigInteger, primary_key=True, autoincrement=False, comment="1, 2, 3 … (the chain order)"
+    ),
     _ts("acted_at", nullable=False, comment="when (UTC)"),
     sa.Column("actor", sa.String, nullable=False, comment="who: a person, a token subject, cis-sync"),
     sa.Column("action", sa.String, nullable=False, comment="e.g. exception.accept, billing.force_close"),

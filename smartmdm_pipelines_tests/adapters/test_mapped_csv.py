@@ -283,10 +283,14 @@ def test_a_csv_mapping_and_another_format_conflict(tmp_path: Path) -> None:
     assert config.source_for("lecturas_x.csv").csv.derives
 
 
-def test_a_header_without_the_mapped_column_is_rejected_on_its_line_with_a_short_reason(tmp_path: Path) -> None:
+def test_a_header_without_the_mapped_column_is_rejected_on_its_line_with_a_short_reason(
+    tmp_path: Path,
+) -> None:
     """Found by the fuzzer: a 200 kB header field was quoted whole in the reason, without its line."""
     huge = "9" * 200_000
-    path = write(tmp_path / "x.csv", f"# exported\n\n{huge};datetime;meter reading\nW1;03/11/2024 00:00:00;5\n")
+    path = write(
+        tmp_path / "x.csv", f"# exported\n\n{huge};datetime;meter reading\nW1;03/11/2024 00:00:00;5\n"
+    )
     parsed = parse_file(path, source({**MADRID, "skip_rows": 1}))
     assert parsed.status == "rejected"
     assert "no column 'user key'" in parsed.fatal and len(parsed.fatal) < 400

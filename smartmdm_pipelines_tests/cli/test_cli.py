@@ -185,7 +185,9 @@ def test_a_bad_config_is_one_line_and_exit_2(env: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("meters", ["10", "many"])
-def test_generate_with_too_few_meters_is_a_usage_error_not_a_traceback(tmp_path: Path, capsys, meters: str) -> None:
+def test_generate_with_too_few_meters_is_a_usage_error_not_a_traceback(
+    tmp_path: Path, capsys, meters: str
+) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["generate", "--meters", meters, str(tmp_path / "out")])
     err = capsys.readouterr().err

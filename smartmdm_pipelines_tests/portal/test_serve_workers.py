@@ -53,7 +53,9 @@ def test_two_workers_one_runs_the_background_work(postgres_url: str, tmp_path: P
         roles: list[str] = []
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace")
-            roles = [line.rsplit(": ", 1)[-1] for line in text.splitlines() if "smartmdm.serve: worker" in line]
+            roles = [
+                line.rsplit(": ", 1)[-1] for line in text.splitlines() if "smartmdm.serve: worker" in line
+            ]
             if len(roles) == 2 and "Application startup complete" in text:
                 break
             assert proc.poll() is None, text

@@ -221,7 +221,9 @@ def test_a_dagster_vee_run_across_a_restart_fails_cleanly_and_a_re_execution_suc
     refresh = vee_service.usage_rollup.refresh
     restarts: list[str] = []
 
-    def refresh_then_restart(conn, day, meters=None, **kwargs):  # in the day's transaction, after the versions
+    def refresh_then_restart(
+        conn, day, meters=None, **kwargs
+    ):  # in the day's transaction, after the versions
         refresh(conn, day, meters, **kwargs)
         if not restarts:
             cluster.restart("fast")

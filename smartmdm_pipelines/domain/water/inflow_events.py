@@ -216,7 +216,9 @@ class _Run:
         self.events: list[_Event] = []
         self.regime: list[int] = []  # valid night positions since the last change (baseline material)
         self.regime_start = 0
-        self.trend_start = 0  # first night of the trend test: the regime's, or the last settled rise's plateau
+        self.trend_start = (
+            0  # first night of the trend test: the regime's, or the last settled rise's plateau
+        )
         self.floor = 0.0
         self.demand = np.full(len(norm), np.nan)  # day mean inflow - night flow: the demand level
 
