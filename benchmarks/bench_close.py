@@ -1,7 +1,7 @@
 """Billing-cycle close time: N accounts with 15-minute data over one billing period.
 
     .venv/bin/python benchmarks/bench_close.py [--accounts 100000] [--days 30]
-        [--backends duckdb,postgresql] [--pg-accounts 10000] [--duckdb-dir DIR]
+        [--backends duckdb,postgresql] [--pg-accounts 10000] [--duckdb-dir DIR] [--skip-export]
 
 Generates the store directly in SQL (master data, one billing cycle, one current version per
 15-minute interval of delivered energy; a tenth of the accounts on a TOU energy + TOU demand
@@ -13,7 +13,8 @@ then times one close as the Dagster job runs it:
 - export: CSV + JSON lines + manifest into an outbox folder and one outbox row per record, plus
   the period's interval versions read from the real-time outbox (``{batch}.intervals.csv``, one
   ``outbox`` row of destination ``cis_batch`` each; ``export_intervals_s`` times that part alone);
-and a re-close with unchanged data (no new version). Prints JSON.
+and a re-close with unchanged data (no new version; its dbt build is skipped when the period's
+inputs fingerprint is unchanged, ``reclose_dbt_skipped``). Prints JSON.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def generate(store: Store, accounts: int, days: int) -> int:
     return accounts * days * per_day
 
 
-def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) -> dict:
+def bench(
+    url: str, accounts: int, days: int, out: Path, reuse: bool = False, skip_export: bool = False
+) -> dict:
     cfg = load_config(data_dir=out)
     store = Store(url)
     t0 = time.perf_counter()
@@ -96,30 +99,39 @@ def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) ->
         store.execute("ANALYZE")
     stages = {}
     t0 = time.perf_counter()
-    run_dbt(store, "C01", PERIOD_START)
+    run_dbt(store, "C01", PERIOD_START, reuse=False)  # a first close: its inputs are new (and --duckdb-dir)
     stages["dbt_build_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = version_determinants(
         store, "C01", PERIOD_START, closed_by="bench", threshold=0.98, estimated_share_limit=0.1
     )
     stages["versioning_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rows = store.read_frame("SELECT * FROM billing_determinants WHERE cycle_id = 'C01'")
-    start = dt.date.fromisoformat(PERIOD_START)
-    scope = IntervalScope("C01", start, start + dt.timedelta(days=days - 1))
-    export = export_determinants(store, rows, out / "outbox", "bench_C01", intervals=scope)
-    stages["export_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store.execute("DELETE FROM outbox WHERE destination = 'cis_batch'")  # the interval part alone, again
-    only = export_determinants(store, rows.iloc[:0], out / "outbox", "bench_C01_intervals", intervals=scope)
-    export_intervals_s = time.perf_counter() - t0
+    export = only = None
+    export_intervals_s = 0.0
+    if not skip_export:
+        t0 = time.perf_counter()
+        rows = store.read_frame("SELECT * FROM billing_determinants WHERE cycle_id = 'C01'")
+        start = dt.date.fromisoformat(PERIOD_START)
+        scope = IntervalScope("C01", start, start + dt.timedelta(days=days - 1))
+        export = export_determinants(store, rows, out / "outbox", "bench_C01", intervals=scope)
+        stages["export_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        store.execute("DELETE FROM outbox WHERE destination = 'cis_batch'")  # the interval part alone, again
+        only = export_determinants(
+            store, rows.iloc[:0], out / "outbox", "bench_C01_intervals", intervals=scope
+        )
+        export_intervals_s = time.perf_counter() - t0
     close_s = sum(stages.values())
     t0 = time.perf_counter()
-    run_dbt(store, "C01", PERIOD_START)
+    rebuilt = run_dbt(store, "C01", PERIOD_START)
+    reclose_dbt_s = time.perf_counter() - t0
     again = version_determinants(
         store, "C01", PERIOD_START, closed_by="bench", threshold=0.98, estimated_share_limit=0.1
     )
     reclose_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_dbt(store, "C01", PERIOD_START, reuse=False)  # the same build again, forced: dbt's own cost
+    rebuild_s = time.perf_counter() - t0
     store.dispose()
     return {
         "accounts": accounts,
@@ -132,13 +144,16 @@ def bench(url: str, accounts: int, days: int, out: Path, reuse: bool = False) ->
         "outcome": result.outcome,
         "new_versions": result.new_versions,
         "determinant_rows": result.determinant_rows,
-        "exported_records": export.exported,
-        "interval_records": export.interval_records,
-        "export_intervals_s": round(export_intervals_s, 2),
+        "exported_records": export.exported if export else None,
+        "interval_records": export.interval_records if export else None,
+        "export_intervals_s": round(export_intervals_s, 2) if export else None,
         "interval_records_per_s": round(only.interval_records / export_intervals_s)
         if export_intervals_s
         else None,
         "reclose_s": round(reclose_s, 2),
+        "reclose_dbt_s": round(reclose_dbt_s, 2),
+        "reclose_dbt_skipped": rebuilt.skipped,
+        "forced_rebuild_dbt_s": round(rebuild_s, 2),
         "reclose_new_versions": again.new_versions,
     }
 
@@ -157,6 +172,11 @@ def main() -> None:
     parser.add_argument(
         "--duckdb-dir", help="keep the DuckDB store here and reuse its generated data on the next run"
     )
+    parser.add_argument(
+        "--skip-export",
+        action="store_true",
+        help="time dbt, versioning and the re-close only (no CIS export of determinants and intervals)",
+    )
     args = parser.parse_args()
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +187,12 @@ def main() -> None:
                 folder.mkdir(parents=True, exist_ok=True)
                 url = f"duckdb:///{folder / 'close.duckdb'}"
                 report["duckdb"] = bench(
-                    url, args.accounts, args.days, tmp / "duck", reuse=bool(args.duckdb_dir)
+                    url,
+                    args.accounts,
+                    args.days,
+                    tmp / "duck",
+                    reuse=bool(args.duckdb_dir),
+                    skip_export=args.skip_export,
                 )
             elif backend == "postgresql":
                 pg = Postgres(args.pg_admin_url)
@@ -176,7 +201,9 @@ def main() -> None:
                     continue
                 name, url = pg.database()
                 try:
-                    report["postgresql"] = bench(url, args.pg_accounts, args.days, tmp / "pg")
+                    report["postgresql"] = bench(
+                        url, args.pg_accounts, args.days, tmp / "pg", skip_export=args.skip_export
+                    )
                 finally:
                     pg.drop(name)
                     pg.close()

@@ -29,10 +29,38 @@
     (cast({{ day }} as timestamp) at time zone {{ tz }})
 {%- endmacro %}
 
-{% macro period_filter(cycle_col='cycle_id', start_col='period_start') -%}
+{# The billing period a run builds: --vars cycle_id/period_start when given (a run by hand), else
+   the environment the runners set (SMARTMDM_CLOSE_CYCLE/SMARTMDM_CLOSE_PERIOD). An environment
+   variable that changes makes dbt's partial parse re-read only the models using it; changed
+   --vars make it parse the whole project again (seconds on every close). #}
+{% macro close_period() -%}
     {%- if var('cycle_id') -%}
-        {{ cycle_col }} = '{{ var("cycle_id") }}' and {{ start_col }} = cast('{{ var("period_start") }}' as date)
+        {{ return((var('cycle_id'), var('period_start'))) }}
+    {%- else -%}
+        {{ return((env_var('SMARTMDM_CLOSE_CYCLE', ''), env_var('SMARTMDM_CLOSE_PERIOD', ''))) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro period_filter(cycle_col='cycle_id', start_col='period_start') -%}
+    {%- set cycle_id, period_start = close_period() -%}
+    {%- if cycle_id -%}
+        {{ cycle_col }} = '{{ cycle_id }}' and {{ start_col }} = cast('{{ period_start }}' as date)
     {%- else -%}
         1 = 1
+    {%- endif -%}
+{%- endmacro %}
+
+{# Every dbt run first empties the inputs fingerprint (models/marts/close_inputs.sql): only a
+   build that finishes every model and test of its period writes one again. #}
+{% macro forget_close_inputs() -%}
+    {%- if execute -%}
+        {%- set rel = adapter.get_relation(database=target.database, schema=target.schema, identifier='close_inputs') -%}
+        {%- if rel is not none -%}
+            delete from {{ rel }}
+        {%- else -%}
+            select 1
+        {%- endif -%}
+    {%- else -%}
+        select 1
     {%- endif -%}
 {%- endmacro %}

@@ -10,10 +10,11 @@ import os
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from smartmdm_pipelines.lib.dbt import dbt_environment, dbt_vars, smartmdm_dbt
+from smartmdm_pipelines.lib.dbt import dbt_environment, smartmdm_dbt
 from smartmdm_pipelines.lib.partitions import BILLING_PERIODS
 from smartmdm_pipelines.lib.resources import StoreResource
 from smartmdm_pipelines.services.billing_close import parse_period_key
+from smartmdm_pipelines.services.dbt_runner import INPUTS_ENV, period_environment
 from smartmdm_pipelines.store.engine import database_url
 
 
@@ -47,5 +48,8 @@ class BillingTranslator(DagsterDbtTranslator):
 def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: StoreResource):
     cycle_id, period_start = parse_period_key(context.partition_key)
     store.get_store().dispose()  # DuckDB: dbt's process must be able to open the file
-    os.environ.update(dbt_environment(store.database_url))
-    yield from dbt.cli(["build", "--vars", dbt_vars(cycle_id, period_start)], context=context).stream()
+    # the period in the environment, not --vars: changed --vars make dbt parse the whole project again;
+    # no inputs fingerprint: this build does not record one (the close's own run_dbt can skip a build)
+    os.environ.update({**dbt_environment(store.database_url), **period_environment(cycle_id, period_start)})
+    os.environ[INPUTS_ENV] = ""
+    yield from dbt.cli(["build"], context=context).stream()
