@@ -20,6 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
+from smartmdm_pipelines.store.sql_filters import in_list
 from smartmdm_pipelines.store.store import Store
 
 DESTINATIONS = {
@@ -101,7 +102,7 @@ def emit_versions(
     targets = push_targets() if targets is None else targets
     if not targets:
         return 0
-    only = "" if meters is None else " AND meter_id IN (SELECT unnest(:meters))"
+    only = "" if meters is None else f" AND {in_list(store.backend)}"
     rows = store.read_frame(
         "SELECT i.meter_id, i.channel, i.interval_end, i.interval_seconds, i.value, i.unit, i.status, "
         "i.iec_quality AS quality, i.version, i.read_day, mi.service_point_id, a.account_id "

@@ -35,6 +35,7 @@ from smartmdm_pipelines.services.derived_intervals import derived_day
 from smartmdm_pipelines.services.outbox import emit_versions
 from smartmdm_pipelines.store import usage_rollup
 from smartmdm_pipelines.store.intervals import current_intervals_sql, version_rank
+from smartmdm_pipelines.store.sql_filters import in_list
 from smartmdm_pipelines.store.store import Store
 
 VALIDATION_ACTOR = "vee:validation"
@@ -484,14 +485,17 @@ def _write_versions(
         "est": ESTIMATION_ACTOR,
         "meters": meters,
     }
-    only = "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
+    # the chunk's or shard's meters as a list filter, never a join: just after a chunk's INSERT the
+    # day's statistics are stale and a join turns quadratic (store/sql_filters.py)
+    staged_meters = f'meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
+    only = "" if meters is None else f" AND {in_list(store.backend, otherwise=staged_meters)}"
     # per interval of the day: the current version (c) and the latest the validation wrote (v)
     source = "intervals i"
     if keys_only:  # only the versions of the staged intervals (index on meter, channel, end)
         source += f' JOIN "{_STAGE_VAL}" k ON i.meter_id = k.meter_id AND i.channel = k.channel AND i.interval_end = k.interval_end'
         only_i = ""
     else:
-        only_i = only.replace("meter_id IN", "i.meter_id IN", 1)
+        only_i = only.replace(" AND meter_id", " AND i.meter_id", 1)
     ranked = (
         "SELECT i.meter_id, i.channel, i.interval_end, i.version, i.value, i.status, i.created_by, "
         "i.failed_rules, i.source_file_id, i.billed, "

@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from smartmdm_pipelines.store.intervals import current_intervals_sql
+from smartmdm_pipelines.store.sql_filters import in_list
 
 TABLE = "usage_hourly"
 _KEYS = "_usage_hourly_keys"
@@ -87,7 +88,7 @@ def _refresh_day(
     if meters is not None:
         if not meters:
             return 0
-        only = " AND meter_id IN (SELECT unnest(:meters))"
+        only = f" AND {in_list(conn.dialect.name)}"
         params["meters"] = meters
     if written_at is not None:
         only += " AND created_at = :written_at"
@@ -120,8 +121,9 @@ def _refresh_day(
     # every interval starting in those hours ends after lo and at most an interval after hi
     span = dt.timedelta(hours=1) + dt.timedelta(seconds=max(int(longest or 0), 3600))
     days_span = span.days + 2
+    keyed = f'meter_id IN (SELECT DISTINCT meter_id FROM "{_KEYS}")'
     where = "read_day >= :d0 AND read_day <= :d1 AND interval_end > :lo AND interval_end <= :hi_end" + (
-        "" if meters is None else f' AND meter_id IN (SELECT DISTINCT meter_id FROM "{_KEYS}")'
+        "" if meters is None else f" AND {in_list(conn.dialect.name, otherwise=keyed)}"
     )
     written = conn.execute(
         sa.text(
@@ -136,6 +138,7 @@ def _refresh_day(
             "d1": day + dt.timedelta(days=days_span),
             "lo": lo,
             "hi_end": hi + span,
+            "meters": meters,
         },
     ).rowcount
     conn.execute(sa.text(f'DROP TABLE IF EXISTS "{_KEYS}"'))
