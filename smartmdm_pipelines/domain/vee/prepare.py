@@ -53,8 +53,7 @@ def expected_grid(
             "interval_seconds": np.zeros(0, "int32"),
         }
         return _with_text_keys(pd.DataFrame(empty), catalog)
-    channels = interval.assign(channel=interval["channels"].str.split(";")).explode("channel")
-    channels = channels[channels["channel"].str.len() > 0].copy()
+    channels = _one_row_per_channel(interval)
     channels["zone"] = tz
     if meter_tz is not None and len(meter_tz):
         daily = channels["interval_seconds"] >= 86400
@@ -84,6 +83,24 @@ def expected_grid(
     if len(grid) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
         grid = grid.iloc[np.lexsort((t, sid))].reset_index(drop=True)
     return _with_text_keys(grid, catalog)
+
+
+def _one_row_per_channel(meters: pd.DataFrame) -> pd.DataFrame:
+    """One row per meter and configured channel (``channels``: ';'-joined, in that order; empty
+    names dropped). A day has a handful of distinct channel lists for many meters: each is split
+    once."""
+    codes, lists = pd.factorize(meters["channels"])
+    names = [[c for c in str(text).split(";") if len(c) > 0] for text in lists]
+    sizes = np.array([len(n) for n in names] + [0], dtype=np.int64)  # code -1 (no list): no row
+    offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+    flat = np.asarray([c for n in names for c in n] + [""], dtype=object)
+    codes = np.where(codes < 0, len(names), codes)
+    counts = sizes[codes]
+    rows = np.repeat(np.arange(len(meters)), counts)
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = meters.iloc[rows].copy()
+    out["channel"] = flat[np.repeat(offsets[codes], counts) + within]
+    return out
 
 
 def _with_text_keys(frame: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
@@ -266,7 +283,7 @@ def align(grid: pd.DataFrame, winners: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     pos = np.clip(np.searchsorted(sorted_wk, gk), 0, max(len(sorted_wk) - 1, 0))
     hit = (sorted_wk[pos] == gk) if len(sorted_wk) else np.zeros(len(gk), dtype=bool)
     src = order[pos] if len(order) else np.zeros(len(gk), dtype=np.int64)  # no read at all: nothing hit
-    merged = grid.copy()
+    merged = grid.copy(deep=False)  # copy-on-write: the grid is not changed, only extended
     for col, fill in (
         ("value", np.nan),
         ("file_id", np.nan),

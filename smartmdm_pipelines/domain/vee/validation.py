@@ -36,7 +36,8 @@ from smartmdm_pipelines.domain.vee.prepare import align, expected_grid, resolve_
 def validate_day(inp: DayInputs) -> DayResult:
     start, end = local_day_bounds(inp.day, inp.tz)
     tolerance = inp.config.default.time_tolerance_seconds
-    meter_tz = _meter_zones(inp)
+    latest = _latest_installs(inp)
+    meter_tz = _meter_zones(inp, latest)
     inp.catalog = catalog = Catalog(inp.meters["meter_id"], inp.reads["meter_id"])
     reads = _typed_reads(inp.reads)
     winners, conflicts = resolve_reads(reads, tolerance, inp.tz, meter_tz, catalog)
@@ -45,7 +46,7 @@ def validate_day(inp: DayInputs) -> DayResult:
     frame, outside = align(grid, winners)
     if inp.through_last_read:
         frame = through_last_read(frame)
-    frame = _attach_attributes(frame, inp)
+    frame = _attach_attributes(frame, inp, latest)
     frame["outage"] = _outage_flags(frame, inp.events, catalog)
 
     daily = prepare_daily_history(inp.daily_history, inp.day, inp.holidays)
@@ -198,14 +199,14 @@ def _typed_reads(reads: pd.DataFrame) -> pd.DataFrame:
     return reads
 
 
-def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+def _attach_attributes(frame: pd.DataFrame, inp: DayInputs, latest: pd.DataFrame | None) -> pd.DataFrame:
     """Meter and service-point attributes per interval, looked up by meter code (categoricals:
     cheap to carry through millions of rows)."""
     catalog = inp.catalog
     per_meter = inp.meters.copy()
     if "role" not in per_meter:
         per_meter["role"] = "customer"
-    per_meter = per_meter.merge(_meter_service_points(inp), on="meter_id", how="left")
+    per_meter = per_meter.merge(_meter_service_points(inp, latest), on="meter_id", how="left")
     per_meter["customer_class"] = per_meter["customer_class"].fillna("none")
     per_meter["role"] = per_meter["role"].fillna("customer")
     per_meter["has_solar"] = per_meter["has_solar"].fillna(False).astype(bool)
@@ -250,21 +251,26 @@ def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     return frame.drop(columns=["gas_unit"])
 
 
-def _meter_zones(inp: DayInputs) -> pd.Series:
+def _latest_installs(inp: DayInputs) -> pd.DataFrame | None:
+    """Each meter's last installation (None without installations): computed once per day."""
+    if inp.installs is None or inp.installs.empty:
+        return None
+    return inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
+
+
+def _meter_zones(inp: DayInputs, inst: pd.DataFrame | None) -> pd.Series:
     """meter_id -> IANA time zone of the service point it is (last) installed at."""
     sps = inp.service_points
-    if inp.installs is None or inp.installs.empty or sps is None or "timezone" not in sps:
+    if inst is None or sps is None or "timezone" not in sps:
         return pd.Series(dtype="object")
-    inst = inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
     zones = inst.merge(sps[["service_point_id", "timezone"]], on="service_point_id", how="left")
     return zones.set_index("meter_id")["timezone"].dropna()
 
 
-def _meter_service_points(inp: DayInputs) -> pd.DataFrame:
+def _meter_service_points(inp: DayInputs, inst: pd.DataFrame | None) -> pd.DataFrame:
     cols = ["meter_id", "service_point_id", "customer_class", "has_solar"]
-    if inp.installs is None or inp.installs.empty:
+    if inst is None:
         return pd.DataFrame(columns=cols)
-    inst = inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
     sp = inp.service_points
     if sp is None or sp.empty:
         return inst.assign(customer_class=None, has_solar=False)[cols]
