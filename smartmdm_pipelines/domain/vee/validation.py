@@ -219,8 +219,9 @@ def _attach_attributes(frame: pd.DataFrame, inp: DayInputs, latest: pd.DataFrame
     m = frame["sid"].to_numpy() // N_CHANNELS
     for col in ("kind", "commodity", "role", "customer_class", "gas_unit", "service_point_id"):
         values = per_meter[col].astype("object").where(per_meter[col].notna(), None).to_numpy(dtype=object)
-        cats = pd.Index(pd.unique(values[pd.notna(values)]))
-        idx = lookup(m, codes, cats.get_indexer(values).astype("float64"), fill=-1).astype("int64")
+        position, uniques = pd.factorize(values)  # one hash pass; -1 where missing
+        cats = pd.Index(uniques)
+        idx = lookup(m, codes, position.astype("float64"), fill=-1).astype("int64")
         frame[col] = pd.Categorical.from_codes(idx, categories=cats)
     for col in ("multiplier", "dials"):
         frame[col] = lookup(m, codes, per_meter[col].to_numpy(dtype="float64"))
