@@ -20,7 +20,9 @@
 
 Prints ``{"reads": R, "seconds": S, "reads_per_s": R/S, "peak_rss_bytes": M, "copy_rows_per_s": C,
 "ratio_to_copy": (R/S)/C}`` plus the parts (ingest and VEE seconds, files, intervals, load
-average, ``vee_peak_rss_bytes``: the peak of the VEE part alone, Linux ``VmHWM`` reset after ingest). Reads R are the interval reads loaded from the day's files.
+average, ``vee_cpu_s``: the VEE part's CPU seconds, ``vee_peak_rss_bytes``: the peak of the VEE part alone, Linux ``VmHWM`` reset after ingest;
+``output_digest``: a digest of the stored versions, exceptions and daily usage, to check that two
+versions of the code store the same day). Reads R are the interval reads loaded from the day's files.
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ def _peak_rss_since_reset() -> int | None:
     return None
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished children: on a shared
+    machine a steadier figure than the wall clock (DuckDB's threads count in it)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) -> dict:
     """The measured production path (in this process): ingest every landed file, VEE the day."""
     from smartmdm_pipelines.config import load_config
@@ -109,6 +119,7 @@ def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) ->
             statuses[summary.status] = statuses.get(summary.status, 0) + 1
     t1 = time.perf_counter()
     _reset_peak_rss()  # from here the peak is VEE's (vee_peak_rss_bytes)
+    c1 = _cpu_seconds()
     if chunk_meters:
         from smartmdm_pipelines.services.vee_chunks import run_day_chunked
 
@@ -116,11 +127,13 @@ def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) ->
     else:
         run = run_day(store, DAY, cfg)
     t2 = time.perf_counter()
+    c2 = _cpu_seconds()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     vee_rss = _peak_rss_since_reset()
     reads = store.count("raw_reads")
     current = int(store.read_frame(f"SELECT count(*) AS n FROM ({current_intervals_sql()}) c")["n"].iloc[0])
+    digest = output_digest(store)
     rows = pa.Table.from_pandas(
         store.read_frame(f"SELECT {COLUMNS} FROM raw_reads", via_arrow=True), preserve_index=False
     )
@@ -134,12 +147,38 @@ def run_path(url: str, root: Path, chunk_meters: int = 0, processes: int = 1) ->
         "vee_peak_rss_bytes": vee_rss,
         "ingest_s": round(t1 - t0, 3),
         "vee_s": round(t2 - t1, 3),
+        "vee_cpu_s": round(c2 - c1, 3),
         "files": len(files),
         "statuses": statuses,
         "current_intervals": current,
         "versions_written": run.validation_versions + run.estimation_versions,
+        "output_digest": digest,
         "_rows": rows,
     }
+
+
+def output_digest(store) -> str:
+    """A digest of what VEE stored, for a same-output check between two versions of the code: every
+    interval version (values, status, flags, methods, qualities, sources, actor; not its creation
+    instant) and every exception (id, rule, detail, period, status). Floats rounded to 9 decimals
+    (a class-profile estimate may differ in its last bits between chunked and unchunked runs)."""
+    import hashlib
+
+    import pandas as pd
+
+    sha = hashlib.sha256()
+    for sql in (
+        "SELECT meter_id, channel, interval_end, version, round(value, 9) AS value, status, failed_rules, "
+        "estimation_method, espi_quality, iec_quality, source_file_id, source_line, created_by, unit "
+        "FROM intervals ORDER BY meter_id, channel, interval_end, version",
+        "SELECT exception_id, meter_id, channel, rule, severity, intervals, detail, period_start, period_end, "
+        "status FROM vee_exceptions ORDER BY exception_id",
+        "SELECT meter_id, channel, read_day, round(total, 9) AS total, intervals, valid_intervals, "
+        "estimated_intervals FROM daily_usage ORDER BY meter_id, channel, read_day",
+    ):
+        frame = store.read_frame(sql, via_arrow=True)
+        sha.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return sha.hexdigest()[:16]
 
 
 def copy_rate(backend: str, rows, root: Path, postgres_admin: str) -> float:

@@ -53,8 +53,7 @@ def expected_grid(
             "interval_seconds": np.zeros(0, "int32"),
         }
         return _with_text_keys(pd.DataFrame(empty), catalog)
-    channels = interval.assign(channel=interval["channels"].str.split(";")).explode("channel")
-    channels = channels[channels["channel"].str.len() > 0].copy()
+    channels = _one_row_per_channel(interval)
     channels["zone"] = tz
     if meter_tz is not None and len(meter_tz):
         daily = channels["interval_seconds"] >= 86400
@@ -84,6 +83,24 @@ def expected_grid(
     if len(grid) > 1 and ((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1]))).any():
         grid = grid.iloc[np.lexsort((t, sid))].reset_index(drop=True)
     return _with_text_keys(grid, catalog)
+
+
+def _one_row_per_channel(meters: pd.DataFrame) -> pd.DataFrame:
+    """One row per meter and configured channel (``channels``: ';'-joined, in that order; empty
+    names dropped). A day has a handful of distinct channel lists for many meters: each is split
+    once."""
+    codes, lists = pd.factorize(meters["channels"])
+    names = [[c for c in str(text).split(";") if len(c) > 0] for text in lists]
+    sizes = np.array([len(n) for n in names] + [0], dtype=np.int64)  # code -1 (no list): no row
+    offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+    flat = np.asarray([c for n in names for c in n] + [""], dtype=object)
+    codes = np.where(codes < 0, len(names), codes)
+    counts = sizes[codes]
+    rows = np.repeat(np.arange(len(meters)), counts)
+    within = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = meters.iloc[rows].copy()
+    out["channel"] = flat[np.repeat(offsets[codes], counts) + within]
+    return out
 
 
 def _with_text_keys(frame: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
@@ -171,7 +188,7 @@ def resolve_reads(
     reads["t"] = t
     reads["drift_s"] = drift
     reads["sid"] = catalog.sid(reads["meter_id"], reads["channel"])
-    reads["rank"] = source_quality_rank(reads["source_quality"], reads["value"])
+    reads["rank"] = _quality_rank(reads["source_quality"], reads["value"])
     sid = reads["sid"].to_numpy()
     rank = reads["rank"].to_numpy()
     file_id, line = reads["file_id"].to_numpy(), reads["line"].to_numpy()
@@ -192,7 +209,7 @@ def resolve_reads(
     first = np.r_[True, (sid[1:] != sid[:-1]) | (tt[1:] != tt[:-1])]
     cols = ["sid", "t", "interval_seconds", "value", "source_quality", "file_id", "line", "drift_s", "rank"]
     winner_rows = order[first]
-    winners = pd.DataFrame({c: _take(reads[c], winner_rows) for c in cols})
+    winners = pd.DataFrame({c: _take(reads[c], winner_rows) for c in cols}, copy=False)
     winners["source_quality"] = winners["source_quality"].astype("category")
     conflicts = winners.head(0).assign(files=pd.Series(dtype="int64"))
     dup = ~first
@@ -216,6 +233,18 @@ def resolve_reads(
     winners = _with_text_keys(winners, catalog)
     conflicts = _with_text_keys(conflicts.reset_index(drop=True), catalog)
     return winners, conflicts
+
+
+def _quality_rank(quality: pd.Series, value: pd.Series) -> np.ndarray:
+    """``source_quality_rank`` per read, evaluated once per distinct code when ``quality`` is a
+    categorical (a day holds a handful of codes for millions of reads)."""
+    if not isinstance(quality.dtype, pd.CategoricalDtype):
+        return source_quality_rank(quality, value)
+    cats = pd.Series(np.asarray(quality.cat.categories, dtype=object).tolist() + [None], dtype=object)
+    table = source_quality_rank(cats, pd.Series(np.zeros(len(cats))))  # ranks with a value
+    codes = quality.cat.codes.to_numpy()
+    rank = table[np.where(codes < 0, len(cats) - 1, codes)]
+    return np.where(value.isna().to_numpy(), 2, rank)
 
 
 def _utc_offsets(reads: pd.DataFrame, tz: str, meter_tz: pd.Series | None) -> np.ndarray:
@@ -254,7 +283,7 @@ def align(grid: pd.DataFrame, winners: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     pos = np.clip(np.searchsorted(sorted_wk, gk), 0, max(len(sorted_wk) - 1, 0))
     hit = (sorted_wk[pos] == gk) if len(sorted_wk) else np.zeros(len(gk), dtype=bool)
     src = order[pos] if len(order) else np.zeros(len(gk), dtype=np.int64)  # no read at all: nothing hit
-    merged = grid.copy()
+    merged = grid.copy(deep=False)  # copy-on-write: the grid is not changed, only extended
     for col, fill in (
         ("value", np.nan),
         ("file_id", np.nan),
@@ -264,10 +293,26 @@ def align(grid: pd.DataFrame, winners: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     ):
         values = winners[col].to_numpy(dtype="float64") if len(winners) else np.zeros(0)
         merged[col] = np.where(hit, values[src] if len(values) else fill, fill)
-    quality = winners["source_quality"].to_numpy(dtype=object) if len(winners) else np.zeros(0, dtype=object)
-    merged["source_quality"] = np.where(hit, quality[src] if len(quality) else "", "")
+    merged["source_quality"] = _aligned_quality(winners["source_quality"], hit, src)
     merged["received"] = hit
     in_grid = np.zeros(len(winners), dtype=bool)
     in_grid[src[hit]] = True
     outside = winners[~in_grid]
     return merged, outside
+
+
+def _aligned_quality(quality: pd.Series, hit: np.ndarray, src: np.ndarray) -> pd.Categorical:
+    """The winning reads' source quality on the grid rows ('' where nothing was received), as a
+    categorical: the rules test each distinct code once."""
+    quality = quality if isinstance(quality.dtype, pd.CategoricalDtype) else quality.astype("category")
+    cats = pd.Index(quality.cat.categories)
+    if "" not in cats:
+        cats = cats.append(pd.Index([""], dtype=cats.dtype))
+    empty = cats.get_loc("")
+    codes = quality.cat.codes.to_numpy()
+    if len(codes):
+        taken = codes[src]
+        codes = np.where(hit & (taken >= 0), taken, empty)
+    else:
+        codes = np.full(len(hit), empty)
+    return pd.Categorical.from_codes(codes, categories=cats)

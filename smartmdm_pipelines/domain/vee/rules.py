@@ -86,7 +86,7 @@ def apply_interval_rules(day: pd.DataFrame, rules: RuleSet, hist_max: tuple | No
     day["r_headend_estimated"] = day["rank"].fillna(0).to_numpy() == 1
     day["r_time_tolerance"] = day["drift_s"].fillna(0).to_numpy() != 0
 
-    outage = day["outage"].to_numpy() | is_power_fail_code(day["source_quality"]).to_numpy()
+    outage = day["outage"].to_numpy() | _power_fail(day["source_quality"])
     day["outage"] = outage
     negative = has_value & (value < 0) & ~day["channel"].isin(CAN_RUN_BACKWARDS).to_numpy()
     day["r_negative"] = negative
@@ -128,6 +128,16 @@ def apply_interval_rules(day: pd.DataFrame, rules: RuleSet, hist_max: tuple | No
         flat &= ~day["source_quality"].isin([DERIVED_QUALITY, SPREAD_QUALITY]).to_numpy()
     day["r_flat_line"] = flat & ~day["channel"].isin(["kwh_received"]).to_numpy()
     return day
+
+
+def _power_fail(quality: pd.Series) -> np.ndarray:
+    """``is_power_fail_code`` per interval; tested once per distinct code of a categorical."""
+    if not isinstance(quality.dtype, pd.CategoricalDtype):
+        return is_power_fail_code(quality).to_numpy(dtype=bool)
+    cats = pd.Series(np.asarray(quality.cat.categories, dtype=object).tolist() + [None], dtype=object)
+    table = is_power_fail_code(cats).to_numpy(dtype=bool)
+    codes = quality.cat.codes.to_numpy()
+    return table[np.where(codes < 0, len(cats) - 1, codes)]
 
 
 def _spike(day: pd.DataFrame, value: np.ndarray, rules: RuleSet) -> np.ndarray:

@@ -12,6 +12,9 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.arrays import ArrowStringArray
 
 from smartmdm_pipelines.domain.timeutil import local_day_bounds
 from smartmdm_pipelines.domain.vee import rules
@@ -26,14 +29,15 @@ from smartmdm_pipelines.domain.vee.day import (
 )
 from smartmdm_pipelines.domain.vee.day_rules import DayContext, day_exceptions
 from smartmdm_pipelines.domain.vee.history import prepare_daily_history
-from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, lookup
+from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, group_bounds, lookup
 from smartmdm_pipelines.domain.vee.prepare import align, expected_grid, resolve_reads
 
 
 def validate_day(inp: DayInputs) -> DayResult:
     start, end = local_day_bounds(inp.day, inp.tz)
     tolerance = inp.config.default.time_tolerance_seconds
-    meter_tz = _meter_zones(inp)
+    latest = _latest_installs(inp)
+    meter_tz = _meter_zones(inp, latest)
     inp.catalog = catalog = Catalog(inp.meters["meter_id"], inp.reads["meter_id"])
     reads = _typed_reads(inp.reads)
     winners, conflicts = resolve_reads(reads, tolerance, inp.tz, meter_tz, catalog)
@@ -42,7 +46,7 @@ def validate_day(inp: DayInputs) -> DayResult:
     frame, outside = align(grid, winners)
     if inp.through_last_read:
         frame = through_last_read(frame)
-    frame = _attach_attributes(frame, inp)
+    frame = _attach_attributes(frame, inp, latest)
     frame["outage"] = _outage_flags(frame, inp.events, catalog)
 
     daily = prepare_daily_history(inp.daily_history, inp.day, inp.holidays)
@@ -76,7 +80,7 @@ def validate_day(inp: DayInputs) -> DayResult:
             *([inp.exceptions] if len(inp.exceptions) else []),
         ]
     )
-    exceptions = pd.concat([_interval_exceptions(frame), *day_level], ignore_index=True)
+    exceptions = pd.concat([_interval_exceptions(frame, catalog), *day_level], ignore_index=True)
     exceptions = _finish_exceptions(exceptions, inp.day, start, end)
     n = len(frame)
     stats = {
@@ -190,18 +194,19 @@ def _typed_reads(reads: pd.DataFrame) -> pd.DataFrame:
     reads = reads.copy(deep=False)  # columns are replaced, never written into
     if not isinstance(reads["interval_end"].dtype, pd.DatetimeTZDtype):
         reads["interval_end"] = pd.to_datetime(reads["interval_end"], utc=True)
-    reads["source_quality"] = reads["source_quality"].fillna("")
+    # a handful of distinct codes for millions of reads: categorical, every test runs per code
+    reads["source_quality"] = reads["source_quality"].fillna("").astype("category")
     return reads
 
 
-def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
+def _attach_attributes(frame: pd.DataFrame, inp: DayInputs, latest: pd.DataFrame | None) -> pd.DataFrame:
     """Meter and service-point attributes per interval, looked up by meter code (categoricals:
     cheap to carry through millions of rows)."""
     catalog = inp.catalog
     per_meter = inp.meters.copy()
     if "role" not in per_meter:
         per_meter["role"] = "customer"
-    per_meter = per_meter.merge(_meter_service_points(inp), on="meter_id", how="left")
+    per_meter = per_meter.merge(_meter_service_points(inp, latest), on="meter_id", how="left")
     per_meter["customer_class"] = per_meter["customer_class"].fillna("none")
     per_meter["role"] = per_meter["role"].fillna("customer")
     per_meter["has_solar"] = per_meter["has_solar"].fillna(False).astype(bool)
@@ -214,8 +219,9 @@ def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     m = frame["sid"].to_numpy() // N_CHANNELS
     for col in ("kind", "commodity", "role", "customer_class", "gas_unit", "service_point_id"):
         values = per_meter[col].astype("object").where(per_meter[col].notna(), None).to_numpy(dtype=object)
-        cats = pd.Index(pd.unique(values[pd.notna(values)]))
-        idx = lookup(m, codes, cats.get_indexer(values).astype("float64"), fill=-1).astype("int64")
+        position, uniques = pd.factorize(values)  # one hash pass; -1 where missing
+        cats = pd.Index(uniques)
+        idx = lookup(m, codes, position.astype("float64"), fill=-1).astype("int64")
         frame[col] = pd.Categorical.from_codes(idx, categories=cats)
     for col in ("multiplier", "dials"):
         frame[col] = lookup(m, codes, per_meter[col].to_numpy(dtype="float64"))
@@ -246,21 +252,26 @@ def _attach_attributes(frame: pd.DataFrame, inp: DayInputs) -> pd.DataFrame:
     return frame.drop(columns=["gas_unit"])
 
 
-def _meter_zones(inp: DayInputs) -> pd.Series:
+def _latest_installs(inp: DayInputs) -> pd.DataFrame | None:
+    """Each meter's last installation (None without installations): computed once per day."""
+    if inp.installs is None or inp.installs.empty:
+        return None
+    return inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
+
+
+def _meter_zones(inp: DayInputs, inst: pd.DataFrame | None) -> pd.Series:
     """meter_id -> IANA time zone of the service point it is (last) installed at."""
     sps = inp.service_points
-    if inp.installs is None or inp.installs.empty or sps is None or "timezone" not in sps:
+    if inst is None or sps is None or "timezone" not in sps:
         return pd.Series(dtype="object")
-    inst = inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
     zones = inst.merge(sps[["service_point_id", "timezone"]], on="service_point_id", how="left")
     return zones.set_index("meter_id")["timezone"].dropna()
 
 
-def _meter_service_points(inp: DayInputs) -> pd.DataFrame:
+def _meter_service_points(inp: DayInputs, inst: pd.DataFrame | None) -> pd.DataFrame:
     cols = ["meter_id", "service_point_id", "customer_class", "has_solar"]
-    if inp.installs is None or inp.installs.empty:
+    if inst is None:
         return pd.DataFrame(columns=cols)
-    inst = inp.installs.sort_values("installed_at").drop_duplicates("meter_id", keep="last")
     sp = inp.service_points
     if sp is None or sp.empty:
         return inst.assign(customer_class=None, has_solar=False)[cols]
@@ -314,48 +325,72 @@ def _outage_flags(frame: pd.DataFrame, events: pd.DataFrame, catalog: Catalog) -
     return flags
 
 
-def _failed_rules(frame: pd.DataFrame) -> np.ndarray:
-    """';'-joined failed rules per interval (None where none failed), built only for the hits."""
-    out = np.full(len(frame), None, dtype=object)
-    hits = {rule: frame[f"r_{rule}"].to_numpy(dtype=bool) for rule in rules.RULES}
-    any_hit = np.zeros(len(frame), dtype=bool)
-    for hit in hits.values():
-        any_hit |= hit
-    rows = np.flatnonzero(any_hit)
-    if len(rows):
-        text = np.full(len(rows), "", dtype=object)
-        for rule, hit in hits.items():
-            sub = hit[rows]
-            text[sub] = text[sub] + ";" + rule
-        out[rows] = [t[1:] for t in text]
-    return out
+def _failed_rules(frame: pd.DataFrame) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """';'-joined failed rules per interval (None where none failed): the text is built once per
+    distinct combination of failed rules and taken per row (Arrow strings when the frame's
+    default string dtype is Arrow-backed, so millions of Python objects are never made)."""
+    names = list(rules.RULES)
+    mask = np.zeros(len(frame), dtype=np.int64)
+    for bit, rule in enumerate(names):
+        mask |= frame[f"r_{rule}"].to_numpy(dtype=bool).astype(np.int64) << bit
+    combos, codes = np.unique(mask, return_inverse=True)
+    texts = [";".join(r for bit, r in enumerate(names) if (int(c) >> bit) & 1) for c in combos]
+    codes = codes.reshape(-1)
+    none = np.flatnonzero(combos == 0)
+    if len(none):
+        codes = np.where(codes == none[0], -1, codes)
+    dtype = pd.Series(["x"]).dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        text = pc.take(pa.array(texts, pa.large_string()), pa.array(codes, mask=codes < 0))
+        return ArrowStringArray(text, dtype=dtype)
+    table = np.asarray(texts + [None], dtype=object)
+    return table[np.where(codes < 0, len(texts), codes)]
 
 
-def _interval_exceptions(frame: pd.DataFrame) -> pd.DataFrame:
-    parts = []
-    for rule, (severity, _, meaning) in rules.RULES.items():
-        if rule in ("time_tolerance", "awaiting_data"):
-            continue
-        hit = frame[frame[f"r_{rule}"]]
-        if hit.empty:
-            continue
-        g = hit.groupby(["meter_id", "channel"], sort=False).agg(
-            period_start=("interval_end", "min"),
-            period_end=("interval_end", "max"),
-            intervals=("interval_end", "size"),
-            low=("value", "min"),
-            high=("value", "max"),
-        )
-        g = g.reset_index()
-        g["rule"], g["severity"] = rule, severity
-        values = np.where(
-            g["high"].notna(),
-            " (values " + g["low"].round(3).astype(str) + " to " + g["high"].round(3).astype(str) + ")",
-            "",
-        )
-        g["detail"] = g["intervals"].astype(str) + " interval(s): " + meaning + values
-        parts.append(g)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EXCEPTION_COLUMNS)
+def _interval_exceptions(frame: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    """One exception row per rule and series with failed intervals (first and last interval end,
+    how many, lowest and highest value), in rule order then series order: one pass over the hits
+    of every rule together, on integer keys."""
+    reported = [r for r in rules.RULES if r not in ("time_tolerance", "awaiting_data")]
+    hits = [np.flatnonzero(frame[f"r_{rule}"].to_numpy(dtype=bool)) for rule in reported]
+    counts = np.array([len(h) for h in hits])
+    if not counts.sum():
+        return pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    rows = np.concatenate(hits)
+    which = np.repeat(np.arange(len(reported)), counts)  # each hit's rule
+    sid = frame["sid"].to_numpy()[rows]
+    key = which * np.int64(catalog.size + 1) + sid
+    if len(key) > 1 and (key[1:] < key[:-1]).any():
+        order = np.argsort(key, kind="stable")
+        rows, which, sid, key = rows[order], which[order], sid[order], key[order]
+    _, starts = group_bounds(key)
+    t = frame["t"].to_numpy()[rows]
+    value = frame["value"].to_numpy(dtype="float64")[rows]
+    with np.errstate(invalid="ignore"):
+        low, high = np.fmin.reduceat(value, starts), np.fmax.reduceat(value, starts)
+    first_rule, first_sid = which[starts], sid[starts]
+    g = pd.DataFrame(
+        {
+            "meter_id": catalog.meter_of(first_sid),
+            "channel": Catalog.channel_of(first_sid),
+            "period_start": pd.to_datetime(np.minimum.reduceat(t, starts), unit="s", utc=True).as_unit("us"),
+            "period_end": pd.to_datetime(np.maximum.reduceat(t, starts), unit="s", utc=True).as_unit("us"),
+            "intervals": np.diff(np.r_[starts, len(rows)]),
+            "low": low,
+            "high": high,
+        }
+    )
+    names = np.asarray(reported, dtype=object)
+    g["rule"] = names[first_rule]
+    g["severity"] = np.asarray([rules.RULES[r][0] for r in reported], dtype=object)[first_rule]
+    meaning = pd.Series(np.asarray([rules.RULES[r][2] for r in reported], dtype=object)[first_rule])
+    values = np.where(
+        g["high"].notna(),
+        " (values " + g["low"].round(3).astype(str) + " to " + g["high"].round(3).astype(str) + ")",
+        "",
+    )
+    g["detail"] = g["intervals"].astype(str) + " interval(s): " + meaning + values
+    return g
 
 
 def _finish_exceptions(
