@@ -64,19 +64,38 @@ class Scope:
         return Scope(self.account_id, points, installs)
 
 
+_SCOPE_SQL = (
+    "SELECT a.service_point_id, a.move_in, a.move_out, sp.timezone, sp.commodity, sp.rate_code, "
+    "sp.billing_cycle, sp.status, i.meter_id, i.installed_at, i.removed_at, i.channels, i.unit, "
+    "i.interval_seconds "
+    "FROM accounts a JOIN service_points sp ON sp.service_point_id = a.service_point_id "
+    "LEFT JOIN (SELECT mi.meter_id, mi.service_point_id, mi.installed_at, mi.removed_at, m.channels, m.unit, "
+    "m.interval_seconds FROM meter_installs mi JOIN meters m ON m.meter_id = mi.meter_id) i "
+    "ON i.service_point_id = a.service_point_id "
+    "WHERE a.account_id = :a ORDER BY a.move_in, a.service_point_id, i.installed_at"
+)
+_POINT_COLS = ["service_point_id", "move_in", "move_out", "timezone", "commodity", "rate_code", "billing_cycle",
+               "status"]  # fmt: skip
+_INSTALL_COLS = ["meter_id", "service_point_id", "installed_at", "removed_at", "channels", "unit",
+                 "interval_seconds"]  # fmt: skip
+
+
 def account_scope(
-    store: Store, account_id: str, service_point_id: str | None = None, meter_id: str | None = None
+    store: Store,
+    account_id: str,
+    service_point_id: str | None = None,
+    meter_id: str | None = None,
+    conn: sa.Connection | None = None,
 ) -> Scope:
-    rows = store.read_frame(
-        "SELECT a.service_point_id, a.move_in, a.move_out, sp.timezone, sp.commodity, sp.rate_code, "
-        "sp.billing_cycle, sp.status FROM accounts a JOIN service_points sp "
-        "ON sp.service_point_id = a.service_point_id WHERE a.account_id = :a ORDER BY a.move_in, a.service_point_id",
-        {"a": account_id},
-    )
+    """The account's service points (by move-in) and the meters installed at them (by install
+    time), in one statement (on ``conn`` when given: a request's reads share one connection)."""
+    rows = store.read_frame(_SCOPE_SQL, {"a": account_id}, conn)
     if service_point_id is not None:
         rows = rows[rows["service_point_id"] == service_point_id]
     if rows.empty:
         raise NotFound(account_id)
+    # one row per (occupancy, install): the occupancies are the distinct account rows
+    occupancies = rows[_POINT_COLS].drop_duplicates(["service_point_id", "move_in", "move_out"])
     points = [
         ServicePoint(
             r.service_point_id,
@@ -88,15 +107,15 @@ def account_scope(
             pd.Timestamp(r.move_in).date(),
             None if pd.isna(r.move_out) else pd.Timestamp(r.move_out).date(),
         )
-        for r in rows.itertuples()
+        for r in occupancies.itertuples()
     ]
-    installs = store.read_frame(
-        "SELECT mi.meter_id, mi.service_point_id, mi.installed_at, mi.removed_at, m.channels, m.unit, "
-        "m.interval_seconds "
-        "FROM meter_installs mi JOIN meters m ON m.meter_id = mi.meter_id "
-        "WHERE mi.service_point_id IN (SELECT unnest(:sp)) ORDER BY mi.installed_at",
-        {"sp": [p.service_point_id for p in points]},
-    )
+    installs = rows.loc[rows["meter_id"].notna(), _INSTALL_COLS]
+    # a service point occupied twice by the account lists its installs once
+    installs = installs.drop_duplicates(["meter_id", "service_point_id", "installed_at", "removed_at"])
+    installs = installs.sort_values("installed_at", kind="stable").reset_index(drop=True)
+    seconds = installs["interval_seconds"]
+    if seconds.notna().all():  # the type a query of the installs alone gives
+        installs["interval_seconds"] = seconds.astype("int64")
     if meter_id is not None:
         installs = installs[installs["meter_id"] == meter_id]
         if installs.empty:
@@ -131,7 +150,12 @@ def check_range(first: dt.date, last: dt.date, resolution: str) -> None:
 
 
 def current_intervals(
-    store: Store, scope: Scope, first: dt.date, last: dt.date, channel: str | None = None
+    store: Store,
+    scope: Scope,
+    first: dt.date,
+    last: dt.date,
+    channel: str | None = None,
+    conn: sa.Connection | None = None,
 ) -> pd.DataFrame:
     """Current versions of the scope's meters in local days ``first``..``last``, clipped to the
     install windows and the account's occupancy. Columns: meter_id, service_point_id, channel,
@@ -168,6 +192,7 @@ def current_intervals(
             "a": a.to_pydatetime(),
             "b": b.to_pydatetime(),
         },
+        conn,
     )
     frame.insert(
         2, "interval_end", pd.to_datetime(frame.pop("end_epoch").astype("int64"), unit="s", utc=True)
@@ -217,7 +242,12 @@ LONGEST_UNKNOWN = 40 * 86400  # a meter without an interval length: reads up to 
 
 
 def hourly_rollup(
-    store: Store, scope: Scope, first: dt.date, last: dt.date, channel: str | None = None
+    store: Store,
+    scope: Scope,
+    first: dt.date,
+    last: dt.date,
+    channel: str | None = None,
+    conn: sa.Connection | None = None,
 ) -> pd.DataFrame | None:
     """The scope's ``usage_hourly`` rows (store/usage_rollup.py) for local days ``first``..``last``
     — columns meter_id, hour_start (epoch s), value_sum, value_count, interval_count,
@@ -243,6 +273,7 @@ def hourly_rollup(
             "lo": (a - pd.Timedelta(seconds=max(int(longest), 3600))).to_pydatetime(),
             "b": b.to_pydatetime(),
         },
+        conn,
     )
     if frame.empty:
         return frame
@@ -271,14 +302,22 @@ def hourly_rollup(
 
 
 def buckets(
-    store: Store, scope: Scope, first: dt.date, last: dt.date, resolution: str
+    store: Store,
+    scope: Scope,
+    first: dt.date,
+    last: dt.date,
+    resolution: str,
+    conn: sa.Connection | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scope's usage per local ``resolution`` bucket (domain/portal/usage.py ``bucket``) and
     the frame it was summed from: the hourly rollup when it can serve (hour, day, month),
     else the current intervals."""
-    if resolution != "interval" and (hours := hourly_rollup(store, scope, first, last)) is not None:
+    if (
+        resolution != "interval"
+        and (hours := hourly_rollup(store, scope, first, last, conn=conn)) is not None
+    ):
         return hours, bucket_hours(hours, resolution, scope.timezone)
-    frame = current_intervals(store, scope, first, last)
+    frame = current_intervals(store, scope, first, last, conn=conn)
     return frame, bucket(frame, resolution, scope.timezone)
 
 
@@ -293,8 +332,9 @@ def usage(
 ) -> dict:
     """The usage document of ``GET /v1/accounts/{id}/usage`` (all items; the router pages)."""
     check_range(first, last, resolution)
-    scope = account_scope(store, account_id, service_point_id, meter_id)
-    frame, items = buckets(store, scope, first, last, resolution)
+    with store.engine.connect() as conn:  # one connection for the request's reads
+        scope = account_scope(store, account_id, service_point_id, meter_id, conn)
+        frame, items = buckets(store, scope, first, last, resolution, conn)
     units = sorted(frame["unit"].dropna().unique().tolist()) if not frame.empty else []
     if len(units) > 1:
         raise BadRequest(
@@ -388,17 +428,17 @@ def hourly_json(
     if store.backend != "postgresql":
         return None
     check_range(first, last, "hour")
-    scope = account_scope(store, account_id, service_point_id, meter_id)
-    inst = scope.installs
-    if inst.empty:
-        return None
-    a, b = local_range(first, last, scope.timezone)
-    if not _whole_hours(scope.timezone, a, b):
-        return None
-    windows = [(m, max(lo, a), b if hi is None else min(hi, b)) for m, _, lo, hi in _windows(scope)]
-    if len({w[0] for w in windows}) < len(windows):
-        return None  # a meter installed twice for the account: the rollup path in pandas sorts it out
-    with store.begin() as conn:
+    with store.begin() as conn:  # one connection for the request's two statements
+        scope = account_scope(store, account_id, service_point_id, meter_id, conn)
+        inst = scope.installs
+        if inst.empty:
+            return None
+        a, b = local_range(first, last, scope.timezone)
+        if not _whole_hours(scope.timezone, a, b):
+            return None
+        windows = [(m, max(lo, a), b if hi is None else min(hi, b)) for m, _, lo, hi in _windows(scope)]
+        if len({w[0] for w in windows}) < len(windows):
+            return None  # a meter installed twice for the account: the rollup path in pandas sorts it out
         # local times are the session's: the account's zone, for this transaction only
         conn.execute(sa.text("SELECT set_config('TimeZone', :tz, true)"), {"tz": scope.timezone})
         row = _hour_json_row(store, conn, windows, inst, a, b, offset, limit)
