@@ -7,7 +7,12 @@ hourly history, a month comparison and a bill-to-date at a target rate.
 The data is generated in the database (``generate_series``), one INSERT … SELECT per chunk of
 accounts; a database of the size asked for is kept with ``--keep-url`` and reused by passing it
 as ``--url``. Aims (issue 13): p95 ≤ 50 ms for the history and ≤ 150 ms for bill-to-date at 200
-requests/s. Nothing here is asserted: it prints what it measured.
+requests/s. Nothing here is asserted: it prints what it measured, with the 1-minute load average
+before and after each scenario.
+
+Bill-to-date memoises the shadow-bill engine on its inputs (services/portal_bill.py): with few
+accounts and a long run most requests are repeats of an account already billed. Run the service
+with ``SMARTMDM_PORTAL_BILL_CACHE=0`` in the environment for the engine on every request.
 """
 
 from __future__ import annotations
@@ -232,9 +237,11 @@ def main() -> None:
                 base = f"http://127.0.0.1:{port}"
                 for kind in [s for s in args.scenarios.split(",") if s]:
                     asyncio.run(load(base, kind, args.accounts, 5, 2, 4))  # warm-up
+                    before = os.getloadavg()[0]
                     report[kind] = asyncio.run(
                         load(base, kind, args.accounts, args.rate, args.seconds, args.concurrency)
                     )
+                    report[kind]["load_average"] = [round(before, 2), round(os.getloadavg()[0], 2)]
                     print(kind, json.dumps(report[kind]), flush=True)
             finally:
                 proc.terminate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -438,6 +439,7 @@ FROM n
 """
 
 
+@lru_cache(maxsize=4096)  # a pure function of its arguments
 def _whole_hours(tz: str, a: pd.Timestamp, b: pd.Timestamp) -> bool:
     """Whether ``tz``'s UTC offsets between ``a`` and ``b`` are whole hours (sampled daily: the
     offsets of real zones change for months, not hours)."""
