@@ -95,25 +95,32 @@ def account_scope(
         rows = rows[rows["service_point_id"] == service_point_id]
     if rows.empty:
         raise NotFound(account_id)
-    # one row per (occupancy, install): the occupancies are the distinct account rows
-    occupancies = rows[_POINT_COLS].drop_duplicates(["service_point_id", "move_in", "move_out"])
-    points = [
-        ServicePoint(
-            r.service_point_id,
-            r.timezone,
-            r.commodity,
-            None if pd.isna(r.rate_code) else r.rate_code,
-            None if pd.isna(r.billing_cycle) else r.billing_cycle,
-            r.status,
-            pd.Timestamp(r.move_in).date(),
-            None if pd.isna(r.move_out) else pd.Timestamp(r.move_out).date(),
+    # one row per (occupancy, install): the occupancies are the distinct account rows (plain
+    # Python over a handful of rows: pandas' own dedupe and sort cost more than the statement)
+    cols = {c: rows[c].tolist() for c in _POINT_COLS}
+    points, seen = [], set()
+    for sp, move_in, move_out, tz, commodity, rate_code, cycle, status in zip(*cols.values(), strict=True):
+        if (key := (sp, move_in, move_out)) in seen:
+            continue
+        seen.add(key)
+        points.append(
+            ServicePoint(
+                sp,
+                tz,
+                commodity,
+                None if pd.isna(rate_code) else rate_code,
+                None if pd.isna(cycle) else cycle,
+                status,
+                pd.Timestamp(move_in).date(),
+                None if pd.isna(move_out) else pd.Timestamp(move_out).date(),
+            )
         )
-        for r in occupancies.itertuples()
-    ]
     installs = rows.loc[rows["meter_id"].notna(), _INSTALL_COLS]
-    # a service point occupied twice by the account lists its installs once
-    installs = installs.drop_duplicates(["meter_id", "service_point_id", "installed_at", "removed_at"])
-    installs = installs.sort_values("installed_at", kind="stable").reset_index(drop=True)
+    if len(points) > 1:
+        # a service point occupied twice by the account lists its installs once; by install time
+        installs = installs.drop_duplicates(["meter_id", "service_point_id", "installed_at", "removed_at"])
+        installs = installs.sort_values("installed_at", kind="stable")
+    installs = installs.reset_index(drop=True)  # one occupancy: already by install time (ORDER BY)
     seconds = installs["interval_seconds"]
     if seconds.notna().all():  # the type a query of the installs alone gives
         installs["interval_seconds"] = seconds.astype("int64")
