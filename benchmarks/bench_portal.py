@@ -7,7 +7,12 @@ hourly history, a month comparison and a bill-to-date at a target rate.
 The data is generated in the database (``generate_series``), one INSERT … SELECT per chunk of
 accounts; a database of the size asked for is kept with ``--keep-url`` and reused by passing it
 as ``--url``. Aims (issue 13): p95 ≤ 50 ms for the history and ≤ 150 ms for bill-to-date at 200
-requests/s. Nothing here is asserted: it prints what it measured.
+requests/s. Nothing here is asserted: it prints what it measured, with the 1-minute load average
+before and after each scenario.
+
+Bill-to-date memoises the shadow-bill engine on its inputs (services/portal_bill.py): with few
+accounts and a long run most requests are repeats of an account already billed. Run the service
+with ``SMARTMDM_PORTAL_BILL_CACHE=0`` in the environment for the engine on every request.
 """
 
 from __future__ import annotations
@@ -199,6 +204,51 @@ async def load(base: str, kind: str, accounts: int, rate: float, seconds: float,
     }
 
 
+def cpu_per_request(url: str, accounts: int, n: int = 80) -> dict:
+    """In process, without HTTP: the CPU one request costs (this process + its PostgreSQL backend,
+    read from /proc) and its wall time, over ``n`` accounts per kind. CPU time depends far less on
+    what else the machine runs than latency does; 2 cores / CPU per request bounds the rate."""
+    import datetime as dt
+
+    from smartmdm_pipelines.services import portal_usage
+    from smartmdm_pipelines.services.portal_bill import bill_to_date
+
+    store = Store(url, migrate_schema=False)
+    with store.engine.connect() as conn:  # one request at a time: the pool's one connection
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def backend_cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    kinds = {
+        "history": lambda a: portal_usage.hourly_json(
+            store, f"A{a}", dt.date(YEAR, 1, 1), dt.date(YEAR, 12, 31)
+        ),
+        "bill_to_date": lambda a: bill_to_date(store, f"A{a}", dt.date(YEAR, 12, 15)),
+        "bill_to_date_again": lambda a: bill_to_date(store, f"A{a}", dt.date(YEAR, 12, 15)),
+    }
+    out: dict = {"load_average": round(os.getloadavg()[0], 2)}
+    try:
+        for kind, fn in kinds.items():
+            for a in range(accounts, max(accounts - 10, 0), -1):  # warm the process (pool, tariff parse)
+                fn(a)
+            p0, g0, w0 = time.process_time(), backend_cpu(), time.perf_counter()
+            for a in range(1, min(n, accounts) + 1):
+                fn(a)
+            k = min(n, accounts)
+            out[kind] = {
+                "python_cpu_ms": round((time.process_time() - p0) * 1000 / k, 1),
+                "postgresql_cpu_ms": round((backend_cpu() - g0) * 1000 / k, 1),
+                "wall_ms": round((time.perf_counter() - w0) * 1000 / k, 1),
+            }
+        out["one_connection"] = store.engine.pool.checkedin() == 1
+    finally:
+        store.dispose()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--accounts", type=int, default=100_000)
@@ -209,6 +259,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="smartmdm serve --workers (HTTP processes)")
     p.add_argument("--url", help="an existing PostgreSQL store (generated data is reused)")
     p.add_argument("--keep-url", action="store_true", help="keep the generated database and print its URL")
+    p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="no HTTP load: CPU per request in process (this process + its PostgreSQL backend)",
+    )
     p.add_argument("--pg-admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
     args = p.parse_args()
     import tempfile
@@ -225,6 +280,10 @@ def main() -> None:
     try:
         report["data"] = generate(url, args.accounts)
         print(json.dumps(report["data"]), flush=True)
+        if args.cpu:
+            report["cpu_per_request"] = cpu_per_request(url, args.accounts)
+            print(json.dumps(report), flush=True)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             port = free_port()
             proc = start_service(url, port, Path(tmp), args.workers)
@@ -232,9 +291,11 @@ def main() -> None:
                 base = f"http://127.0.0.1:{port}"
                 for kind in [s for s in args.scenarios.split(",") if s]:
                     asyncio.run(load(base, kind, args.accounts, 5, 2, 4))  # warm-up
+                    before = os.getloadavg()[0]
                     report[kind] = asyncio.run(
                         load(base, kind, args.accounts, args.rate, args.seconds, args.concurrency)
                     )
+                    report[kind]["load_average"] = [round(before, 2), round(os.getloadavg()[0], 2)]
                     print(kind, json.dumps(report[kind]), flush=True)
             finally:
                 proc.terminate()

@@ -140,13 +140,16 @@ async def get_usage(
 
 def _compare(store, account_id, first, last, against, service_point_id):
     portal_usage.check_range(first, last, "hour")
-    scope = portal_usage.account_scope(store, account_id, service_point_id)
-    if first < portal_usage.EARLIEST + dt.timedelta(days=800):  # room for the baseline period
-        raise BadRequest(f"'from' ({first}) must be after {portal_usage.EARLIEST + dt.timedelta(days=800)}")
-    b_first, b_last = baseline_range(first, last, against)
+    with store.engine.connect() as conn:  # one connection for the request's reads
+        scope = portal_usage.account_scope(store, account_id, service_point_id, conn=conn)
+        if first < portal_usage.EARLIEST + dt.timedelta(days=800):  # room for the baseline period
+            raise BadRequest(
+                f"'from' ({first}) must be after {portal_usage.EARLIEST + dt.timedelta(days=800)}"
+            )
+        b_first, b_last = baseline_range(first, last, against)
+        cur = portal_usage.buckets(store, scope, first, last, "hour", conn)[1]
+        base = portal_usage.buckets(store, scope, b_first, b_last, "hour", conn)[1]
     tz = scope.timezone
-    cur = portal_usage.buckets(store, scope, first, last, "hour")[1]
-    base = portal_usage.buckets(store, scope, b_first, b_last, "hour")[1]
     unit = scope.installs["unit"].iloc[0] if not scope.installs.empty else None
     return {
         "account_id": account_id,

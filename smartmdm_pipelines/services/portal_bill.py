@@ -6,16 +6,28 @@ projected from like days (domain/portal/projection.py).
 The period is the service point's billing cycle that contains ``as_of`` (``billing_cycles``),
 else the calendar month. The engine bills per calendar month, so a period across two months
 is the sum of its two prorated month bills; every line says which month it belongs to.
+
+The engine's results are memoised per process on the *content* of their inputs (the tariff row,
+the zone, the period's end and the usage series read fresh on every request): a second request
+with the same to-date usage skips both engine runs, and a new interval version (a changed or
+added value, status or hour) changes the key, so nothing is ever served stale and nothing needs
+invalidating. ``$SMARTMDM_PORTAL_BILL_CACHE`` entries (default 4096, 0: off; a few kB each).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from smartmdm_pipelines.domain.billing.numbers import cents
 from smartmdm_pipelines.domain.billing.shadow_bill import shadow_bill
@@ -34,12 +46,15 @@ from smartmdm_pipelines.services.portal_usage import (
 from smartmdm_pipelines.store.store import Store
 
 
-def billing_period(store: Store, sp: ServicePoint, as_of: dt.date) -> tuple[dt.date, dt.date]:
+def billing_period(
+    store: Store, sp: ServicePoint, as_of: dt.date, conn: sa.Connection | None = None
+) -> tuple[dt.date, dt.date]:
     if sp.billing_cycle:
         rows = store.read_frame(
             "SELECT period_start, period_end FROM billing_cycles WHERE cycle_id = :c "
             "AND period_start <= :d AND period_end >= :d ORDER BY period_start DESC LIMIT 1",
             {"c": sp.billing_cycle, "d": as_of},
+            conn,
         )
         if not rows.empty:
             return pd.Timestamp(rows["period_start"].iloc[0]).date(), pd.Timestamp(
@@ -50,7 +65,7 @@ def billing_period(store: Store, sp: ServicePoint, as_of: dt.date) -> tuple[dt.d
     return first, last
 
 
-def tariff_row(store: Store, rate_code: str | None, day: dt.date):
+def tariff_row(store: Store, rate_code: str | None, day: dt.date, conn: sa.Connection | None = None):
     if not rate_code:
         return None
     rows = store.read_frame(
@@ -58,6 +73,7 @@ def tariff_row(store: Store, rate_code: str | None, day: dt.date):
         "WHERE rate_code = :r AND effective_from <= :d AND (effective_to IS NULL OR effective_to > :d) "
         "ORDER BY effective_from DESC LIMIT 1",
         {"r": rate_code, "d": day},
+        conn,
     )
     return None if rows.empty else rows.iloc[0]
 
@@ -99,12 +115,14 @@ def _parsed(rate_code: str, urdb_json: str, tz: str):
     return parse_urdb(json.loads(urdb_json), source=rate_code, tz=tz)
 
 
-def _period_usage(store: Store, scope, first: dt.date, last: dt.date, row) -> PeriodUsage:
+def _period_usage(
+    store: Store, scope, first: dt.date, last: dt.date, row, conn: sa.Connection | None = None
+) -> PeriodUsage:
     """The period's usage to bill: hourly sums from the rollup when the tariff has no demand
     charges, the rollup can serve (portal_usage.hourly_rollup) and every hour is whole, else the
     current intervals."""
     if row is not None and _no_demand(row):
-        hours = hourly_rollup(store, scope, first, last)
+        hours = hourly_rollup(store, scope, first, last, conn=conn)
         # whole hours only (every interval of the hour stored, all present or all missing): then the
         # bill and the like-day projection of the hourly sums equal those of the intervals
         whole = (
@@ -127,7 +145,7 @@ def _period_usage(store: Store, scope, first: dt.date, last: dt.date, row) -> Pe
                 int(hours["estimated_count"].sum()),
                 "rollup",
             )
-    frame = current_intervals(store, scope, first, last)
+    frame = current_intervals(store, scope, first, last, conn=conn)
     if frame.empty:
         return PeriodUsage(None)
     seconds = int(frame["interval_seconds"].mode().iloc[0])
@@ -142,14 +160,80 @@ def _period_usage(store: Store, scope, first: dt.date, last: dt.date, row) -> Pe
     )
 
 
+@dataclass(frozen=True)
+class _Priced:
+    """What the engine gives a service point's period: the to-date bill (each month's total and
+    its lines with their month) and the projected bill's total and usage."""
+
+    to_totals: tuple[float, ...]
+    to_lines: tuple[tuple[dict, str], ...]
+    proj_total: float
+    proj_usage: float
+
+
+_PRICED: OrderedDict[bytes, _Priced] = OrderedDict()
+_PRICED_LOCK = threading.Lock()
+
+
+def _cache_size() -> int:
+    return int(os.environ.get("SMARTMDM_PORTAL_BILL_CACHE") or 4096)
+
+
+def _key(row, tz: str, usage: pd.DataFrame, seconds: int, unit: str, end: pd.Timestamp) -> bytes:
+    """A digest of everything :func:`_price` reads: equal digests, equal results."""
+    h = hashlib.blake2b(digest_size=32)
+    fields = [
+        row[c] for c in ("rate_code", "holidays", "netting", "demand_method", "billing_unit", "urdb_json")
+    ]
+    h.update(repr((fields, tz, int(seconds), unit, end.value)).encode())
+    ends = pd.DatetimeIndex(usage["interval_end"]).tz_convert("UTC").as_unit("ns").asi8
+    h.update(np.ascontiguousarray(ends, dtype="int64").tobytes())
+    h.update(np.ascontiguousarray(usage["kwh"].to_numpy(dtype="float64")).tobytes())
+    return h.digest()
+
+
+def _price(row, tz: str, usage: pd.DataFrame, seconds: int, unit: str, end: pd.Timestamp) -> _Priced:
+    """The to-date bill of ``usage`` and the bill of it plus the rest of the period to ``end``
+    projected from like days (memoised on the inputs' content, see the module's docstring)."""
+    size = _cache_size()
+    key = _key(row, tz, usage, seconds, unit, end) if size > 0 else b""
+    if size > 0:
+        with _PRICED_LOCK:
+            hit = _PRICED.get(key)
+            if hit is not None:
+                _PRICED.move_to_end(key)
+                return hit
+    bills = _bill(row, tz, usage.fillna({"kwh": 0.0}), seconds, unit)
+    rest = project(usage, end, seconds, tz)
+    full = pd.concat([usage.fillna({"kwh": 0.0}), rest], ignore_index=True)
+    projected = _bill(row, tz, full, seconds, unit)
+    priced = _Priced(
+        tuple(b.total for b in bills),
+        tuple((line.to_dict(), b.month) for b in bills for line in b.lines),
+        sum(b.total for b in projected),
+        float(full["kwh"].sum()),
+    )
+    if size > 0:
+        with _PRICED_LOCK:
+            _PRICED[key] = priced
+            while len(_PRICED) > size:
+                _PRICED.popitem(last=False)
+    return priced
+
+
 def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) -> dict:
     if as_of is not None and not EARLIEST <= as_of <= LATEST:
         raise BadRequest(f"'as_of' ({as_of}) must be between {EARLIEST} and {LATEST}")
-    scope = account_scope(store, account_id)
+    with store.engine.connect() as conn:  # one connection for the request's reads
+        return _bill_to_date(store, conn, account_id, as_of)
+
+
+def _bill_to_date(store: Store, conn: sa.Connection, account_id: str, as_of: dt.date | None) -> dict:
+    scope = account_scope(store, account_id, conn=conn)
     current = [p for p in scope.points if p.move_out is None] or scope.points[-1:]
     tz = current[0].timezone
     as_of = as_of or pd.Timestamp.now(tz=tz).date()
-    period_start, period_end = billing_period(store, current[0], as_of)
+    period_start, period_end = billing_period(store, current[0], as_of, conn)
     doc: dict = {
         "account_id": account_id,
         "as_of": as_of.isoformat(),
@@ -164,8 +248,8 @@ def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) ->
     to_total, proj_total, proj_ok = 0.0, 0.0, True
     for sp in current:
         sp_scope = scope.only(sp.service_point_id)  # no second read of the account
-        row = tariff_row(store, sp.rate_code, period_start)
-        read = _period_usage(store, sp_scope, period_start, min(as_of, period_end), row)
+        row = tariff_row(store, sp.rate_code, period_start, conn)
+        read = _period_usage(store, sp_scope, period_start, min(as_of, period_end), row, conn)
         entry = {
             "service_point_id": sp.service_point_id,
             "rate_code": sp.rate_code,
@@ -183,21 +267,17 @@ def bill_to_date(store: Store, account_id: str, as_of: dt.date | None = None) ->
             proj_ok = False
             continue
         usage, seconds, unit, estimated = read.usage, read.seconds, read.unit, read.estimated
-        for b in _bill(row, sp.timezone, usage.fillna({"kwh": 0.0}), seconds, unit):
-            to_total += b.total
-            for line in b.lines:
-                doc["to_date"]["lines"].append(
-                    line.to_dict() | {"month": b.month, "service_point_id": sp.service_point_id}
-                )
+        end = local_range(period_end, period_end, sp.timezone)[1]
+        priced = _price(row, sp.timezone, usage, seconds, unit, end)
+        for total in priced.to_totals:
+            to_total += total
+        for line, month in priced.to_lines:
+            doc["to_date"]["lines"].append(line | {"month": month, "service_point_id": sp.service_point_id})
         doc["to_date"]["usage"] += float(usage["kwh"].sum())
         doc["to_date"]["unit"] = unit
         entry["estimated_intervals"] = estimated
-        end = local_range(period_end, period_end, sp.timezone)[1]
-        rest = project(usage, end, seconds, sp.timezone)
-        full = pd.concat([usage.fillna({"kwh": 0.0}), rest], ignore_index=True)
-        bills = _bill(row, sp.timezone, full, seconds, unit)
-        proj_total += sum(b.total for b in bills)
-        doc["projected"]["usage"] = (doc["projected"]["usage"] or 0.0) + float(full["kwh"].sum())
+        proj_total += priced.proj_total
+        doc["projected"]["usage"] = (doc["projected"]["usage"] or 0.0) + priced.proj_usage
     doc["to_date"]["total"] = cents(to_total)
     doc["to_date"]["usage"] = round(doc["to_date"]["usage"], 6)
     if proj_ok:

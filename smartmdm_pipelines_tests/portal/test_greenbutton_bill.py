@@ -136,3 +136,31 @@ def test_bill_to_date_uses_the_billing_cycle(api):
     doc = c.get("/v1/accounts/A1/bill-to-date?as_of=2024-11-05", headers=token("customer", "A1")).json()
     assert (doc["period_start"], doc["period_end"]) == ("2024-10-20", "2024-11-18")
     assert {line["month"] for line in doc["to_date"]["lines"]} == {"2024-10", "2024-11"}
+
+
+def test_bill_to_date_memo_follows_the_usage(api, monkeypatch):
+    """The engine's results are memoised on the usage read: a repeat is served from the memo with
+    the same document, and a new version (same hour count, another value) is billed afresh."""
+    from smartmdm_pipelines.services import portal_bill
+
+    _, m1, store = api
+    runs = []
+    real = portal_bill._bill
+    monkeypatch.setattr(portal_bill, "_bill", lambda *a: runs.append(1) or real(*a))
+    as_of = dt.date(2024, 11, 10)
+    first = portal_bill.bill_to_date(store, "A1", as_of)
+    n = len(runs)
+    assert n in (0, 2)  # 0: an earlier test of this process billed the same usage
+    assert portal_bill.bill_to_date(store, "A1", as_of) == first and len(runs) == n  # served from the memo
+    monkeypatch.setenv("SMARTMDM_PORTAL_BILL_CACHE", "0")
+    assert portal_bill.bill_to_date(store, "A1", as_of) == first and len(runs) == n + 2  # the engine agrees
+    monkeypatch.delenv("SMARTMDM_PORTAL_BILL_CACHE")
+    local = m1["interval_end"].dt.tz_convert(TZ)
+    add_version(store, m1[local.dt.strftime("%Y-%m-%d %H") == "2024-11-05 18"], "edited", 3.0)
+    after = portal_bill.bill_to_date(store, "A1", as_of)
+    assert len(runs) == n + 4  # a new key: both bills computed again
+    assert after["to_date"]["total"] > first["to_date"]["total"]
+    assert after["to_date"]["usage"] == pytest.approx(first["to_date"]["usage"] + 12.0 - sum(
+        m1[local.dt.strftime("%Y-%m-%d %H") == "2024-11-05 18"]["value"]), rel=1e-9)  # fmt: skip
+    monkeypatch.setenv("SMARTMDM_PORTAL_BILL_CACHE", "0")
+    assert portal_bill.bill_to_date(store, "A1", as_of) == after

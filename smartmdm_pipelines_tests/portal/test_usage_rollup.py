@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -327,3 +328,65 @@ def test_migration_0007_backfills_an_existing_store(store: Store) -> None:
         assert not sa.inspect(conn).has_table("usage_hourly")
     migrate.upgrade(store.engine)
     assert_rollup_current(store)
+
+
+def test_the_hourly_json_of_two_meters_equals_the_general_path(postgres_url: str, monkeypatch) -> None:
+    """An exchange on the hour: two meters in the account's window, so the grouped statement (not
+    the one-meter one) builds the items; they equal the general path's."""
+    store = Store(postgres_url)
+    try:
+        m1 = seed(store, with_tariffs=False)
+        exchange = pd.Timestamp("2024-11-02T15:00Z")
+        store.execute("UPDATE meter_installs SET removed_at = :t WHERE meter_id = 'M1'", {"t": exchange})
+        store.execute(
+            "INSERT INTO meter_installs (meter_id, service_point_id, installed_at, multiplier) "
+            "VALUES ('M2', 'SP-1', :t, 1)",
+            {"t": exchange},
+        )
+        local = m1["interval_end"].dt.tz_convert(TZ)
+        add_version(store, m1[local.dt.strftime("%Y-%m-%d %H") == "2024-10-31 01"].iloc[:3], "estimated", 2.5)
+        statements = []
+        real = portal_usage.Store.read_frame
+        monkeypatch.setattr(
+            portal_usage.Store,
+            "read_frame",
+            lambda self, sql, *a, **k: statements.append(sql) or real(self, sql, *a, **k),
+        )
+        first, last = dt.date(2024, 10, 30), dt.date(2024, 11, 5)
+        doc, total, items = portal_usage.hourly_json(store, "A1", first, last)
+        assert portal_usage._HOUR_JSON_SQL in statements
+        general = portal_usage.usage(store, "A1", first, last, "hour")
+        from smartmdm_pipelines.server.portal import _items
+
+        assert total == 7 * 24 + 1
+        assert orjson.loads("[" + items + "]") == _items(general["items"], TZ)
+        assert {i["status"] for i in _items(general["items"], TZ)} == {"actual", "estimated"}
+        # the one-meter statement serves A2 (one meter, one channel)
+        statements.clear()
+        assert portal_usage.hourly_json(store, "A2", first, last) is not None
+        assert portal_usage._HOUR_JSON_ONE_METER_SQL in statements
+    finally:
+        store.dispose()
+
+
+def test_the_statements_value_text_is_the_numeric_round(postgres_url: str) -> None:
+    """The value's JSON skips the numeric round where it cannot change the text: the same text as
+    ``round(CAST(v AS numeric), 6)`` for whole, short, long, tiny, huge and special values."""
+    rng = np.random.default_rng(13)
+    values = [0.0, -0.0, 1.0, -1.0, 0.1, 0.30000000000000004, 0.0000005, -0.0000005, 0.0000015, 1e-7, 2.5e-6,
+              1e15, 1e16, 123456789012345678.0, 1e-300, 1e300, 100.0, 123456789.123456, 12345678.1234567,
+              float("nan"), float("inf"), float("-inf")]  # fmt: skip
+    values += list(rng.uniform(0, 10, 2000)) + list(np.round(rng.uniform(0, 5, 2000), 3) * 3)
+    values += list(rng.uniform(-1e12, 1e12, 500)) + list(np.round(rng.uniform(0, 1000, 500), 7))
+    store = Store(postgres_url)
+    try:
+        rows = store.read_frame(
+            f"SELECT {portal_usage._VALUE_SQL} AS fast, "
+            "CAST(CAST(round(CAST(v AS numeric), 6) AS double precision) AS text) AS exact "
+            "FROM (SELECT v, CAST(v AS text) AS t FROM unnest(CAST(:v AS double precision[])) v) x",
+            {"v": [float(v) for v in values]},
+        )
+    finally:
+        store.dispose()
+    assert len(rows) == len(values)
+    assert (rows["fast"] == rows["exact"]).all(), rows[rows["fast"] != rows["exact"]].head()

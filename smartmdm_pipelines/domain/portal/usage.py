@@ -9,6 +9,7 @@ ending: an interval belongs to the bucket its start falls in.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ _RANK = {"actual": 0, "edited": 1, "estimated": 2, "missing": 3}
 _NAMES = {v: k for k, v in _RANK.items()}
 
 
+@lru_cache(maxsize=4096)  # a pure function of its arguments, asked for on every portal request
 def local_range(first: dt.date, last: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """UTC instants of local midnight at ``first`` and after ``last`` (``last`` inclusive)."""
     days = pd.DatetimeIndex([pd.Timestamp(first), pd.Timestamp(last) + pd.Timedelta(days=1)])
