@@ -168,15 +168,18 @@ def output_digest(store) -> str:
 
     sha = hashlib.sha256()
     for sql in (
-        "SELECT meter_id, channel, interval_end, version, round(value, 9) AS value, status, failed_rules, "
+        "SELECT meter_id, channel, interval_end, version, value, status, failed_rules, "
         "estimation_method, espi_quality, iec_quality, source_file_id, source_line, created_by, unit "
         "FROM intervals ORDER BY meter_id, channel, interval_end, version",
         "SELECT exception_id, meter_id, channel, rule, severity, intervals, detail, period_start, period_end, "
         "status FROM vee_exceptions ORDER BY exception_id",
-        "SELECT meter_id, channel, read_day, round(total, 9) AS total, intervals, valid_intervals, "
+        "SELECT meter_id, channel, read_day, total, intervals, valid_intervals, "
         "estimated_intervals FROM daily_usage ORDER BY meter_id, channel, read_day",
     ):
         frame = store.read_frame(sql, via_arrow=True)
+        for column in ("value", "total"):  # rounded here: PostgreSQL has no round(double, digits)
+            if column in frame:
+                frame[column] = frame[column].astype("float64").round(9)
         sha.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return sha.hexdigest()[:16]
 
