@@ -3,16 +3,25 @@
   `segments` (a relation or CTE name shaped like bill_segments), joined to their segment and
   TOU slot. `interval_filter` narrows the intervals read (e.g. to system-peak instants).
   Restricting to the segments first keeps the subsets (net billing, rolling demand,
-  coincident peaks) from re-reading the whole period.
+  coincident peaks) from re-reading the whole period; `every_segment=true` (billing-ready usage:
+  the segments are the whole period's) skips that semi-join, which the join to the installs
+  does anyway.
+
+  The read days are bounded by the segments' first and last day (± 1, interval ends are UTC):
+  on DuckDB a join (its bounds become a filter on the scan), on PostgreSQL scalar subqueries,
+  whose values prune the monthly partitions of `intervals` when the query runs.
 
   Current version: the `current_intervals` macro (the store's definition, written for dbt).
 #}
-{% macro segment_intervals(segments, interval_filter='1 = 1') %}
-    with seg_meters as (
+{% macro segment_intervals(segments, interval_filter='1 = 1', every_segment=false) %}
+    with
+    {%- if not every_segment %}
+    seg_meters as (
         select distinct mi.meter_id
         from {{ ref('stg_meter_installs') }} as mi
         inner join {{ segments }} as s0 on s0.service_point_id = mi.service_point_id
     ),
+    {%- endif %}
 
     bounds as (
         select min(segment_start) - 1 as d0, max(segment_end) + 1 as d1 from {{ segments }}
@@ -22,8 +31,16 @@
         select
             i.meter_id, i.channel, i.interval_end, i.version, i.interval_seconds, i.value, i.status
         from {{ ref('stg_intervals') }} as i
+        {%- if target.type == 'postgres' %}
+        where i.read_day between (select d0 from bounds) and (select d1 from bounds)
+        {%- else %}
         inner join bounds as b on i.read_day between b.d0 and b.d1
-        where i.meter_id in (select meter_id from seg_meters) and {{ interval_filter }}
+        where 1 = 1
+        {%- endif %}
+            {%- if not every_segment %}
+            and i.meter_id in (select meter_id from seg_meters)
+            {%- endif %}
+            and {{ interval_filter }}
     ),
 
     current_rows as (
