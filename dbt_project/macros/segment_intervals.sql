@@ -45,6 +45,34 @@
 
     current_rows as (
         {{ current_intervals('window_rows') }}
+    ),
+
+    -- the installs of interval meters at the segments' service points, with the unit factor:
+    -- small (installs × segments), so every interval joins once, on its meter (DuckDB builds it
+    -- first; PostgreSQL's planner may still join meters per interval: it underestimates the
+    -- period's intervals, and materialising this CTE made it hash the intervals instead)
+    meter_segments as (
+        select
+            mi.meter_id,
+            mi.installed_at,
+            mi.removed_at,
+            s.segment_id,
+            s.account_id,
+            s.service_point_id,
+            s.cycle_id,
+            s.period_start,
+            s.segment_start,
+            s.calendar_id,
+            s.window_start,
+            s.window_end,
+            coalesce(c.factor, 1) as factor
+        from {{ ref('stg_meter_installs') }} as mi
+        inner join {{ ref('stg_meters') }} as m
+            on m.meter_id = mi.meter_id and m.kind not in ('manual', 'amr')
+        inner join {{ segments }} as s
+            on s.service_point_id = mi.service_point_id
+        left join {{ ref('unit_conversions') }} as c
+            on c.from_unit = m.unit and c.to_unit = s.billing_unit
     )
 
     select
@@ -60,25 +88,19 @@
         i.interval_seconds,
         i.value,
         i.status,
-        i.value * coalesce(c.factor, 1) as billed_quantity,
+        i.value * s.factor as billed_quantity,
         t.local_date,
         t.month,
         t.energy_period,
         t.demand_period
     from current_rows as i
-    inner join {{ ref('stg_meter_installs') }} as mi
-        on mi.meter_id = i.meter_id
-        and i.interval_end > mi.installed_at
-        and (mi.removed_at is null or i.interval_end <= mi.removed_at)
-    inner join {{ ref('stg_meters') }} as m
-        on m.meter_id = i.meter_id and m.kind not in ('manual', 'amr')
-    inner join {{ segments }} as s
-        on s.service_point_id = mi.service_point_id
+    inner join meter_segments as s
+        on s.meter_id = i.meter_id
+        and i.interval_end > s.installed_at
+        and (s.removed_at is null or i.interval_end <= s.removed_at)
         and i.interval_end > s.window_start
         and i.interval_end <= s.window_end
     inner join {{ ref('tou_slots') }} as t
         on t.calendar_id = s.calendar_id
         and t.slot_key = cast(floor(({{ epoch_s('i.interval_end') }} - i.interval_seconds) / 900) as bigint)
-    left join {{ ref('unit_conversions') }} as c
-        on c.from_unit = m.unit and c.to_unit = s.billing_unit
 {% endmacro %}
