@@ -7,9 +7,11 @@
   the segments are the whole period's) skips that semi-join, which the join to the installs
   does anyway.
 
-  The read days are bounded by the segments' first and last day (± 1, interval ends are UTC):
-  on DuckDB a join (its bounds become a filter on the scan), on PostgreSQL scalar subqueries,
-  whose values prune the monthly partitions of `intervals` when the query runs.
+  The read days are bounded by the period's segments' first and last day (± 1, interval ends
+  are UTC), as literal dates read from bill_segments when the model is compiled (it is built by
+  then): the scan filters them (DuckDB skips row groups by their min/max, PostgreSQL prunes the
+  monthly partitions of `intervals` and estimates the rows it reads). Without bill_segments (a
+  compile by hand) the bounds are a subquery.
 
   Current version: the `current_intervals` macro (the store's definition, written for dbt).
 #}
@@ -23,19 +25,21 @@
     ),
     {%- endif %}
 
+    {%- set days = read_day_bounds() %}
+    {%- if days is none %}
     bounds as (
-        select min(segment_start) - 1 as d0, max(segment_end) + 1 as d1 from {{ segments }}
+        select min(segment_start) - 1 as d0, max(segment_end) + 1 as d1 from {{ ref('bill_segments') }}
     ),
+    {%- endif %}
 
     window_rows as not materialized (
         select
             i.meter_id, i.channel, i.interval_end, i.version, i.interval_seconds, i.value, i.status
         from {{ ref('stg_intervals') }} as i
-        {%- if target.type == 'postgres' %}
+        {%- if days is none %}
         where i.read_day between (select d0 from bounds) and (select d1 from bounds)
         {%- else %}
-        inner join bounds as b on i.read_day between b.d0 and b.d1
-        where 1 = 1
+        where i.read_day between cast('{{ days[0] }}' as date) and cast('{{ days[1] }}' as date)
         {%- endif %}
             {%- if not every_segment %}
             and i.meter_id in (select meter_id from seg_meters)
@@ -103,4 +107,21 @@
     inner join {{ ref('tou_slots') }} as t
         on t.calendar_id = s.calendar_id
         and t.slot_key = cast(floor(({{ epoch_s('i.interval_end') }} - i.interval_seconds) / 900) as bigint)
+{% endmacro %}
+
+{# The first and last read day of the built period's segments, ± 1 (strings), or none when
+   bill_segments does not exist yet or is empty. #}
+{% macro read_day_bounds() %}
+    {%- if execute -%}
+        {%- set seg = ref('bill_segments') -%}
+        {%- set rel = adapter.get_relation(database=seg.database, schema=seg.schema, identifier=seg.identifier) -%}
+        {%- if rel is not none -%}
+            {%- set res = run_query(
+                "select cast(min(segment_start) - 1 as varchar), cast(max(segment_end) + 1 as varchar) from " ~ rel) -%}
+            {%- if res.rows[0][0] is not none -%}
+                {{ return((res.rows[0][0], res.rows[0][1])) }}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(none) }}
 {% endmacro %}
