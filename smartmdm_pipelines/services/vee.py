@@ -65,9 +65,11 @@ def _read_large(
     return store.read_frame(sql, params, conn, via_arrow=True)
 
 
-def _only(meters: list[str] | None) -> str:
-    """The SQL restricting a query to the meters of an incremental run (none: every meter)."""
-    return "" if meters is None else " AND meter_id IN (SELECT unnest(:meters))"
+def _only(
+    store: Store, meters: list[str] | None, column: str = "meter_id", otherwise: str | None = None
+) -> str:
+    """`` AND column`` is one of ``:meters`` ("" when None): store/sql_filters.py's condition."""
+    return "" if meters is None else f" AND {in_list(store.backend, column, otherwise=otherwise)}"
 
 
 @contextlib.contextmanager
@@ -537,15 +539,15 @@ def _write_versions(
     }
     # the chunk's or shard's meters as a list filter, never a join: just after a chunk's INSERT the
     # day's statistics are stale and a join turns quadratic (store/sql_filters.py)
-    staged_meters = f'meter_id IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
-    only = "" if meters is None else f" AND {in_list(store.backend, otherwise=staged_meters)}"
+    staged = f'IN (SELECT DISTINCT meter_id FROM "{_STAGE_VAL}")'
+    only = _only(store, meters, otherwise=f"meter_id {staged}")
     # per interval of the day: the current version (c) and the latest the validation wrote (v)
     source = "intervals i"
     if keys_only:  # only the versions of the staged intervals (index on meter, channel, end)
         source += f' JOIN "{_STAGE_VAL}" k ON i.meter_id = k.meter_id AND i.channel = k.channel AND i.interval_end = k.interval_end'
         only_i = ""
     else:
-        only_i = only.replace(" AND meter_id", " AND i.meter_id", 1)
+        only_i = _only(store, meters, "i.meter_id", otherwise=f"i.meter_id {staged}")
     ranked = (
         "SELECT i.meter_id, i.channel, i.interval_end, i.version, i.value, i.status, i.created_by, "
         "i.failed_rules, i.source_file_id, i.billed, "
@@ -646,7 +648,7 @@ def _write_exceptions(
     """Refresh the day's open exceptions (of ``meters`` only, when given); keep operators'
     decisions; resolve what is no longer found."""
     existing = store.read_frame(
-        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(meters)}",
+        f"SELECT * FROM vee_exceptions WHERE read_day = :day{_only(store, meters)}",
         {"day": day, "meters": meters},
         conn,
     )

@@ -17,7 +17,7 @@ import pandas as pd
 
 from smartmdm_pipelines.domain.timeutil import interval_ends
 from smartmdm_pipelines.domain.vee.keys import CHANNEL_ORDER, N_CHANNELS, Catalog, epoch, lookup
-from smartmdm_pipelines.domain.vee.quality import source_quality_rank
+from smartmdm_pipelines.domain.vee.quality import per_category, source_quality_rank
 
 KEY = ["meter_id", "channel", "interval_end"]
 IKEY = ["sid", "t"]
@@ -240,10 +240,7 @@ def _quality_rank(quality: pd.Series, value: pd.Series) -> np.ndarray:
     categorical (a day holds a handful of codes for millions of reads)."""
     if not isinstance(quality.dtype, pd.CategoricalDtype):
         return source_quality_rank(quality, value)
-    cats = pd.Series(np.asarray(quality.cat.categories, dtype=object).tolist() + [None], dtype=object)
-    table = source_quality_rank(cats, pd.Series(np.zeros(len(cats))))  # ranks with a value
-    codes = quality.cat.codes.to_numpy()
-    rank = table[np.where(codes < 0, len(cats) - 1, codes)]
+    rank = per_category(quality, lambda codes: source_quality_rank(codes, pd.Series(np.zeros(len(codes)))))
     return np.where(value.isna().to_numpy(), 2, rank)
 
 

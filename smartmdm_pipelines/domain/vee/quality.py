@@ -73,3 +73,15 @@ def is_power_fail_code(source_quality: pd.Series) -> pd.Series:
     """Head-end codes meaning the interval saw a power failure (IEC x.2.32, 'PF', 'PO')."""
     q = source_quality.fillna("").astype("str").str.upper()
     return q.str.contains(r"(?:^|\.)2\.32$|^PF|^PO|POWER", regex=True)
+
+
+def per_category(codes: pd.Series, test) -> np.ndarray:
+    """``test`` (a function of a Series of codes returning one value per code) per row of
+    ``codes``, evaluated once per distinct code when ``codes`` is a categorical (a day holds a
+    handful of source-quality codes for millions of reads); a missing code is tested as None."""
+    if not isinstance(codes.dtype, pd.CategoricalDtype):
+        return np.asarray(test(codes))
+    cats = pd.Series(np.asarray(codes.cat.categories, dtype=object).tolist() + [None], dtype=object)
+    table = np.asarray(test(cats))
+    index = codes.cat.codes.to_numpy()
+    return table[np.where(index < 0, len(cats) - 1, index)]

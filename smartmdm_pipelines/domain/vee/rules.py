@@ -14,7 +14,7 @@ import pandas as pd
 from smartmdm_pipelines.domain.readings import DERIVED_QUALITY, SPREAD_QUALITY
 from smartmdm_pipelines.domain.vee.config import MAX_PER_HOUR, RuleSet
 from smartmdm_pipelines.domain.vee.keys import group_bounds, lookup
-from smartmdm_pipelines.domain.vee.quality import is_power_fail_code
+from smartmdm_pipelines.domain.vee.quality import is_power_fail_code, per_category
 from smartmdm_pipelines.domain.vee.runs import equal_value_runs, group_starts, run_lengths
 
 SERIES = ["meter_id", "channel"]
@@ -132,12 +132,7 @@ def apply_interval_rules(day: pd.DataFrame, rules: RuleSet, hist_max: tuple | No
 
 def _power_fail(quality: pd.Series) -> np.ndarray:
     """``is_power_fail_code`` per interval; tested once per distinct code of a categorical."""
-    if not isinstance(quality.dtype, pd.CategoricalDtype):
-        return is_power_fail_code(quality).to_numpy(dtype=bool)
-    cats = pd.Series(np.asarray(quality.cat.categories, dtype=object).tolist() + [None], dtype=object)
-    table = is_power_fail_code(cats).to_numpy(dtype=bool)
-    codes = quality.cat.codes.to_numpy()
-    return table[np.where(codes < 0, len(cats) - 1, codes)]
+    return per_category(quality, is_power_fail_code).astype(bool)
 
 
 def _spike(day: pd.DataFrame, value: np.ndarray, rules: RuleSet) -> np.ndarray:
